@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, transaction
+
+from audit import log as audit
+from audit.chain import verify_chain
+from audit.events import EventType
+from audit.log import GENESIS_HASH
+from audit.models import AuditEvent
+from tests.conftest import on_postgres
+
+pytestmark = pytest.mark.django_db
+
+
+def write_events(n: int, actor=None) -> list[AuditEvent]:
+    return [
+        audit.record(
+            EventType.CONFIG_CHANGED, actor=actor, target_id=i, details={"n": i, "名字": "值"}
+        )
+        for i in range(n)
+    ]
+
+
+def test_each_event_links_to_the_previous_one(cast):
+    first, second, third = write_events(3, actor=cast.admin)
+    assert first.prev_hash == GENESIS_HASH  # the fixtures write no events
+    assert second.prev_hash == first.hash
+    assert third.prev_hash == second.hash
+    assert third.actor_name == "admin"
+
+
+def test_verify_confirms_an_untouched_chain(cast):
+    write_events(5, actor=cast.manager)
+    report = verify_chain()
+    assert report.intact
+    assert report.events_checked == AuditEvent.objects.count()
+    assert report.last_good_id == AuditEvent.objects.order_by("-id").first().pk
+
+
+def test_the_database_refuses_to_update_an_event():
+    (event,) = write_events(1)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(details={"n": 999})
+    event.refresh_from_db()
+    assert event.details["n"] == 0
+
+
+def test_the_database_refuses_to_delete_an_event():
+    (event,) = write_events(1)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).delete()
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_raw_sql_cannot_change_the_log_either():
+    (event,) = write_events(1)
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE audit_auditevent SET actor_name = 'mallory' WHERE id = %s", [event.pk]
+        )
+
+
+def _tamper(sql: str, params: list) -> None:
+    """Change a row behind the application's back, as a database superuser could."""
+    with connection.cursor() as cursor:
+        if on_postgres():
+            cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_append_only")
+            cursor.execute(sql, params)
+            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_append_only")
+        else:
+            cursor.execute("DROP TRIGGER audit_event_no_update")
+            cursor.execute("DROP TRIGGER audit_event_no_delete")
+            cursor.execute(sql, params)
+
+
+def test_verify_names_an_event_changed_behind_the_applications_back():
+    events = write_events(6)
+    victim = events[3]
+    _tamper(
+        "UPDATE audit_auditevent SET details = %s WHERE id = %s",
+        ['{"n": 42, "名字": "值"}', victim.pk],
+    )
+    report = verify_chain()
+    assert not report.intact
+    assert report.broken_id == victim.pk
+    assert report.last_good_id == events[2].pk
+    assert "content" in report.reason
+
+
+def test_verify_names_the_event_after_a_deleted_one():
+    events = write_events(5)
+    _tamper("DELETE FROM audit_auditevent WHERE id = %s", [events[2].pk])
+    report = verify_chain()
+    assert not report.intact
+    assert report.broken_id == events[3].pk
+    assert "link" in report.reason
+
+
+def test_audit_verify_command_reports_intact_and_broken(capsys):
+    events = write_events(3)
+    call_command("audit_verify")
+    assert "intact" in capsys.readouterr().out
+    _tamper("UPDATE audit_auditevent SET actor_name = 'mallory' WHERE id = %s", [events[1].pk])
+    with pytest.raises(CommandError, match=f"BROKEN at event {events[1].pk}"):
+        call_command("audit_verify")
+
+
+def test_verify_job_records_its_outcome():
+    from audit.jobs import verify_audit_chain
+
+    write_events(2)
+    outcome = verify_audit_chain()
+    assert outcome["intact"] is True
+    event = AuditEvent.objects.order_by("-id").first()
+    assert event.event_type == EventType.CHAIN_VERIFIED
+    assert event.details["events_checked"] == outcome["events_checked"]
