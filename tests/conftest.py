@@ -1,0 +1,186 @@
+"""Shared fixtures: a small company and the cast that every permission test needs.
+
+Company (director, admin, security, auditor)
+├── East region (manager)
+│   └── Hangzhou store (staff, customer chats)
+│       └── Hangzhou warehouse team
+└── South region (manager2)
+    └── Shenzhen store (staff2)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from retention.models import Conversation, ConversationKind, Department, Member
+from retention.roles import Role, ensure_role_groups
+from retention.store import NewMessage, add_messages, create_conversation
+
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass
+class Org:
+    company: Department
+    east: Department
+    hangzhou: Department
+    warehouse: Department
+    south: Department
+    shenzhen: Department
+
+
+@dataclass
+class Cast:
+    admin: Member
+    security: Member
+    auditor: Member
+    director: Member
+    manager: Member
+    manager2: Member
+    staff: Member
+    staff2: Member
+    warehouse_staff: Member
+
+
+def make_member(username: str, department: Department, *roles: Role) -> Member:
+    from django.contrib.auth.models import Group
+
+    ensure_role_groups()  # transactional tests flush the groups the migration made
+    member = Member.objects.create_user(
+        username=username, password=PASSWORD, department=department, display_name=username.title()
+    )
+    member.groups.set(Group.objects.filter(name__in=[str(r) for r in roles]))
+    return member
+
+
+@pytest.fixture
+def org(db) -> Org:
+    company = Department.objects.create(name="Company")
+    east = Department.objects.create(name="East region", parent=company)
+    hangzhou = Department.objects.create(name="Hangzhou store", parent=east)
+    warehouse = Department.objects.create(name="Hangzhou warehouse", parent=hangzhou)
+    south = Department.objects.create(name="South region", parent=company)
+    shenzhen = Department.objects.create(name="Shenzhen store", parent=south)
+    return Org(company, east, hangzhou, warehouse, south, shenzhen)
+
+
+@pytest.fixture
+def cast(org: Org) -> Cast:
+    return Cast(
+        admin=make_member("admin", org.company, Role.ADMIN),
+        security=make_member("security", org.company, Role.SECURITY),
+        auditor=make_member("auditor", org.company, Role.AUDITOR),
+        director=make_member("director", org.company, Role.MANAGER),
+        manager=make_member("manager", org.east, Role.MANAGER),
+        manager2=make_member("manager2", org.south, Role.MANAGER),
+        staff=make_member("staff", org.hangzhou, Role.STAFF),
+        staff2=make_member("staff2", org.shenzhen, Role.STAFF),
+        warehouse_staff=make_member("warehouse", org.warehouse, Role.STAFF),
+    )
+
+
+def make_chat(
+    department: Department,
+    participants: list[Member],
+    bodies: list[str],
+    *,
+    kind: str = ConversationKind.GROUP,
+    title: str = "",
+) -> Conversation:
+    conversation = create_conversation(
+        kind=kind,
+        title=title or f"{department.name} chat",
+        department=department,
+        participants=participants,
+    )
+    start = timezone.now() - timedelta(days=1)
+    sender = participants[0] if participants else None
+    add_messages(
+        conversation,
+        [
+            NewMessage(
+                sender=sender,
+                sender_name=sender.username if sender else "customer",
+                sent_at=start + timedelta(minutes=i),
+                body=body,
+            )
+            for i, body in enumerate(bodies)
+        ],
+    )
+    return conversation
+
+
+@pytest.fixture
+def chats(org: Org, cast: Cast) -> dict[str, Conversation]:
+    """One conversation per interesting place in the tree."""
+    return {
+        "hangzhou": make_chat(
+            org.hangzhou, [cast.staff], ["亲，在的", "订单已发货"], kind=ConversationKind.CUSTOMER
+        ),
+        "warehouse": make_chat(org.warehouse, [cast.warehouse_staff], ["今天盘点"]),
+        "shenzhen": make_chat(org.shenzhen, [cast.staff2], ["深圳店早会"]),
+        "company": make_chat(org.company, [cast.director, cast.admin], ["全员通知"]),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _static_files_without_collectstatic(settings):
+    # Production serves hashed files after collectstatic; tests serve the sources.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+def on_postgres() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+def services_or_skip() -> None:
+    """Tests of the real queue and the browser need PostgreSQL and Redis. On a developer's
+    machine without them they skip; in CI (CI=true) a missing service is a failure."""
+    missing = []
+    if not on_postgres():
+        missing.append("DATABASE_URL=postgres://…")
+    if not os.environ.get("REDIS_URL"):
+        missing.append("REDIS_URL=redis://…")
+    if missing:
+        message = "needs " + " and ".join(missing) + " (./qingli test sets both)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def redis_queue_connection():
+    """The real Redis behind RQ_QUEUES, emptied before and after the test."""
+    import django_rq
+
+    services_or_skip()
+    connection = django_rq.get_connection("default")
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the test database, for worker processes started by a test."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import base64
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+
+from audit.events import EventType
+from audit.models import AuditEvent
+from retention import crypto
+from retention.actions import do_destroy_conversation_key
+from retention.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
+from retention.models import DataKey, Message
+from retention.store import NewAttachment, read_attachment, read_body, store_attachment
+from tests.conftest import make_chat
+
+pytestmark = pytest.mark.django_db
+
+BODY = "收货地址：浙江省杭州市西湖区文三路 398 号 2 幢 301 室，电话 13800138000"
+
+
+@pytest.fixture
+def chat(org, cast):
+    return make_chat(org.hangzhou, [cast.staff], [BODY, "好的，已登记"])
+
+
+def test_bodies_are_stored_encrypted_and_read_back(chat):
+    message = Message.objects.filter(conversation=chat).order_by("id").first()
+    raw = bytes(message.body)
+    assert BODY.encode() not in raw
+    assert b"13800138000" not in raw
+    assert read_body(ConversationCipher.for_conversation(chat), message) == BODY
+
+
+def test_each_conversation_has_its_own_key(org, cast, chat):
+    other = make_chat(org.hangzhou, [cast.staff], ["另一个会话"])
+    assert bytes(DataKey.objects.get(conversation=chat).wrapped_key) != bytes(
+        DataKey.objects.get(conversation=other).wrapped_key
+    )
+    # A ciphertext moved into another conversation does not decrypt there.
+    stolen = Message.objects.filter(conversation=chat).first().body
+    with pytest.raises(DecryptionError):
+        ConversationCipher.for_conversation(other).decrypt(stolen)
+
+
+def test_attachment_bytes_are_encrypted_in_storage(chat):
+    cipher = ConversationCipher.for_conversation(chat)
+    message = Message.objects.filter(conversation=chat).first()
+    content = "发票抬头：杭州清风电商有限公司".encode()
+    attachment = store_attachment(
+        chat, cipher, message, NewAttachment("发票.txt", content, "text/plain")
+    )
+    with attachment.file.open("rb") as handle:
+        assert content not in handle.read()
+    assert read_attachment(cipher, attachment) == content
+
+
+def test_destroying_the_key_makes_every_copy_unreadable(chat, cast):
+    message = Message.objects.filter(conversation=chat).first()
+    backup_of_row = bytes(message.body)  # as a database backup would hold it
+
+    assert do_destroy_conversation_key(chat, actor=cast.admin, reason="test wipe") is True
+
+    key = DataKey.objects.get(conversation=chat)
+    assert key.wrapped_key is None
+    assert key.destroyed_at is not None
+    with pytest.raises(KeyDestroyedError):
+        ConversationCipher.for_conversation(chat)
+    # The old row is still ciphertext nobody can open: no key material is left anywhere.
+    assert BODY.encode() not in backup_of_row
+    event = AuditEvent.objects.get(event_type=EventType.CONVERSATION_KEY_DESTROYED)
+    assert event.target_id == str(chat.pk)
+    assert event.actor_name == "admin"
+    # Destroying twice changes nothing and records nothing more.
+    assert do_destroy_conversation_key(chat, actor=cast.admin, reason="again") is False
+    assert AuditEvent.objects.filter(event_type=EventType.CONVERSATION_KEY_DESTROYED).count() == 1
+
+
+def test_only_an_admin_or_a_system_job_destroys_keys(chat, cast):
+    for member in (cast.manager, cast.security, cast.auditor, cast.staff):
+        with pytest.raises(PermissionDenied):
+            do_destroy_conversation_key(chat, actor=member, reason="no")
+    assert DataKey.objects.get(conversation=chat).wrapped_key is not None
+    assert do_destroy_conversation_key(chat, actor=None, reason="approved wipe") is True
+
+
+def test_a_different_master_key_cannot_unwrap(chat, settings):
+    settings.QINGLI_MASTER_KEY = base64.b64encode(b"\x01" * 32).decode()
+    crypto.master_key.cache_clear()
+    try:
+        with pytest.raises(DecryptionError):
+            ConversationCipher.for_conversation(chat)
+    finally:
+        settings.QINGLI_MASTER_KEY = None
+        crypto.master_key.cache_clear()
+
+
+@pytest.mark.parametrize("bad", ["not base64!", base64.b64encode(b"short").decode()])
+def test_a_malformed_master_key_is_refused_with_a_clear_message(settings, bad):
+    settings.QINGLI_MASTER_KEY = bad
+    crypto.master_key.cache_clear()
+    try:
+        with pytest.raises(ImproperlyConfigured, match="QINGLI_MASTER_KEY"):
+            crypto.master_key()
+    finally:
+        settings.QINGLI_MASTER_KEY = None
+        crypto.master_key.cache_clear()
+
+
+def test_zero_setup_generates_a_local_master_key(settings, tmp_path, capsys):
+    settings.QINGLI_MASTER_KEY = None
+    settings.QINGLI_MASTER_KEY_FILE = tmp_path / "master.key"
+    crypto.master_key.cache_clear()
+    try:
+        key = crypto.master_key()
+        assert len(key) == 32
+        assert (tmp_path / "master.key").exists()
+        assert "generated a local master key" in capsys.readouterr().err
+    finally:
+        crypto.master_key.cache_clear()
