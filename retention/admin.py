@@ -1,0 +1,109 @@
+"""Django admin for configuration, open to members with the admin role only.
+
+Every change made here is written to the audit log as well as Django's own admin log.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Group
+from django.utils.translation import gettext_lazy as _
+
+from audit import log as audit
+from audit.events import EventType
+from retention.models import Conversation, Department, Member
+from retention.roles import Role
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Configuration is the admin role's job: the role, not per-model permissions, opens it."""
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.has_role(Role.ADMIN)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_role(Role.ADMIN)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.has_role(Role.ADMIN)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.has_role(Role.ADMIN)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.has_role(Role.ADMIN)
+
+    def log_addition(self, request, obj, message):
+        self._audit(request, EventType.CONFIG_ADDED, obj, message)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        self._audit(request, EventType.CONFIG_CHANGED, obj, message)
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:
+            self._audit(request, EventType.CONFIG_DELETED, obj, [])
+        return super().log_deletions(request, queryset)
+
+    def _audit(self, request, event_type, obj, message) -> None:
+        audit.record(
+            event_type,
+            actor=request.user,
+            target=obj,
+            department_id=getattr(obj, "department_id", None),
+            ip_address=audit.client_ip(request),
+            details={"object": str(obj), "change": message},
+        )
+
+
+@admin.register(Department)
+class DepartmentAdmin(AuditedAdmin):
+    list_display = ["indented_name", "parent", "depth"]
+    search_fields = ["name"]
+    ordering = ["path"]
+
+    @admin.display(description=_("name"), ordering="path")
+    def indented_name(self, obj: Department) -> str:
+        return f"{'— ' * obj.depth}{obj.name}"
+
+
+@admin.register(Member)
+class MemberAdmin(AuditedAdmin, UserAdmin):
+    list_display = ["username", "display_name", "department", "role_list", "is_active"]
+    list_filter = ["groups", "is_active", "department"]
+    search_fields = ["username", "display_name", "email"]
+    fieldsets = [
+        *UserAdmin.fieldsets,
+        (_("Qingli"), {"fields": ["display_name", "department"]}),
+    ]
+    add_fieldsets = [
+        *UserAdmin.add_fieldsets,
+        (_("Qingli"), {"fields": ["display_name", "department", "groups"]}),
+    ]
+
+    @admin.display(description=_("roles"))
+    def role_list(self, obj: Member) -> str:
+        return ", ".join(sorted(obj.roles))
+
+
+@admin.register(Conversation)
+class ConversationAdmin(AuditedAdmin):
+    """Metadata only: bodies are encrypted and never shown here."""
+
+    list_display = ["title", "kind", "department", "external_party", "last_message_at"]
+    list_filter = ["kind"]
+    search_fields = ["title", "external_party"]
+    fields = ["title", "kind", "department", "external_party"]
+    readonly_fields = ["kind"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # conversations come in through ingest and import
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # deletion goes through requests and approvals, never through here
+
+
+# Roles are fixed groups; they are granted on the member page, not edited as groups.
+admin.site.unregister(Group)

@@ -1,0 +1,150 @@
+"""Read API for the store and sessions. Thin: selectors decide what the caller sees."""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from retention import selectors
+from retention.actions import do_record_failed_sign_in, do_record_sign_in
+from retention.api.serializers import (
+    ConversationDetailSerializer,
+    ConversationSerializer,
+    DepartmentSerializer,
+    MeSerializer,
+    MessageSerializer,
+    TokenRequestSerializer,
+    TokenSerializer,
+)
+from retention.crypto import ConversationCipher, KeyDestroyedError
+from retention.forms import ConversationFilterForm
+from retention.models import Conversation, Department, Message
+
+
+class TokenThrottle(AnonRateThrottle):
+    scope = "token"
+
+
+class ObtainTokenView(APIView):
+    """Exchange a username and password for an API token (audited either way)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [TokenThrottle]
+
+    @extend_schema(request=TokenRequestSerializer, responses={200: TokenSerializer})
+    def post(self, request: Request) -> Response:
+        form = TokenRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        member = authenticate(
+            request._request,
+            username=form.validated_data["username"],
+            password=form.validated_data["password"],
+        )
+        if member is None:
+            do_record_failed_sign_in(
+                username=form.validated_data["username"], request=request._request, via="api"
+            )
+            return Response(
+                {"detail": "Username or password is not correct."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        token, _ = Token.objects.get_or_create(user=member)
+        do_record_sign_in(member=member, request=request._request, via="api")
+        return Response({"token": token.key})
+
+
+class MeView(APIView):
+    @extend_schema(responses=MeSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(MeSerializer(request.user).data)
+
+
+class DepartmentListView(generics.ListAPIView):
+    """The part of the department tree the caller may see."""
+
+    serializer_class = DepartmentSerializer
+    queryset = Department.objects.none()  # for the schema; requests use get_queryset
+
+    def get_queryset(self):
+        return selectors.departments_for(self.request.user).order_by("path")
+
+
+CONVERSATION_FILTERS = [
+    OpenApiParameter("department", OpenApiTypes.INT),
+    OpenApiParameter("include_subdepartments", OpenApiTypes.BOOL),
+    OpenApiParameter("kind", OpenApiTypes.STR, enum=["direct", "group", "customer"]),
+    OpenApiParameter("since", OpenApiTypes.DATE),
+    OpenApiParameter("until", OpenApiTypes.DATE),
+    OpenApiParameter("sensitivity", OpenApiTypes.INT, enum=[0, 1, 2]),
+    OpenApiParameter("q", OpenApiTypes.STR, description="Title, customer or participant"),
+]
+
+
+class ConversationListView(generics.ListAPIView):
+    serializer_class = ConversationSerializer
+    queryset = Conversation.objects.none()  # for the schema; requests use get_queryset
+
+    @extend_schema(parameters=CONVERSATION_FILTERS)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        form = ConversationFilterForm(self.request.query_params, viewer=self.request.user)
+        if not form.is_valid():
+            raise ValidationError(form.errors.get_json_data())
+        return selectors.conversation_list(self.request.user, **form.selector_kwargs())
+
+
+def visible_conversation(request: Request, conversation_id: int) -> Conversation:
+    """The conversation if the caller may see it; a 404 otherwise, the same as a missing one."""
+    return get_object_or_404(
+        selectors.conversations_for(request.user).select_related("department"),
+        pk=conversation_id,
+    )
+
+
+class ConversationDetailView(APIView):
+    @extend_schema(responses=ConversationDetailSerializer)
+    def get(self, request: Request, conversation_id: int) -> Response:
+        conversation = visible_conversation(request, conversation_id)
+        conversation.participant_count = conversation.participant_set.count()
+        conversation.message_count = conversation.messages.count()
+        conversation.can_read_bodies = selectors.can_read_bodies(request.user, conversation)
+        conversation.key_destroyed = not conversation.data_key.wrapped_key
+        return Response(ConversationDetailSerializer(conversation).data)
+
+
+class ConversationMessagesView(generics.ListAPIView):
+    """Messages oldest first; ``body`` is null where the caller may not read it."""
+
+    serializer_class = MessageSerializer
+    queryset = Message.objects.none()  # for the schema; requests use get_queryset
+
+    def get_queryset(self):
+        self.conversation = visible_conversation(self.request, self.kwargs["conversation_id"])
+        return selectors.messages_of(self.conversation)
+
+    def get_serializer(self, *args, **kwargs):
+        bodies = self._bodies(args[0]) if args else {}  # no args: schema generation
+        kwargs["context"] = {**self.get_serializer_context(), "bodies": bodies}
+        return MessageSerializer(*args, **kwargs)
+
+    def _bodies(self, messages) -> dict[int, str]:
+        if not selectors.can_read_bodies(self.request.user, self.conversation):
+            return {}
+        try:
+            cipher = ConversationCipher.for_conversation(self.conversation)
+        except KeyDestroyedError:
+            return {}
+        return {m.pk: cipher.decrypt_text(m.body) for m in messages}

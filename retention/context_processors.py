@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from retention.roles import Role
+
+
+def navigation(request: HttpRequest) -> dict:
+    """Which sections the signed-in member's roles open, for the navigation bar."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav": {}}
+    return {
+        "nav": {
+            "is_admin": user.has_role(Role.ADMIN),
+            "is_auditor": user.has_role(Role.AUDITOR),
+            "is_manager": user.has_role(Role.MANAGER),
+            "is_security": user.has_role(Role.SECURITY),
+            "role_names": [Role(r).label for r in sorted(user.roles) if r in Role.values],
+        }
+    }

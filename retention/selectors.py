@@ -1,0 +1,151 @@
+"""Reads shared by pages and the API. Every one takes the viewer and applies their scope,
+so no page can forget it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+
+from retention.models import Conversation, Department, Member, Message, Sensitivity
+from retention.roles import Role
+
+# Roles that see every conversation's metadata (titles, participants, counts), for
+# configuration, holds and audit; they read bodies only where they take part.
+COMPANY_WIDE_ROLES = (Role.ADMIN, Role.SECURITY, Role.AUDITOR)
+
+
+def managed_department_paths(viewer: Member) -> list[str]:
+    """Subtree roots the viewer manages (a manager's authority is their department's subtree)."""
+    if viewer.has_role(Role.MANAGER) and viewer.department_id:
+        return [viewer.department.path]
+    return []
+
+
+def departments_for(viewer: Member) -> QuerySet[Department]:
+    if viewer.has_role(*COMPANY_WIDE_ROLES):
+        return Department.objects.all()
+    paths = managed_department_paths(viewer)
+    if paths:
+        return Department.objects.filter(path__startswith=paths[0])
+    if viewer.department_id:
+        return Department.objects.filter(pk=viewer.department_id)
+    return Department.objects.none()
+
+
+def conversations_for(viewer: Member) -> QuerySet[Conversation]:
+    """Conversations the viewer may see at all; anything else is a 404."""
+    if not viewer.is_authenticated:
+        return Conversation.objects.none()
+    if viewer.has_role(*COMPANY_WIDE_ROLES):
+        return Conversation.objects.all()
+    scope = Q(participant__member=viewer)
+    for path in managed_department_paths(viewer):
+        scope |= Q(department__path__startswith=path)
+    # A subquery of ids keeps the outer query free of join duplicates.
+    return Conversation.objects.filter(pk__in=Conversation.objects.filter(scope).values("pk"))
+
+
+def can_read_bodies(viewer: Member, conversation: Conversation) -> bool:
+    """Participants and the managers of the conversation's department read message bodies;
+    company-wide roles see metadata only (auditors too, unless policy allows)."""
+    if conversation.participant_set.filter(member=viewer).exists():
+        return True
+    department_path = conversation.department.path
+    if any(department_path.startswith(p) for p in managed_department_paths(viewer)):
+        return True
+    return bool(viewer.has_role(Role.AUDITOR) and settings.QINGLI_AUDITOR_READS_BODIES)
+
+
+def conversation_list(
+    viewer: Member,
+    *,
+    department: Department | None = None,
+    include_subdepartments: bool = True,
+    kind: str = "",
+    since=None,
+    until=None,
+    sensitivity: int | None = None,
+    text: str = "",
+) -> QuerySet[Conversation]:
+    """The conversation browser's query: the viewer's scope, then the filters."""
+    qs = conversations_for(viewer).select_related("department")
+    if department is not None:
+        if include_subdepartments:
+            qs = qs.filter(department__path__startswith=department.path)
+        else:
+            qs = qs.filter(department=department)
+    if kind:
+        qs = qs.filter(kind=kind)
+    if since is not None:
+        qs = qs.filter(last_message_at__gte=since)
+    if until is not None:
+        qs = qs.filter(last_message_at__lt=until)
+    if sensitivity is not None:
+        qs = qs.filter(
+            pk__in=Message.objects.filter(sensitivity__gte=sensitivity).values("conversation_id")
+        )
+    if text:
+        qs = qs.filter(
+            Q(title__icontains=text)
+            | Q(external_party__icontains=text)
+            | Q(participant__member__username__icontains=text)
+            | Q(participant__member__display_name__icontains=text)
+        ).distinct()
+    return qs.annotate(participant_count=Count("participant", distinct=True)).order_by(
+        "-last_message_at", "-id"
+    )
+
+
+def messages_of(conversation: Conversation) -> QuerySet[Message]:
+    return (
+        Message.objects.filter(conversation=conversation)
+        .order_by("sent_at", "id")
+        .annotate(attachment_count=Count("attachments"))
+    )
+
+
+def dashboard_summary(viewer: Member) -> dict:
+    """The counts at the top of every dashboard, within the viewer's scope."""
+    visible = conversations_for(viewer)
+    mine = Conversation.objects.filter(participant__member=viewer)
+    return {
+        "my_conversations": mine.count(),
+        "visible_conversations": visible.count(),
+        "departments": departments_for(viewer).count(),
+        "high_conversations": visible.filter(
+            pk__in=Message.objects.filter(sensitivity=Sensitivity.HIGH).values("conversation_id")
+        ).count(),
+        "recent": visible.select_related("department").order_by("-last_message_at", "-id")[:8],
+    }
+
+
+def department_stats(viewer: Member) -> list[dict]:
+    """Per department of the manager's subtree: conversations, messages, high-sensitivity
+    messages and bytes. Two aggregate queries, whatever the volume."""
+    departments = list(departments_for(viewer).order_by("path"))
+    ids = [d.pk for d in departments]
+    conversations = dict(
+        Conversation.objects.filter(department_id__in=ids)
+        .values_list("department_id")
+        .annotate(n=Count("id"))
+    )
+    messages = {
+        row["conversation__department_id"]: row
+        for row in Message.objects.filter(conversation__department_id__in=ids)
+        .values("conversation__department_id")
+        .annotate(
+            n=Count("id"),
+            high=Count("id", filter=Q(sensitivity=Sensitivity.HIGH)),
+            bytes=Sum("body_bytes"),
+        )
+    }
+    return [
+        {
+            "department": d,
+            "conversations": conversations.get(d.pk, 0),
+            "messages": messages.get(d.pk, {}).get("n", 0),
+            "high": messages.get(d.pk, {}).get("high", 0),
+            "bytes": messages.get(d.pk, {}).get("bytes") or 0,
+        }
+        for d in departments
+    ]

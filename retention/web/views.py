@@ -1,0 +1,108 @@
+"""Browser pages. Thin: forms validate, selectors read, actions write."""
+
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from audit.selectors import recent_events
+from retention import selectors
+from retention.actions import do_record_failed_sign_in, do_record_sign_in, do_record_sign_out
+from retention.crypto import ConversationCipher, KeyDestroyedError
+from retention.forms import ConversationFilterForm
+from retention.roles import Role
+
+CONVERSATIONS_PER_PAGE = 25
+MESSAGES_PER_PAGE = 50
+
+
+class SignInView(auth_views.LoginView):
+    redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        do_record_sign_in(member=form.get_user(), request=self.request)
+        return response
+
+    def form_invalid(self, form):
+        username = form.data.get("username", "")
+        if username:
+            do_record_failed_sign_in(username=username, request=self.request)
+        return super().form_invalid(form)
+
+
+class SignOutView(auth_views.LogoutView):
+    def post(self, request, *args, **kwargs):
+        if request.user.is_authenticated:
+            do_record_sign_out(member=request.user, request=request)
+        return super().post(request, *args, **kwargs)
+
+
+@require_GET
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    viewer = request.user
+    context = {"summary": selectors.dashboard_summary(viewer)}
+    if viewer.has_role(Role.MANAGER):
+        context["department_stats"] = selectors.department_stats(viewer)
+    if viewer.has_role(Role.AUDITOR, Role.ADMIN):
+        context["recent_events"] = recent_events(limit=10)
+    return render(request, "retention/dashboard.html", context)
+
+
+@require_GET
+@login_required
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    form = ConversationFilterForm(request.GET or None, viewer=request.user)
+    if form.is_bound and not form.is_valid():
+        conversations = selectors.conversation_list(request.user).none()
+    elif form.is_bound:
+        conversations = selectors.conversation_list(request.user, **form.selector_kwargs())
+    else:
+        conversations = selectors.conversation_list(request.user)
+    page = Paginator(conversations, CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "retention/conversation_list.html",
+        {"form": form, "page": page, "query": query.urlencode()},
+    )
+
+
+@require_GET
+@login_required
+def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = get_object_or_404(
+        selectors.conversations_for(request.user).select_related("department"),
+        pk=conversation_id,
+    )
+    page = Paginator(selectors.messages_of(conversation), MESSAGES_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    can_read = selectors.can_read_bodies(request.user, conversation)
+    key_destroyed = False
+    bodies: dict[int, str] = {}
+    if can_read:
+        try:
+            cipher = ConversationCipher.for_conversation(conversation)
+            bodies = {m.pk: cipher.decrypt_text(m.body) for m in page}
+        except KeyDestroyedError:
+            key_destroyed = True
+    rows = [(message, bodies.get(message.pk)) for message in page]
+    return render(
+        request,
+        "retention/conversation_detail.html",
+        {
+            "conversation": conversation,
+            "participants": conversation.participants.order_by("username"),
+            "page": page,
+            "rows": rows,
+            "can_read": can_read,
+            "key_destroyed": key_destroyed,
+        },
+    )

@@ -1,0 +1,79 @@
+"""The queue: real RQ workers on real Redis, and the zero-setup in-process worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import django_rq
+import pytest
+import redis
+from rq import Queue
+
+from audit.events import EventType
+from audit.jobs import verify_audit_chain
+from audit.models import AuditEvent
+from retention.queue import _POOL, start_in_process_worker
+from tests.conftest import database_url_for_subprocess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.queue
+@pytest.mark.django_db(transaction=True)
+def test_a_separate_rqworker_process_runs_a_job(redis_queue_connection):
+    job = django_rq.get_queue("maintenance").enqueue(verify_audit_chain)
+    assert job is not None  # outside a transaction: enqueued at once
+
+    env = {**os.environ, "DATABASE_URL": database_url_for_subprocess()}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "rqworker", "maintenance", "--burst"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+    job.refresh()
+    assert job.get_status() == "finished", job.latest_result()
+    assert job.return_value()["intact"] is True
+    assert AuditEvent.objects.filter(event_type=EventType.CHAIN_VERIFIED).count() == 1
+
+
+@pytest.mark.queue
+@pytest.mark.django_db(transaction=True)
+def test_jobs_enqueued_inside_a_transaction_wait_for_the_commit(redis_queue_connection):
+    from django.db import transaction
+
+    queue = django_rq.get_queue("maintenance")
+    with transaction.atomic():
+        assert queue.enqueue(verify_audit_chain) is None  # deferred, not lost
+        assert queue.count == 0
+    assert queue.count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_in_process_worker_runs_jobs_without_a_redis_server(settings):
+    from retention.queue import in_process_queue_config
+
+    settings.RQ_QUEUES = {name: in_process_queue_config() for name in settings.QUEUE_NAMES}
+    fake = redis.Redis(connection_pool=_POOL)
+    fake.flushdb()
+    queue = Queue("maintenance", connection=fake)
+    queue.enqueue(verify_audit_chain)
+
+    worker = start_in_process_worker(("maintenance",))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if AuditEvent.objects.filter(event_type=EventType.CHAIN_VERIFIED).exists():
+                break
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    assert AuditEvent.objects.filter(event_type=EventType.CHAIN_VERIFIED).count() == 1
