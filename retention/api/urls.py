@@ -1,7 +1,6 @@
 from django.urls import path
 
 from retention.api import views
-
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
