@@ -31,7 +31,7 @@ class ConversationFilterForm(forms.Form):
         coerce=int,
         empty_value=None,
         required=False,
-        label=_("At least"),
+        label=_("Sensitivity at least"),
     )
     q = forms.CharField(
         required=False,

@@ -129,3 +129,14 @@ def test_the_openapi_schema_and_docs_are_served(client):
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert "cdn" not in docs.content.decode().lower()
+
+
+def test_the_interface_is_chinese_until_someone_picks_english(client, cast):
+    client.force_login(cast.staff)
+    # An English-locale browser still gets the Chinese product by default.
+    chinese = client.get("/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
+    assert "工作台" in chinese
+    client.post("/i18n/setlang/", {"language": "en", "next": "/"})
+    english = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert "Dashboard" in english
+    assert "工作台" not in english
