@@ -10,7 +10,9 @@ from retention.selectors import departments_for
 
 
 class ConversationFilterForm(forms.Form):
-    department = forms.ModelChoiceField(queryset=None, required=False, label=_("Department"))
+    department = forms.ModelChoiceField(
+        queryset=None, required=False, label=_("Department"), empty_label=_("All departments")
+    )
     # A select, not a checkbox: an absent value means "yes", so "no" must be sayable.
     include_subdepartments = forms.NullBooleanField(
         required=False,

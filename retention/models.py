@@ -231,6 +231,8 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["conversation", "sent_at"]),
             models.Index(fields=["conversation", "sensitivity"]),
+            # "Which conversations hold high-sensitivity records" without a table scan.
+            models.Index(fields=["sensitivity", "conversation"]),
         ]
 
     def __str__(self) -> str:

@@ -4,9 +4,10 @@ so no page can forget it."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
-from retention.models import Conversation, Department, Member, Message, Sensitivity
+from retention.models import Conversation, Department, Member, Message, Participant, Sensitivity
 from retention.roles import Role
 
 # Roles that see every conversation's metadata (titles, participants, counts), for
@@ -38,11 +39,11 @@ def conversations_for(viewer: Member) -> QuerySet[Conversation]:
         return Conversation.objects.none()
     if viewer.has_role(*COMPANY_WIDE_ROLES):
         return Conversation.objects.all()
-    scope = Q(participant__member=viewer)
+    # Semi-joins, not joins: no duplicate rows, and the planner can use each index.
+    scope = Q(pk__in=Participant.objects.filter(member=viewer).values("conversation_id"))
     for path in managed_department_paths(viewer):
-        scope |= Q(department__path__startswith=path)
-    # A subquery of ids keeps the outer query free of join duplicates.
-    return Conversation.objects.filter(pk__in=Conversation.objects.filter(scope).values("pk"))
+        scope |= Q(department__in=Department.objects.filter(path__startswith=path).values("pk"))
+    return Conversation.objects.filter(scope)
 
 
 def can_read_bodies(viewer: Member, conversation: Conversation) -> bool:
@@ -85,15 +86,23 @@ def conversation_list(
             pk__in=Message.objects.filter(sensitivity__gte=sensitivity).values("conversation_id")
         )
     if text:
+        by_participant = Participant.objects.filter(
+            Q(member__username__icontains=text) | Q(member__display_name__icontains=text)
+        ).values("conversation_id")
         qs = qs.filter(
-            Q(title__icontains=text)
-            | Q(external_party__icontains=text)
-            | Q(participant__member__username__icontains=text)
-            | Q(participant__member__display_name__icontains=text)
-        ).distinct()
-    return qs.annotate(participant_count=Count("participant", distinct=True)).order_by(
-        "-last_message_at", "-id"
+            Q(title__icontains=text) | Q(external_party__icontains=text) | Q(pk__in=by_participant)
+        )
+    # A correlated count: computed for the rows of one page, not for the whole scope.
+    participants = (
+        Participant.objects.filter(conversation=OuterRef("pk"))
+        .order_by()
+        .values("conversation")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
+    return qs.annotate(
+        participant_count=Coalesce(Subquery(participants), 0),
+    ).order_by(F("last_message_at").desc(nulls_last=True), "-id")
 
 
 def messages_of(conversation: Conversation) -> QuerySet[Message]:
@@ -115,7 +124,9 @@ def dashboard_summary(viewer: Member) -> dict:
         "high_conversations": visible.filter(
             pk__in=Message.objects.filter(sensitivity=Sensitivity.HIGH).values("conversation_id")
         ).count(),
-        "recent": visible.select_related("department").order_by("-last_message_at", "-id")[:8],
+        "recent": visible.select_related("department").order_by(
+            F("last_message_at").desc(nulls_last=True), "-id"
+        )[:8],
     }
 
 

@@ -140,11 +140,13 @@ MEDIA_URL = "media/"
 STORAGES = {
     # Attachment bytes are ciphertext; they are never served directly.
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed, compressed files once collectstatic has run (production); the sources until
+    # then, so a fresh checkout serves pages instead of failing on a missing manifest.
     "staticfiles": {
         "BACKEND": (
-            "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if not DEBUG and (STATIC_ROOT / "staticfiles.json").exists()
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
 }

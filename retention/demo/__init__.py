@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 
 from audit import log as audit
@@ -130,6 +130,7 @@ def seed_demo(
     phase = time.perf_counter()
     stamp_conversations(DEMO_SOURCE)
     say(f"Set conversations' first and last message times in {time.perf_counter() - phase:.1f} s")
+    _refresh_planner_statistics()
 
     phase = time.perf_counter()
     _fill_report(report, org)
@@ -152,6 +153,16 @@ def seed_demo(
         },
     )
     return report
+
+
+def _refresh_planner_statistics() -> None:
+    """Bulk COPY leaves PostgreSQL's statistics stale until autovacuum comes round; pages
+    opened right after seeding would get plans made for empty tables."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "ANALYZE retention_message, retention_conversation, retention_participant"
+            )
 
 
 def _create_conversations(plans: list[Plan]) -> None:
