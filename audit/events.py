@@ -28,5 +28,28 @@ class EventType(models.IntegerChoices):
     CONFIG_CHANGED = 301, _("configuration changed")
     CONFIG_DELETED = 302, _("configuration deleted")
 
+    # 400–499: deletion requests, personal deletions and hides
+    REQUEST_FILED = 400, _("deletion request filed")
+    REQUEST_STEP_APPROVED = 401, _("approval step approved")
+    REQUEST_APPROVED = 402, _("deletion request approved and scheduled")
+    REQUEST_REJECTED = 403, _("deletion request rejected")
+    REQUEST_CANCELLED = 404, _("deletion request cancelled")
+    REQUEST_EXPIRED = 405, _("deletion request expired")
+    REQUEST_REFUSED = 406, _("deletion request refused")
+    PERSONAL_DELETED = 410, _("personal deletion")
+    PERSONAL_RESTORED = 411, _("personal deletion restored")
+    CONVERSATION_HIDDEN = 420, _("conversation hidden")
+    CONVERSATION_UNHIDDEN = 421, _("conversation unhidden")
+
+    # 500–599: holds and protected conversations
+    HOLD_PLACED = 500, _("hold placed")
+    HOLD_RELEASED = 501, _("hold released")
+    CONVERSATION_PROTECTED = 502, _("conversation marked protected")
+    CONVERSATION_UNPROTECTED = 503, _("conversation protection removed")
+
+    # 600–699: policies
+    POLICY_CHANGED = 600, _("policy changed")
+    QUOTA_GRANTED = 601, _("personal quota granted")
+
     # 900–999: the audit log itself
     CHAIN_VERIFIED = 900, _("audit chain verified")

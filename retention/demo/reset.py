@@ -107,11 +107,13 @@ def _delete_messages(conversation_ids: models.QuerySet) -> int:
     qn = connection.ops.quote_name
     messages = qn(Message._meta.db_table)
     attachments = qn(Attachment._meta.db_table)
-    if connection.vendor == "postgresql" and _only_demo_messages(conversation_ids):
+    extra_tables = (
+        _only_demo_messages(conversation_ids) if connection.vendor == "postgresql" else None
+    )
+    if extra_tables is not None:
         try:
-            # TRUNCATE refuses when any other table references these two: fall back then.
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(f"TRUNCATE {attachments}, {messages}")
+                cursor.execute(f"TRUNCATE {', '.join([attachments, messages, *extra_tables])}")
             return count
         except DatabaseError:
             pass
@@ -128,15 +130,25 @@ def _delete_messages(conversation_ids: models.QuerySet) -> int:
     return count
 
 
-def _only_demo_messages(conversation_ids: models.QuerySet) -> bool:
+def _only_demo_messages(conversation_ids: models.QuerySet) -> list[str] | None:
+    """The tables one TRUNCATE must name to drop every message, or None when some
+    message or a row pointing at one is not demo data (then rows are deleted instead)."""
     if Message.objects.exclude(conversation_id__in=conversation_ids).exists():
-        return False
+        return None
     if Attachment.objects.exclude(conversation_id__in=conversation_ids).exists():
-        return False
-    # Any model other than Attachment pointing at Message (or at Attachment) makes
-    # TRUNCATE refuse; leave those tables to the DELETE path.
-    related = {r.related_model for r in relations_of(Message._meta)}
-    return related <= {Attachment} and not list(relations_of(Attachment._meta))
+        return None
+    # TRUNCATE refuses while another table references these; such tables are named too,
+    # but only when they are empty (their demo rows were cleared just before).
+    extra = []
+    for model in (Message, Attachment):
+        for relation in relations_of(model._meta):
+            related = relation.related_model
+            if related in (Message, Attachment):
+                continue
+            if related._base_manager.exists():
+                return None
+            extra.append(connection.ops.quote_name(related._meta.db_table))
+    return sorted(set(extra))
 
 
 def _clear_dependents(

@@ -133,6 +133,8 @@ class Conversation(models.Model):
         on_delete=models.PROTECT,
         related_name="conversations",
     )
+    # Supplier groups and the like: any deletion touching them needs an explicit confirmation.
+    is_protected = models.BooleanField(_("protected"), default=False)
     # The customer's name or handle for customer chats; customers are not members.
     external_party = models.CharField(_("customer name"), max_length=150, blank=True)
     participants = models.ManyToManyField(

@@ -1,0 +1,76 @@
+"""Input shapes of deletion requests and holds, shared by the API and the browser.
+
+They validate shape only; ``scope.resolve_scope`` and the actions decide the rest.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from retention.models import HoldKind, RequestMethod
+
+MAX_IDS = 1000
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not know, so a typo is an error, not a silent no-op."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: [_("Unknown field.")] for key in unknown})
+        return super().to_internal_value(data)
+
+
+def id_list(**kwargs) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        max_length=MAX_IDS,
+        **kwargs,
+    )
+
+
+class ScopeSerializer(StrictSerializer):
+    messages = id_list()
+    conversations = id_list()
+    departments = id_list()
+    include_subdepartments = serializers.BooleanField(required=False, default=True)
+    whole_company = serializers.BooleanField(required=False, default=False)
+    sent_after = serializers.DateField(required=False, allow_null=True)
+    sent_before = serializers.DateField(required=False, allow_null=True)
+
+
+class RequestInputSerializer(StrictSerializer):
+    method = serializers.ChoiceField(choices=RequestMethod.choices)
+    reason = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
+    scope = ScopeSerializer()
+    confirm_protected = id_list()
+
+
+class HoldInputSerializer(StrictSerializer):
+    conversations = id_list()
+    departments = id_list()
+    kind = serializers.ChoiceField(choices=HoldKind.choices)
+    reason = serializers.CharField(max_length=2000)
+
+
+class DecisionSerializer(StrictSerializer):
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class RejectionSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+class QuotaGrantInputSerializer(StrictSerializer):
+    username = serializers.CharField(max_length=150)
+    extra = serializers.IntegerField(min_value=1, max_value=1000)
+    reason = serializers.CharField(max_length=2000)
+
+
+def scope_data(validated: dict) -> dict:
+    """The validated body flattened for ``resolve_scope``."""
+    return {**validated["scope"], "confirm_protected": validated.get("confirm_protected", [])}

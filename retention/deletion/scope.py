@@ -1,0 +1,415 @@
+"""What a deletion request covers: validating the scope against the method and the
+requester's authority, and the preview — exactly what would go, and what stays and why.
+
+Every count is an aggregate query on indexes; nothing here loops over messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from functools import reduce
+from operator import or_
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from retention.models import (
+    Attachment,
+    Conversation,
+    ConversationKind,
+    Department,
+    Hold,
+    Member,
+    Message,
+    PersonalRemoval,
+    RequestMethod,
+    Sensitivity,
+)
+from retention.roles import Role
+
+# Lists inside a preview stop here; the totals always count everything.
+PREVIEW_LIST_LIMIT = 50
+
+
+@dataclass
+class Scope:
+    """A validated scope, resolved to database objects."""
+
+    method: str
+    departments: list[Department] = field(default_factory=list)
+    include_subdepartments: bool = True
+    whole_company: bool = False
+    conversations: list[Conversation] = field(default_factory=list)
+    message: Message | None = None
+    sent_after: datetime | None = None
+    sent_before: datetime | None = None
+    confirm_protected: set[int] = field(default_factory=set)
+
+    def as_json(self) -> dict:
+        """The scope as stored on the request and shown back to clients."""
+        data: dict = {}
+        if self.message is not None:
+            data["messages"] = [self.message.pk]
+        if self.conversations:
+            data["conversations"] = [c.pk for c in self.conversations]
+        if self.departments:
+            data["departments"] = [d.pk for d in self.departments]
+            data["include_subdepartments"] = self.include_subdepartments
+        if self.whole_company:
+            data["whole_company"] = True
+        if self.sent_after:
+            data["sent_after"] = timezone.localtime(self.sent_after).date().isoformat()
+        if self.sent_before:
+            data["sent_before"] = timezone.localtime(self.sent_before).date().isoformat()
+        return data
+
+
+def start_of_day(day: date | None) -> datetime | None:
+    if day is None:
+        return None
+    return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
+
+
+# --- resolving and checking -------------------------------------------------------------
+
+
+def resolve_scope(method: str, data: dict, requester: Member) -> Scope:
+    """Turn validated input (see ``inputs.RequestInputSerializer``) into a Scope.
+
+    Unknown or invisible ids are reported the same way, so ids cannot be probed.
+    """
+    errors: dict[str, list[str]] = {}
+    scope = Scope(
+        method=method,
+        include_subdepartments=data.get("include_subdepartments", True),
+        whole_company=bool(data.get("whole_company")),
+        sent_after=start_of_day(data.get("sent_after")),
+        sent_before=start_of_day(data.get("sent_before")),
+        confirm_protected=set(data.get("confirm_protected") or []),
+    )
+    message_ids = data.get("messages") or []
+    conversation_ids = data.get("conversations") or []
+    department_ids = data.get("departments") or []
+
+    def refuse(key: str, message: str) -> None:
+        errors.setdefault(key, []).append(message)
+
+    if method == RequestMethod.PERSONAL:
+        if len(message_ids) + len(conversation_ids) != 1:
+            refuse("scope", _("A personal deletion names exactly one message or one conversation."))
+        if department_ids or scope.whole_company:
+            refuse("scope", _("A personal deletion cannot name departments."))
+        mine = Conversation.objects.filter(participant__member=requester)
+        if len(message_ids) == 1:
+            scope.message = (
+                Message.objects.filter(pk=message_ids[0], conversation__in=mine)
+                .select_related("conversation")
+                .first()
+            )
+            if scope.message is None:
+                refuse("messages", _("No message in a conversation you take part in has this id."))
+        if len(conversation_ids) == 1:
+            scope.conversations = list(mine.filter(pk=conversation_ids[0]))
+            if not scope.conversations:
+                refuse("conversations", _("You take part in no conversation with this id."))
+    else:
+        if message_ids:
+            refuse("messages", _("Only a personal deletion names single messages."))
+        scope.departments = list(Department.objects.filter(pk__in=department_ids))
+        if len(scope.departments) != len(set(department_ids)):
+            refuse("departments", _("One or more departments do not exist."))
+        if method == RequestMethod.BATCH:
+            if scope.whole_company:
+                refuse("whole_company", _("Deleting the whole company is a server-side wipe."))
+            scope.conversations = list(
+                Conversation.objects.filter(pk__in=conversation_ids).select_related("department")
+            )
+            if len(scope.conversations) != len(set(conversation_ids)):
+                refuse("conversations", _("One or more conversations do not exist."))
+            if any(c.kind != ConversationKind.GROUP for c in scope.conversations):
+                refuse("conversations", _("A batch deletion names group conversations only."))
+            if not department_ids and not conversation_ids:
+                refuse("scope", _("Name at least one department or group conversation."))
+        else:  # server
+            if conversation_ids:
+                refuse("conversations", _("A server-side wipe covers departments, not chats."))
+            if scope.whole_company and department_ids:
+                refuse("departments", _("Name departments or the whole company, not both."))
+            if not scope.whole_company and not department_ids:
+                refuse("scope", _("Name a department or the whole company."))
+            # A server-side wipe always takes the whole subtree.
+            scope.include_subdepartments = True
+    if scope.sent_after and scope.sent_before and scope.sent_after >= scope.sent_before:
+        refuse("sent_before", _("“Sent before” must be later than “sent after”."))
+    if errors:
+        raise ValidationError(errors)
+    return scope
+
+
+def scope_root(scope: Scope) -> Department | None:
+    """The lowest department whose subtree holds the whole scope (None: the company)."""
+    if scope.whole_company:
+        return Department.objects.filter(parent__isnull=True).order_by("pk").first()
+    nodes = [d for d in scope.departments]
+    nodes += [c.department for c in scope.conversations]
+    if scope.message is not None:
+        nodes.append(scope.message.conversation.department)
+    if not nodes:
+        return None
+    common = nodes[0].path
+    for node in nodes[1:]:
+        while not node.path.startswith(common):
+            common = common[: common.rstrip("/").rfind("/") + 1]
+    ids = [int(part) for part in common.strip("/").split("/") if part]
+    return Department.objects.get(pk=ids[-1]) if ids else None
+
+
+def check_authority(requester: Member, scope: Scope) -> None:
+    """Who may file what: raises PermissionDenied with a message that says why not."""
+    if requester.has_role(Role.AUDITOR):
+        raise PermissionDenied(_("Auditors review deletions; they do not file them."))
+    if scope.method == RequestMethod.PERSONAL:
+        return  # resolve_scope already kept it to the requester's own conversations
+    own = requester.department
+    managed = own.path if requester.has_role(Role.MANAGER) and own else None
+
+    def inside(path: str, root: str | None) -> bool:
+        return root is not None and path.startswith(root)
+
+    paths = [d.path for d in scope.departments] + [c.department.path for c in scope.conversations]
+    if scope.method == RequestMethod.SERVER:
+        if requester.has_role(Role.ADMIN):
+            return
+        if not managed:
+            raise PermissionDenied(_("Only managers and admins file server-side wipes."))
+        if scope.whole_company and own.parent_id is not None:
+            raise PermissionDenied(
+                _("Only an admin or the company's manager may wipe the whole company.")
+            )
+        if not all(inside(p, managed) for p in paths):
+            raise PermissionDenied(_("A manager wipes only within the departments they manage."))
+        return
+    # Batch: a manager within their subtree; staff within their own department's subtree.
+    if managed and all(inside(p, managed) for p in paths):
+        return
+    if requester.has_role(Role.STAFF) and own is not None:
+        staff_ok = all(inside(d.path, own.path) for d in scope.departments) and all(
+            inside(c.department.path, own.path)
+            or c.participant_set.filter(member=requester).exists()
+            for c in scope.conversations
+        )
+        if staff_ok:
+            return
+    if not (managed or requester.has_role(Role.STAFF)):
+        raise PermissionDenied(_("Only staff and managers file batch deletions."))
+    raise PermissionDenied(_("This scope reaches beyond the departments you may delete in."))
+
+
+# --- holds ------------------------------------------------------------------------------
+
+
+def held_conversations_q() -> Q:
+    """Conversations under an active hold, directly or through a held department subtree."""
+    active = Hold.objects.filter(released_at__isnull=True)
+    q = Q(pk__in=active.values("conversations"))
+    paths = Hold.departments.through.objects.filter(hold__released_at__isnull=True).values_list(
+        "department__path", flat=True
+    )
+    return reduce(or_, [Q(department__path__startswith=p) for p in set(paths)], q)
+
+
+# --- the scope as queries ---------------------------------------------------------------
+
+
+def scope_conversations(scope: Scope) -> QuerySet[Conversation]:
+    """Every conversation the scope names, before holds and protection are applied."""
+    if scope.method == RequestMethod.PERSONAL:
+        if scope.message is not None:
+            return Conversation.objects.filter(pk=scope.message.conversation_id)
+        return Conversation.objects.filter(pk__in=[c.pk for c in scope.conversations])
+    if scope.whole_company:
+        return Conversation.objects.all()
+    parts = [Q(pk__in=[c.pk for c in scope.conversations])]
+    if scope.include_subdepartments:
+        parts += [Q(department__path__startswith=d.path) for d in scope.departments]
+    else:
+        parts.append(Q(department__in=scope.departments))
+    return Conversation.objects.filter(reduce(or_, parts))
+
+
+def message_filter(scope: Scope, *, max_message_id: int) -> Q:
+    """The date range and high-water mark, as a filter on messages."""
+    q = Q(id__lte=max_message_id)
+    if scope.sent_after:
+        q &= Q(sent_at__gte=scope.sent_after)
+    if scope.sent_before:
+        q &= Q(sent_at__lt=scope.sent_before)
+    if scope.message is not None:
+        q &= Q(pk=scope.message.pk)
+    return q
+
+
+def newest_message_id() -> int:
+    return Message.objects.aggregate(n=Max("id"))["n"] or 0
+
+
+# --- the preview ------------------------------------------------------------------------
+
+
+def compute_preview(scope: Scope, *, requester: Member, max_message_id: int | None = None) -> dict:
+    """What the request would delete, per department, and everything it leaves out."""
+    if max_message_id is None:
+        max_message_id = newest_message_id()
+    in_range = message_filter(scope, max_message_id=max_message_id)
+    base = scope_conversations(scope)
+    held_ids = set(base.filter(held_conversations_q()).values_list("pk", flat=True))
+    protected = list(base.filter(is_protected=True).exclude(pk__in=held_ids).values("pk", "title"))
+    unconfirmed = {p["pk"] for p in protected} - scope.confirm_protected
+    included = base.exclude(pk__in=held_ids | unconfirmed)
+
+    messages = Message.objects.filter(in_range, conversation__in=included.values("pk"))
+    if scope.method == RequestMethod.PERSONAL and scope.message is None:
+        # Messages already removed from the requester's side are not removed twice.
+        removed_up_to = (
+            PersonalRemoval.objects.filter(
+                member=requester,
+                conversation__in=included.values("pk"),
+                message__isnull=True,
+                restored_at__isnull=True,
+            ).aggregate(n=Max("up_to_message_id"))["n"]
+            or 0
+        )
+        messages = messages.filter(id__gt=removed_up_to)
+    rows = list(
+        messages.values("conversation__department")
+        .annotate(
+            messages=Count("id"),
+            conversations=Count("conversation", distinct=True),
+            high=Count("id", filter=Q(sensitivity=Sensitivity.HIGH)),
+            bytes=Sum("body_bytes"),
+        )
+        .order_by()
+    )
+    attachments = {
+        row["conversation__department"]: row
+        for row in Attachment.objects.filter(message__in=messages.values("pk"))
+        .values("conversation__department")
+        .annotate(n=Count("id"), bytes=Sum("size"))
+        .order_by()
+    }
+    names = dict(
+        Department.objects.filter(pk__in=[r["conversation__department"] for r in rows]).values_list(
+            "pk", "name"
+        )
+    )
+    by_department = []
+    for row in sorted(rows, key=lambda r: -r["messages"]):
+        dept = row["conversation__department"]
+        att = attachments.get(dept, {"n": 0, "bytes": 0})
+        by_department.append(
+            {
+                "department": dept,
+                "name": names.get(dept, ""),
+                "messages": row["messages"],
+                "conversations": row["conversations"],
+                "high_sensitivity": row["high"],
+                "attachments": att["n"],
+                "bytes": (row["bytes"] or 0) + (att["bytes"] or 0),
+            }
+        )
+
+    held = _counts_by_conversation(held_ids, in_range)
+    protected_counts = _counts_by_conversation({p["pk"] for p in protected}, in_range)
+    return {
+        "messages": sum(d["messages"] for d in by_department),
+        "conversations": sum(d["conversations"] for d in by_department),
+        "attachments": sum(d["attachments"] for d in by_department),
+        "bytes": sum(d["bytes"] for d in by_department),
+        "high_sensitivity": sum(d["high_sensitivity"] for d in by_department),
+        "by_department": by_department,
+        "excluded": {
+            "held": {
+                "conversations": len(held_ids),
+                "messages": sum(held.values()),
+                "items": [
+                    {"conversation": pk, "messages": n}
+                    for pk, n in sorted(held.items())[:PREVIEW_LIST_LIMIT]
+                ],
+            },
+            "protected_unconfirmed": [
+                {
+                    "conversation": p["pk"],
+                    "title": p["title"],
+                    "messages": protected_counts.get(p["pk"], 0),
+                }
+                for p in protected
+                if p["pk"] in unconfirmed
+            ][:PREVIEW_LIST_LIMIT],
+            "subdepartments": _left_out_subdepartments(scope, in_range, held_ids),
+        },
+        "protected_confirmed": sorted({p["pk"] for p in protected} & scope.confirm_protected),
+        "max_message_id": max_message_id,
+        "computed_at": timezone.now().isoformat(),
+    }
+
+
+def _counts_by_conversation(conversation_ids: set[int], in_range: Q) -> dict[int, int]:
+    if not conversation_ids:
+        return {}
+    return dict(
+        Message.objects.filter(in_range, conversation_id__in=conversation_ids)
+        .values_list("conversation_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+
+
+def _left_out_subdepartments(scope: Scope, in_range: Q, held_ids: set[int]) -> list[dict]:
+    """With "include sub-departments" off, what sits below each named department and is
+    therefore NOT deleted — the case where a store's branches would be silently missed."""
+    if scope.include_subdepartments or not scope.departments:
+        return []
+    chosen = {d.pk for d in scope.departments}
+    left_out = []
+    for department in scope.departments:
+        children = [c for c in department.children.all() if c.pk not in chosen]
+        for child in children:
+            counts = (
+                Message.objects.filter(
+                    in_range, conversation__department__path__startswith=child.path
+                )
+                .exclude(conversation__department__in=chosen)
+                .exclude(conversation_id__in=held_ids)
+                .aggregate(messages=Count("id"), conversations=Count("conversation", distinct=True))
+            )
+            left_out.append(
+                {
+                    "department": child.pk,
+                    "name": child.name,
+                    "parent": department.pk,
+                    "messages": counts["messages"],
+                    "conversations": counts["conversations"],
+                }
+            )
+    return left_out
+
+
+def frozen_targets(scope: Scope, preview: dict) -> list[tuple[int, int, int]]:
+    """(conversation, department, messages) for every conversation the preview counted."""
+    base = scope_conversations(scope)
+    held = base.filter(held_conversations_q()).values("pk")
+    unconfirmed = {p["conversation"] for p in preview["excluded"]["protected_unconfirmed"]}
+    included = base.exclude(pk__in=held).exclude(pk__in=unconfirmed)
+    rows = (
+        Message.objects.filter(
+            message_filter(scope, max_message_id=preview["max_message_id"]),
+            conversation__in=included.values("pk"),
+        )
+        .values_list("conversation_id", "conversation__department_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return list(rows)

@@ -1,0 +1,265 @@
+"""Filing, previewing and deciding deletion requests through the actions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils import timezone
+
+from audit.events import EventType
+from audit.models import AuditEvent
+from retention.deletion.actions import (
+    Conflict,
+    do_approve_step,
+    do_cancel_request,
+    do_file_request,
+    do_place_hold,
+    do_reject_request,
+    do_restore_personal,
+    do_set_protected,
+)
+from retention.deletion.scope import compute_preview, resolve_scope
+from retention.models import (
+    ConversationKind,
+    Message,
+    PersonalRemoval,
+    QuotaGrant,
+    RequestMethod,
+    RequestStatus,
+    SignInDay,
+    StepStatus,
+)
+from retention.policies import do_update_policies
+from tests.conftest import make_chat
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def regulars(cast):
+    """Everyone signed in on each of the last five days: eligible to file batches."""
+    today = timezone.localdate()
+    SignInDay.objects.bulk_create(
+        [
+            SignInDay(member=m, day=today - timedelta(days=i))
+            for m in vars(cast).values()
+            for i in range(5)
+        ]
+    )
+    return cast
+
+
+def file(requester, method, reason="清理过期聊天记录", confirm_protected=(), **scope):
+    data = {"include_subdepartments": True, **scope, "confirm_protected": list(confirm_protected)}
+    return do_file_request(
+        requester=requester, scope=resolve_scope(method, data, requester), reason=reason
+    )[0]
+
+
+def events_for(request, event_type):
+    return AuditEvent.objects.filter(
+        event_type=event_type, target_type="retention.deletionrequest", target_id=str(request.pk)
+    )
+
+
+def test_a_managers_batch_goes_to_the_manager_above_and_is_scheduled(regulars, org, chats):
+    cast = regulars
+    request = file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    assert request.status == RequestStatus.PENDING
+    assert request.preview["messages"] == 3  # hangzhou (2) + warehouse (1)
+    (step,) = request.steps.all()
+    # The requester manages East; the next manager up (the director) must approve.
+    assert step.role == "manager" and step.department == org.company
+    assert events_for(request, EventType.REQUEST_FILED).count() == 1
+
+    with pytest.raises(PermissionDenied):
+        do_approve_step(request, acting_user=cast.manager)  # own request
+    approved = do_approve_step(request, acting_user=cast.director)
+    assert approved.status == RequestStatus.APPROVED
+    assert approved.scheduled_for >= approved.decided_at + timedelta(hours=24)
+    local = timezone.localtime(approved.scheduled_for).time()
+    assert local.hour >= 22 or local.hour < 6  # inside the default execution window
+    assert events_for(request, EventType.REQUEST_APPROVED).count() == 1
+
+
+def test_staff_file_and_their_manager_approves(regulars, org, chats):
+    cast = regulars
+    request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    (step,) = request.steps.all()
+    assert step.department == org.east
+    for outsider in (cast.staff, cast.manager2, cast.auditor, cast.security, cast.staff2):
+        with pytest.raises(PermissionDenied):
+            do_approve_step(request, acting_user=outsider)
+    assert do_approve_step(request, acting_user=cast.manager).status == RequestStatus.APPROVED
+
+
+def test_staff_cannot_file_beyond_their_department(regulars, org, chats):
+    with pytest.raises(PermissionDenied):
+        file(regulars.staff, RequestMethod.BATCH, departments=[org.east.pk])
+    with pytest.raises(PermissionDenied):
+        file(regulars.manager, RequestMethod.BATCH, departments=[org.shenzhen.pk])
+
+
+def test_without_sub_departments_the_preview_says_what_is_left_out(regulars, org, chats):
+    scope = resolve_scope(
+        RequestMethod.BATCH,
+        {"departments": [org.hangzhou.pk], "include_subdepartments": False},
+        regulars.manager,
+    )
+    preview = compute_preview(scope, requester=regulars.manager)
+    assert preview["messages"] == 2  # only the store's own chat
+    (left_out,) = preview["excluded"]["subdepartments"]
+    assert left_out["department"] == org.warehouse.pk
+    assert left_out["messages"] == 1 and left_out["conversations"] == 1
+
+
+def test_high_sensitivity_adds_a_security_step_and_steps_need_distinct_people(regulars, org):
+    cast = regulars
+    make_chat(org.hangzhou, [cast.staff], ["电话 13812345678", "好的"])
+    request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    roles = list(request.steps.values_list("role", flat=True))
+    assert roles == ["manager", "security"]
+    do_approve_step(request, acting_user=cast.manager)
+    request.refresh_from_db()
+    assert request.status == RequestStatus.PENDING
+    assert do_approve_step(request, acting_user=cast.security).status == RequestStatus.APPROVED
+
+
+def test_a_server_side_wipe_needs_three_roles_and_shows_its_cost(regulars, org, chats):
+    cast = regulars
+    request = file(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
+    assert list(request.steps.values_list("role", flat=True)) == ["manager", "security", "admin"]
+    assert request.cost_estimate_cny == 500
+    do_approve_step(request, acting_user=cast.director)
+    with pytest.raises(PermissionDenied):
+        do_approve_step(request, acting_user=cast.director)  # a second step: no
+    do_approve_step(request, acting_user=cast.security)
+    assert do_approve_step(request, acting_user=cast.admin).status == RequestStatus.APPROVED
+
+
+def test_rejection_ends_the_request_and_later_decisions_conflict(regulars, org, chats):
+    cast = regulars
+    request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    with pytest.raises(ValidationError):
+        do_reject_request(request, acting_user=cast.manager, reason=" ")
+    do_reject_request(request, acting_user=cast.manager, reason="还在处理售后")
+    request.refresh_from_db()
+    assert request.status == RequestStatus.REJECTED
+    assert request.steps.get().status == StepStatus.REJECTED
+    with pytest.raises(Conflict):
+        do_approve_step(request, acting_user=cast.director)
+    with pytest.raises(Conflict):
+        do_cancel_request(request, acting_user=cast.staff)
+
+
+def test_held_conversations_are_left_out_and_named(regulars, org, chats):
+    cast = regulars
+    do_place_hold(
+        acting_user=cast.security,
+        kind="legal",
+        reason="诉讼保全",
+        conversations=[chats["warehouse"]],
+        departments=[],
+    )
+    request = file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    assert request.preview["messages"] == 2
+    assert request.preview["excluded"]["held"] == {
+        "conversations": 1,
+        "messages": 1,
+        "items": [{"conversation": chats["warehouse"].pk, "messages": 1}],
+    }
+    assert set(request.targets.values_list("conversation", flat=True)) == {chats["hangzhou"].pk}
+
+
+def test_a_hold_placed_later_shows_on_the_open_requests_timeline(regulars, org, chats):
+    cast = regulars
+    request = file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    with pytest.raises(PermissionDenied):
+        do_place_hold(
+            acting_user=cast.manager,
+            kind="legal",
+            reason="x",
+            conversations=[],
+            departments=[org.east],
+        )
+    do_place_hold(
+        acting_user=cast.security,
+        kind="sensitive",
+        reason="交易纠纷",
+        conversations=[],
+        departments=[org.warehouse],
+    )
+    assert events_for(request, EventType.HOLD_PLACED).count() == 1
+
+
+def test_protected_conversations_need_explicit_confirmation(regulars, org, chats):
+    cast = regulars
+    supplier = make_chat(org.hangzhou, [cast.staff], ["报价单已发"], title="供应商对接群")
+    supplier.kind = ConversationKind.GROUP
+    supplier.save()
+    do_set_protected(supplier, acting_user=cast.admin, protected=True)
+    with pytest.raises(ValidationError) as error:
+        file(cast.manager, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    assert "供应商对接群" in str(error.value)
+    request = file(
+        cast.manager,
+        RequestMethod.BATCH,
+        departments=[org.hangzhou.pk],
+        confirm_protected=[supplier.pk],
+    )
+    assert request.preview["protected_confirmed"] == [supplier.pk]
+    assert supplier.pk in set(request.targets.values_list("conversation", flat=True))
+
+
+def test_personal_deletion_is_immediate_limited_by_quota_and_restorable(regulars, chats):
+    cast = regulars
+    conversation = chats["hangzhou"]
+    do_update_policies(actor=cast.admin, changes={"personal_monthly_quota": 1})
+    request = file(cast.staff, RequestMethod.PERSONAL, conversations=[conversation.pk])
+    assert request.status == RequestStatus.COMPLETED
+    removal = PersonalRemoval.objects.get(request=request)
+    assert removal.member == cast.staff and removal.message is None
+    assert Message.objects.filter(conversation=conversation).count() == 2  # others keep theirs
+
+    with pytest.raises(PermissionDenied, match="1"):
+        file(cast.staff, RequestMethod.PERSONAL, conversations=[conversation.pk])
+    refused = AuditEvent.objects.get(event_type=EventType.REQUEST_REFUSED)
+    assert refused.details["why"] == "quota"
+
+    QuotaGrant.objects.create(
+        member=cast.staff,
+        month=timezone.localdate().replace(day=1),
+        extra=1,
+        reason="年底清理",
+        granted_by=cast.admin,
+    )
+    file(cast.staff, RequestMethod.PERSONAL, conversations=[conversation.pk])
+
+    do_restore_personal(request, acting_user=cast.staff)
+    removal.refresh_from_db()
+    assert removal.restored_at is not None
+    with pytest.raises(Conflict):
+        do_restore_personal(request, acting_user=cast.staff)
+
+
+def test_personal_deletion_only_of_ones_own_conversations(regulars, chats):
+    with pytest.raises(ValidationError):
+        file(regulars.staff, RequestMethod.PERSONAL, conversations=[chats["shenzhen"].pk])
+
+
+def test_batch_filing_needs_a_sign_in_streak(cast, org, chats):
+    with pytest.raises(PermissionDenied, match="consecutive"):
+        file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    assert AuditEvent.objects.get(event_type=EventType.REQUEST_REFUSED).details["why"] == (
+        "eligibility"
+    )
+
+
+def test_records_arriving_after_filing_are_not_in_scope(regulars, org, chats):
+    cast = regulars
+    request = file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    late = make_chat(org.hangzhou, [cast.staff], ["新消息"])
+    assert Message.objects.filter(conversation=late).get().pk > request.max_message_id
+    assert late.pk not in set(request.targets.values_list("conversation", flat=True))
