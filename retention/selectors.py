@@ -3,12 +3,26 @@ so no page can forget it."""
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
-from retention.models import Conversation, Department, Member, Message, Participant, Sensitivity
+from retention.crypto import ConversationCipher, DecryptionError
+from retention.models import (
+    Conversation,
+    ConversationHide,
+    Department,
+    Member,
+    Message,
+    Participant,
+    PersonalRemoval,
+    Sensitivity,
+)
 from retention.roles import Role
+
+logger = logging.getLogger(__name__)
 
 # Roles that see every conversation's metadata (titles, participants, counts), for
 # configuration, holds and audit; they read bodies only where they take part.
@@ -29,7 +43,8 @@ def departments_for(viewer: Member) -> QuerySet[Department]:
     if paths:
         return Department.objects.filter(path__startswith=paths[0])
     if viewer.department_id:
-        return Department.objects.filter(pk=viewer.department_id)
+        # Staff file batches for their own department's subtree, so they browse it too.
+        return Department.objects.filter(path__startswith=viewer.department.path)
     return Department.objects.none()
 
 
@@ -67,9 +82,15 @@ def conversation_list(
     until=None,
     sensitivity: int | None = None,
     text: str = "",
+    hidden: bool = False,
 ) -> QuerySet[Conversation]:
-    """The conversation browser's query: the viewer's scope, then the filters."""
-    qs = conversations_for(viewer).select_related("department")
+    """The conversation browser's query: the viewer's scope, then the filters. Conversations
+    the viewer hid are left out, or shown alone with ``hidden=True``."""
+    qs = conversations_for(viewer).select_related("department", "department__parent")
+    if hidden:
+        qs = qs.filter(pk__in=hidden_conversation_ids(viewer))
+    else:
+        qs = qs.exclude(pk__in=hidden_conversation_ids(viewer))
     if department is not None:
         if include_subdepartments:
             qs = qs.filter(department__path__startswith=department.path)
@@ -105,12 +126,26 @@ def conversation_list(
     ).order_by(F("last_message_at").desc(nulls_last=True), "-id")
 
 
-def messages_of(conversation: Conversation) -> QuerySet[Message]:
-    return (
-        Message.objects.filter(conversation=conversation)
-        .order_by("sent_at", "id")
-        .annotate(attachment_count=Count("attachments"))
-    )
+def messages_of(conversation: Conversation, viewer: Member | None = None) -> QuerySet[Message]:
+    """A conversation's messages, oldest first, without those the viewer deleted on their
+    own side (personal deletions still in effect)."""
+    qs = Message.objects.filter(conversation=conversation)
+    if viewer is not None:
+        removals = PersonalRemoval.objects.filter(
+            member=viewer, conversation=conversation, restored_at__isnull=True
+        )
+        whole_up_to = max(
+            removals.filter(message__isnull=True).values_list("up_to_message_id", flat=True),
+            default=0,
+        )
+        if whole_up_to:
+            qs = qs.exclude(id__lte=whole_up_to)
+        qs = qs.exclude(id__in=removals.filter(message__isnull=False).values("message_id"))
+    return qs.order_by("sent_at", "id").annotate(attachment_count=Count("attachments"))
+
+
+def hidden_conversation_ids(viewer: Member) -> QuerySet:
+    return ConversationHide.objects.filter(member=viewer).values("conversation_id")
 
 
 def dashboard_summary(viewer: Member) -> dict:
@@ -160,3 +195,20 @@ def department_stats(viewer: Member) -> list[dict]:
         }
         for d in departments
     ]
+
+
+def readable_bodies(conversation: Conversation, messages) -> dict[int, str | None]:
+    """Plaintext of each message; None for one whose ciphertext fails authentication
+    (tampered or corrupted), so one bad row cannot take the whole page down.
+    Raises KeyDestroyedError when the conversation's key is gone."""
+    cipher = ConversationCipher.for_conversation(conversation)
+    bodies: dict[int, str | None] = {}
+    for message in messages:
+        try:
+            bodies[message.pk] = cipher.decrypt_text(message.body)
+        except DecryptionError:
+            logger.error(
+                "message %s of conversation %s fails authentication", message.pk, conversation.pk
+            )
+            bodies[message.pk] = None
+    return bodies

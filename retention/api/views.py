@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -26,9 +27,9 @@ from retention.api.serializers import (
     TokenRequestSerializer,
     TokenSerializer,
 )
-from retention.crypto import ConversationCipher, KeyDestroyedError
+from retention.crypto import KeyDestroyedError
 from retention.forms import ConversationFilterForm
-from retention.models import Conversation, Department, Message
+from retention.models import Conversation, DataKey, Department, Message
 
 
 class TokenThrottle(AnonRateThrottle):
@@ -56,10 +57,10 @@ class ObtainTokenView(APIView):
                 username=form.validated_data["username"], request=request._request, via="api"
             )
             return Response(
-                {"detail": "Username or password is not correct."},
+                {"detail": _("Username or password is not correct.")},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        token, _ = Token.objects.get_or_create(user=member)
+        token, _created = Token.objects.get_or_create(user=member)
         do_record_sign_in(member=member, request=request._request, via="api")
         return Response({"token": token.key})
 
@@ -121,7 +122,9 @@ class ConversationDetailView(APIView):
         conversation.participant_count = conversation.participant_set.count()
         conversation.message_count = conversation.messages.count()
         conversation.can_read_bodies = selectors.can_read_bodies(request.user, conversation)
-        conversation.key_destroyed = not conversation.data_key.wrapped_key
+        conversation.key_destroyed = not DataKey.objects.filter(
+            conversation=conversation, wrapped_key__isnull=False
+        ).exists()
         return Response(ConversationDetailSerializer(conversation).data)
 
 
@@ -133,7 +136,7 @@ class ConversationMessagesView(generics.ListAPIView):
 
     def get_queryset(self):
         self.conversation = visible_conversation(self.request, self.kwargs["conversation_id"])
-        return selectors.messages_of(self.conversation)
+        return selectors.messages_of(self.conversation, self.request.user)
 
     def get_serializer(self, *args, **kwargs):
         bodies = self._bodies(args[0]) if args else {}  # no args: schema generation
@@ -144,7 +147,6 @@ class ConversationMessagesView(generics.ListAPIView):
         if not selectors.can_read_bodies(self.request.user, self.conversation):
             return {}
         try:
-            cipher = ConversationCipher.for_conversation(self.conversation)
+            return selectors.readable_bodies(self.conversation, messages)
         except KeyDestroyedError:
             return {}
-        return {m.pk: cipher.decrypt_text(m.body) for m in messages}

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 from audit.selectors import recent_events
 from retention import selectors
 from retention.actions import do_record_failed_sign_in, do_record_sign_in, do_record_sign_out
-from retention.crypto import ConversationCipher, KeyDestroyedError
+from retention.crypto import KeyDestroyedError
 from retention.forms import ConversationFilterForm
 from retention.roles import Role
 
@@ -81,7 +81,7 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
         selectors.conversations_for(request.user).select_related("department"),
         pk=conversation_id,
     )
-    page = Paginator(selectors.messages_of(conversation), MESSAGES_PER_PAGE).get_page(
+    page = Paginator(selectors.messages_of(conversation, request.user), MESSAGES_PER_PAGE).get_page(
         request.GET.get("page")
     )
     can_read = selectors.can_read_bodies(request.user, conversation)
@@ -89,8 +89,7 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
     bodies: dict[int, str] = {}
     if can_read:
         try:
-            cipher = ConversationCipher.for_conversation(conversation)
-            bodies = {m.pk: cipher.decrypt_text(m.body) for m in page}
+            bodies = selectors.readable_bodies(conversation, page)
         except KeyDestroyedError:
             key_destroyed = True
     rows = [(message, bodies.get(message.pk)) for message in page]
