@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from datetime import UTC
 from typing import Any
@@ -18,9 +19,38 @@ GENESIS_HASH = "0" * 64
 _CHAIN_LOCK_KEY = 0x51_494E_474C_49
 
 
+def _clean_text(text: str) -> str:
+    # PostgreSQL text and jsonb refuse NUL; lone surrogates cannot be encoded at all.
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def _stable(value: Any) -> Any:
+    """A JSON value that reads back from any database exactly as written: floats become
+    strings (jsonb turns 1e20 into an integer), text loses what databases refuse."""
+    if isinstance(value, dict):
+        return {_clean_text(str(k)): _stable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_stable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    return _clean_text(str(value))
+
+
 def canonical_details(details: dict[str, Any] | None) -> dict[str, Any]:
     """Details as they will read back from the JSON column, so the hash is stable."""
-    return json.loads(json.dumps(details or {}, default=str, ensure_ascii=False))
+    return _stable(details or {})
+
+
+def canonical_ip(address: str | None) -> str | None:
+    """The address as the database will return it (IPv6 compressed, lower case)."""
+    if not address:
+        return None
+    try:
+        return str(ipaddress.ip_address(address.strip()))
+    except ValueError:
+        return None
 
 
 def event_hash(
@@ -99,7 +129,7 @@ def record(
         target_type = target._meta.label_lower
         target_id = target.pk
     actor_id = actor.pk if actor is not None and actor.is_authenticated else None
-    actor_name = actor.get_username() if actor_id else ""
+    actor_name = _clean_text(actor.get_username())[:150] if actor_id else ""
     with transaction.atomic():
         _lock_chain_head()
         head = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
@@ -109,9 +139,9 @@ def record(
             actor_name=actor_name,
             event_type=int(event_type),
             target_type=target_type,
-            target_id=str(target_id),
+            target_id=_clean_text(str(target_id))[:64],
             department_id=department_id,
-            ip_address=ip_address,
+            ip_address=canonical_ip(ip_address),
             details=canonical_details(details),
             prev_hash=head or GENESIS_HASH,
         )

@@ -32,12 +32,15 @@ class AuditEvent(models.Model):
     department_id = models.BigIntegerField(_("department"), null=True, blank=True)
     ip_address = models.GenericIPAddressField(_("address"), null=True, blank=True)
     details = models.JSONField(_("details"), default=dict, blank=True)
-    prev_hash = models.CharField(max_length=64)
+    # Unique: two writers can never both extend the same head (no silent fork).
+    prev_hash = models.CharField(max_length=64, unique=True)
     hash = models.CharField(max_length=64, unique=True)
 
     class Meta:
         verbose_name = _("audit event")
         verbose_name_plural = _("audit events")
+        # Read-only to everyone, in the admin too: there is nothing to add, change or delete.
+        default_permissions = ("view",)
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["event_type", "created_at"]),

@@ -76,11 +76,14 @@ class MemberAdmin(AuditedAdmin, UserAdmin):
     search_fields = ["username", "display_name", "email"]
     fieldsets = [
         *UserAdmin.fieldsets,
-        (_("Qingli"), {"fields": ["display_name", "department"]}),
+        (_("Department and display name"), {"fields": ["display_name", "department"]}),
     ]
     add_fieldsets = [
         *UserAdmin.add_fieldsets,
-        (_("Qingli"), {"fields": ["display_name", "department", "groups"]}),
+        (
+            _("Department, display name and roles"),
+            {"fields": ["display_name", "department", "groups"]},
+        ),
     ]
 
     @admin.display(description=_("roles"))

@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
+from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 
 from retention.roles import Role
@@ -20,7 +22,12 @@ class QingliAdminSite(admin.AdminSite):
         return bool(user.is_active and user.is_staff and user.has_role(Role.ADMIN))
 
     def login(self, request, extra_context=None):
-        # One sign-in page for the whole product; signed-in non-admins see nothing here.
+        # One sign-in page for the whole product; afterwards, back where the admin was going.
+        next_url = request.GET.get("next", "")
+        if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+            next_url = reverse("admin:index")
         if request.user.is_authenticated:
-            raise Http404
-        return redirect_to_login(request.get_full_path(), reverse("login"))
+            if self.has_permission(request):
+                return redirect(next_url)
+            raise Http404  # signed-in non-admins see nothing here
+        return redirect_to_login(next_url, reverse("login"))

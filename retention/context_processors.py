@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest
+from django.utils.text import capfirst
 
 from retention.roles import Role
 
@@ -16,6 +17,6 @@ def navigation(request: HttpRequest) -> dict:
             "is_auditor": user.has_role(Role.AUDITOR),
             "is_manager": user.has_role(Role.MANAGER),
             "is_security": user.has_role(Role.SECURITY),
-            "role_names": [Role(r).label for r in sorted(user.roles) if r in Role.values],
+            "role_names": [capfirst(Role(r).label) for r in sorted(user.roles) if r in Role.values],
         }
     }

@@ -44,10 +44,21 @@ def _parse_master_key(text: str) -> bytes:
 def master_key() -> bytes:
     if settings.QINGLI_MASTER_KEY:
         return _parse_master_key(settings.QINGLI_MASTER_KEY)
+    if not settings.QINGLI_ALLOW_LOCAL_MASTER_KEY:
+        raise ImproperlyConfigured(
+            "QINGLI_MASTER_KEY is not set. Production needs it (base64 of 32 random bytes, "
+            "kept outside the database and its backups); set QINGLI_ALLOW_LOCAL_MASTER_KEY=true "
+            "only to try Qingli out with a generated key file."
+        )
     path = settings.QINGLI_MASTER_KEY_FILE
-    if not path.exists():
-        path.write_text(base64.b64encode(AESGCM.generate_key(bit_length=256)).decode())
-        path.chmod(0o600)
+    try:
+        # O_EXCL: of two processes starting at once, exactly one creates the key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(base64.b64encode(AESGCM.generate_key(bit_length=256)).decode())
         sys.stderr.write(
             f"Qingli: QINGLI_MASTER_KEY is not set; generated a local master key in {path}. "
             "Fine for trying Qingli out; set QINGLI_MASTER_KEY in production.\n"

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from retention.models import ConversationKind, Member, Sensitivity
 from retention.selectors import departments_for
 
+IDEOGRAPHIC_SPACE = "\u3000"
+
+
+class DepartmentChoiceField(forms.ModelChoiceField):
+    """Departments indented by level, so the tree reads as a tree in a select."""
+
+    def label_from_instance(self, obj) -> str:
+        return IDEOGRAPHIC_SPACE * obj.depth + obj.name
+
 
 class ConversationFilterForm(forms.Form):
-    department = forms.ModelChoiceField(
+    department = DepartmentChoiceField(
         queryset=None, required=False, label=_("Department"), empty_label=_("All departments")
     )
     # A select, not a checkbox: an absent value means "yes", so "no" must be sayable.
@@ -46,6 +57,18 @@ class ConversationFilterForm(forms.Form):
     def __init__(self, *args, viewer: Member, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["department"].queryset = departments_for(viewer)
+
+    def _bounded(self, name: str):
+        day = self.cleaned_data.get(name)
+        if day is not None and not date(1990, 1, 1) <= day <= date(2999, 12, 31):
+            raise forms.ValidationError(_("Choose a date between 1990 and 2999."))
+        return day
+
+    def clean_since(self):
+        return self._bounded("since")
+
+    def clean_until(self):
+        return self._bounded("until")
 
     def clean(self) -> dict:
         data = super().clean()

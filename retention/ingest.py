@@ -14,12 +14,13 @@ import base64
 import binascii
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from drf_spectacular.types import OpenApiTypes
@@ -43,6 +44,7 @@ LOOKUP_CHUNK = 5_000
 # The audit event lists touched conversations up to this many (the count is always there).
 AUDIT_MAX_CONVERSATION_IDS = 1_000
 MAX_SOURCE_CHARS = Message._meta.get_field("source").max_length
+EARLIEST_SENT_AT = datetime(1990, 1, 1, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- errors
@@ -114,6 +116,7 @@ class OffsetDateTimeField(serializers.Field):
             "Must be an ISO 8601 date and time, e.g. 2024-03-01T09:30:00+08:00."
         ),
         "naive": gettext_lazy("Must include a UTC offset, e.g. +08:00 or Z."),
+        "range": gettext_lazy("Must lie between 1990-01-01 and one day from now."),
     }
 
     def to_internal_value(self, data: Any) -> datetime:
@@ -125,6 +128,10 @@ class OffsetDateTimeField(serializers.Field):
             self.fail("invalid")
         if value.utcoffset() is None:
             self.fail("naive")
+        # Chat records are neither older than the web nor from the future; outside this
+        # range a date is a mistake (and beyond the database's range, a crash).
+        if not EARLIEST_SENT_AT <= value <= timezone.now() + timedelta(days=1):
+            self.fail("range")
         return value
 
     def to_representation(self, value: datetime) -> str:

@@ -159,7 +159,7 @@ def dashboard_summary(viewer: Member) -> dict:
         "high_conversations": visible.filter(
             pk__in=Message.objects.filter(sensitivity=Sensitivity.HIGH).values("conversation_id")
         ).count(),
-        "recent": visible.select_related("department").order_by(
+        "recent": visible.select_related("department", "department__parent").order_by(
             F("last_message_at").desc(nulls_last=True), "-id"
         )[:8],
     }
@@ -185,13 +185,23 @@ def department_stats(viewer: Member) -> list[dict]:
             bytes=Sum("body_bytes"),
         )
     }
-    return [
-        {
-            "department": d,
+    own = {
+        d.pk: {
             "conversations": conversations.get(d.pk, 0),
             "messages": messages.get(d.pk, {}).get("n", 0),
             "high": messages.get(d.pk, {}).get("high", 0),
             "bytes": messages.get(d.pk, {}).get("bytes") or 0,
+        }
+        for d in departments
+    }
+    # Each row totals its whole subtree: what a deletion of that department would weigh.
+    return [
+        {
+            "department": d,
+            **{
+                key: sum(own[o.pk][key] for o in departments if o.path.startswith(d.path))
+                for key in ("conversations", "messages", "high", "bytes")
+            },
         }
         for d in departments
     ]

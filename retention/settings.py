@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.humanize",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
@@ -162,6 +163,12 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="qingli@localhost")
 # Base64 of 32 random bytes. Unset: a local key file is generated (zero-setup only).
 QINGLI_MASTER_KEY = env("QINGLI_MASTER_KEY", default=None)
 QINGLI_MASTER_KEY_FILE = VAR_DIR / "master.key"
+# A generated key file beside the database would sit in the same backups: allowed only for
+# the zero-setup default (SQLite) unless said otherwise.
+QINGLI_ALLOW_LOCAL_MASTER_KEY = env.bool(
+    "QINGLI_ALLOW_LOCAL_MASTER_KEY",
+    default=DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3",
+)
 
 # --- queue ---------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default=None)

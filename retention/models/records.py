@@ -28,8 +28,8 @@ class Department(models.Model):
         on_delete=models.PROTECT,
         related_name="children",
     )
-    path = models.CharField(max_length=255, unique=True, editable=False)
-    depth = models.PositiveSmallIntegerField(default=0, editable=False)
+    path = models.CharField(_("path"), max_length=255, unique=True, editable=False)
+    depth = models.PositiveSmallIntegerField(_("level"), default=0, editable=False)
 
     class Meta:
         verbose_name = _("department")
@@ -67,6 +67,14 @@ class Department(models.Model):
 
     def subtree(self) -> models.QuerySet[Department]:
         return Department.objects.filter(path__startswith=self.path)
+
+    @property
+    def label(self) -> str:
+        """The name with its parent's for departments below a region ("杭州西湖店 / 客服组"),
+        so that the many "客服组" can be told apart."""
+        if self.depth >= 2 and self.parent_id:
+            return f"{self.parent.name} / {self.name}"
+        return self.name
 
     def ancestor_ids(self) -> list[int]:
         return [int(part) for part in self.path.strip("/").split("/")]

@@ -117,3 +117,44 @@ def test_verify_job_records_its_outcome():
     event = AuditEvent.objects.order_by("-id").first()
     assert event.event_type == EventType.CHAIN_VERIFIED
     assert event.details["events_checked"] == outcome["events_checked"]
+
+
+def test_postgresql_refuses_to_truncate_the_log_without_the_test_switch():
+    if not on_postgres():
+        pytest.skip("TRUNCATE exists on PostgreSQL only")
+    write_events(1)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL qingli.allow_truncate = 'off'")
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            cursor.execute("TRUNCATE audit_auditevent")
+    assert AuditEvent.objects.exists()
+
+
+def test_two_events_cannot_extend_the_same_head():
+    first, second = write_events(2)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        AuditEvent.objects.create(
+            created_at=second.created_at,
+            event_type=EventType.CONFIG_CHANGED,
+            details={},
+            prev_hash=first.hash,  # a fork beside `second`
+            hash="f" * 64,
+        )
+
+
+@pytest.mark.parametrize(
+    ("ip", "details"),
+    [
+        ("2001:0DB8:0000:0000:0000:0000:0000:0001", {"n": 1}),
+        ("127.0.0.1", {"big": 1e20, "small": 0.1, "nested": [1.5, {"x": -2.5e-8}]}),
+        ("::1", {"name": "a\x00b", "名字": "值"}),
+        ("not an address", {"tuple": (1, 2), "set": {3}}),
+    ],
+)
+def test_what_reads_back_hashes_the_same(ip, details):
+    event = audit.record(
+        EventType.SIGN_IN_FAILED, target_id="x\x00y", ip_address=ip, details=details
+    )
+    assert verify_chain().intact
+    event.refresh_from_db()
+    assert event.target_id == "x\ufffdy"

@@ -171,3 +171,12 @@ def test_browser_filter_errors_show_on_the_form(client, cast):
     response = client.get("/conversations/?since=2026-02-01&until=2026-01-01")
     assert response.status_code == 200
     assert 'role="alert"' in response.content.decode()
+
+
+@pytest.mark.parametrize("query", ["until=9999-12-31", "since=0001-01-01"])
+def test_far_dates_are_a_400_not_a_crash(cast, client, query):
+    assert api_for(cast.manager).get(f"/api/v1/conversations/?{query}").status_code == 400
+    client.force_login(cast.manager)
+    page = client.get(f"/conversations/?{query}")
+    assert page.status_code == 200
+    assert 'role="alert"' in page.content.decode()

@@ -111,9 +111,21 @@ def test_configuration_changes_are_audited(client, cast, org):
 
 
 def test_anonymous_admin_visits_go_to_the_one_sign_in_page(client):
-    response = client.get("/admin/", follow=True)
+    response = client.get("/admin/retention/member/", follow=True)
     assert response.status_code == 200
-    assert response.redirect_chain[-1][0].startswith("/signin/?next=")
+    assert response.redirect_chain[-1][0] == "/signin/?next=/admin/retention/member/"
+
+
+def test_an_admin_signing_in_from_an_admin_page_lands_on_it(client, cast):
+    cast.admin.is_staff = True
+    cast.admin.save()
+    response = client.post(
+        "/signin/",
+        {"username": "admin", "password": PASSWORD, "next": "/admin/retention/member/"},
+        follow=True,
+    )
+    assert response.redirect_chain[-1][0] == "/admin/retention/member/"
+    assert response.status_code == 200
 
 
 def test_the_openapi_schema_and_docs_are_served(client):

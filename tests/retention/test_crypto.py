@@ -57,8 +57,6 @@ def test_attachment_bytes_are_encrypted_in_storage(chat):
 
 def test_destroying_the_key_makes_every_copy_unreadable(chat, cast):
     message = Message.objects.filter(conversation=chat).first()
-    backup_of_row = bytes(message.body)  # as a database backup would hold it
-
     assert do_destroy_conversation_key(chat, actor=cast.admin, reason="test wipe") is True
 
     key = DataKey.objects.get(conversation=chat)
@@ -66,8 +64,13 @@ def test_destroying_the_key_makes_every_copy_unreadable(chat, cast):
     assert key.destroyed_at is not None
     with pytest.raises(KeyDestroyedError):
         ConversationCipher.for_conversation(chat)
-    # The old row is still ciphertext nobody can open: no key material is left anywhere.
-    assert BODY.encode() not in backup_of_row
+    # The rows are still there, and no other key opens them: not another conversation's,
+    # not a fresh one made for this conversation id.
+    other = make_chat(chat.department, [], ["别的会话"])
+    with pytest.raises(DecryptionError):
+        ConversationCipher.for_conversation(other).decrypt(message.body)
+    with pytest.raises(DecryptionError):
+        ConversationCipher(chat.pk, crypto.new_wrapped_key(chat.pk)).decrypt(message.body)
     event = AuditEvent.objects.get(event_type=EventType.CONVERSATION_KEY_DESTROYED)
     assert event.target_id == str(chat.pk)
     assert event.actor_name == "admin"
@@ -107,14 +110,28 @@ def test_a_malformed_master_key_is_refused_with_a_clear_message(settings, bad):
         crypto.master_key.cache_clear()
 
 
+def test_without_a_master_key_production_refuses_to_start(settings):
+    settings.QINGLI_MASTER_KEY = None
+    settings.QINGLI_ALLOW_LOCAL_MASTER_KEY = False
+    crypto.master_key.cache_clear()
+    try:
+        with pytest.raises(ImproperlyConfigured, match="QINGLI_MASTER_KEY is not set"):
+            crypto.master_key()
+    finally:
+        crypto.master_key.cache_clear()
+
+
 def test_zero_setup_generates_a_local_master_key(settings, tmp_path, capsys):
     settings.QINGLI_MASTER_KEY = None
+    settings.QINGLI_ALLOW_LOCAL_MASTER_KEY = True
     settings.QINGLI_MASTER_KEY_FILE = tmp_path / "master.key"
     crypto.master_key.cache_clear()
     try:
         key = crypto.master_key()
         assert len(key) == 32
-        assert (tmp_path / "master.key").exists()
+        assert (tmp_path / "master.key").stat().st_mode & 0o777 == 0o600
         assert "generated a local master key" in capsys.readouterr().err
+        crypto.master_key.cache_clear()
+        assert crypto.master_key() == key  # read back, not generated again
     finally:
         crypto.master_key.cache_clear()

@@ -260,6 +260,8 @@ BAD_RECORDS = {
     "body too long": (1, _long_body(), "body"),
     "time without offset": (1, {"sent_at": "2024-03-01T09:30:00"}, "sent_at"),
     "time not a date": (1, {"sent_at": "yesterday"}, "sent_at"),
+    "time before the database's range": (1, {"sent_at": "0001-01-01T00:00:00+08:00"}, "sent_at"),
+    "time in the future": (1, {"sent_at": "2999-01-01T00:00:00+08:00"}, "sent_at"),
     "unknown sender": (1, {"sender": "nobody"}, "sender"),
     "customer without a name": (1, {"sender": None, "sender_name": None}, "sender_name"),
     "unknown conversation": (1, {"conversation": "c-404"}, "conversation"),
