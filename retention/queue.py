@@ -61,9 +61,10 @@ def _make_thread_worker_class():
 class InProcessWorker:
     """A daemon thread that works the queues and enqueues due scheduled jobs."""
 
-    def __init__(self, queue_names: tuple[str, ...]) -> None:
+    def __init__(self, queue_names: tuple[str, ...], *, with_cron: bool = True) -> None:
         self._stop = threading.Event()
         self._queue_names = queue_names
+        self._with_cron = with_cron
         self.thread = threading.Thread(target=self._run, name="qingli-worker", daemon=True)
 
     def _run(self) -> None:
@@ -72,8 +73,11 @@ class InProcessWorker:
 
         queues = [django_rq.get_queue(name) for name in self._queue_names]
         worker = _make_thread_worker_class()(queues, connection=queues[0].connection)
+        cron_scheduler = _cron_scheduler(queues[0].connection) if self._with_cron else None
         while not self._stop.is_set():
             try:
+                if cron_scheduler is not None:
+                    cron_scheduler.enqueue_jobs()
                 _enqueue_due_scheduled_jobs(queues)
                 worker.work(burst=True, logging_level="WARNING")
             except Exception:  # keep the demo's queue alive whatever one job did
@@ -86,12 +90,23 @@ class InProcessWorker:
         self.thread.join(timeout)
 
 
-def start_in_process_worker(queue_names: tuple[str, ...] | None = None) -> InProcessWorker:
+def start_in_process_worker(
+    queue_names: tuple[str, ...] | None = None, *, with_cron: bool = True
+) -> InProcessWorker:
     from django.conf import settings
 
-    worker = InProcessWorker(queue_names or settings.QUEUE_NAMES)
+    worker = InProcessWorker(queue_names or settings.QUEUE_NAMES, with_cron=with_cron)
     worker.thread.start()
     return worker
+
+
+def _cron_scheduler(connection):
+    """RQ's own cron scheduler, ticked from the worker thread instead of its own process."""
+    from rq.cron import CronScheduler
+
+    scheduler = CronScheduler(connection=connection, logging_level="WARNING")
+    scheduler.load_config_from_file("retention.cron")
+    return scheduler
 
 
 def _enqueue_due_scheduled_jobs(queues: list) -> None:

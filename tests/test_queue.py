@@ -72,7 +72,7 @@ def test_the_in_process_worker_runs_jobs_without_a_redis_server(settings):
     queue = Queue("maintenance", connection=fake)
     queue.enqueue(verify_audit_chain)
 
-    worker = start_in_process_worker(("maintenance",))
+    worker = start_in_process_worker(("maintenance",), with_cron=False)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -82,3 +82,12 @@ def test_the_in_process_worker_runs_jobs_without_a_redis_server(settings):
     finally:
         worker.stop()
     assert AuditEvent.objects.filter(event_type=EventType.CHAIN_VERIFIED).count() == 1
+
+
+def test_the_cron_config_registers_the_periodic_jobs():
+    from rq.cron import CronScheduler
+
+    scheduler = CronScheduler(connection=redis.Redis(connection_pool=_POOL))
+    scheduler.load_config_from_file("retention.cron")
+    names = {job.func.__name__ for job in scheduler.get_jobs()}
+    assert names == {"expire_stale_requests", "verify_audit_chain"}

@@ -23,6 +23,7 @@ from retention.deletion.actions import (
 from retention.deletion.scope import compute_preview, resolve_scope
 from retention.models import (
     ConversationKind,
+    DeletionRequest,
     Message,
     PersonalRemoval,
     QuotaGrant,
@@ -263,3 +264,21 @@ def test_records_arriving_after_filing_are_not_in_scope(regulars, org, chats):
     late = make_chat(org.hangzhou, [cast.staff], ["新消息"])
     assert Message.objects.filter(conversation=late).get().pk > request.max_message_id
     assert late.pk not in set(request.targets.values_list("conversation", flat=True))
+
+
+def test_undecided_requests_expire_and_the_job_is_idempotent(regulars, org, chats):
+    from retention.jobs import expire_stale_requests
+
+    request = file(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    assert expire_stale_requests() == 0  # still fresh
+    DeletionRequest.objects.filter(pk=request.pk).update(
+        filed_at=timezone.now() - timedelta(days=15)
+    )
+    assert expire_stale_requests() == 1
+    assert expire_stale_requests() == 0
+    request.refresh_from_db()
+    assert request.status == RequestStatus.EXPIRED
+    assert request.steps.get().status == StepStatus.CANCELLED
+    assert events_for(request, EventType.REQUEST_EXPIRED).count() == 1
+    with pytest.raises(Conflict):
+        do_approve_step(request, acting_user=regulars.manager)

@@ -1,0 +1,14 @@
+"""Periodic jobs, for exactly one `manage.py rqcron retention.cron` process (with Redis)
+or the in-process worker of the zero-setup default.
+
+Each job works out from the database what is due, so a missed or doubled run is harmless.
+Cron fields use the process's local time zone (set TZ, e.g. Asia/Shanghai).
+"""
+
+from rq import cron
+
+from audit.jobs import verify_audit_chain
+from retention.jobs import expire_stale_requests
+
+cron.register(expire_stale_requests, queue_name="maintenance", cron="*/15 * * * *")
+cron.register(verify_audit_chain, queue_name="maintenance", cron="30 3 * * *")
