@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from audit import log as audit
 from audit.events import EventType
+from retention.deletion.actions import do_set_protected
 from retention.models import Conversation, Department, Member
 from retention.roles import Role
 
@@ -95,11 +96,30 @@ class MemberAdmin(AuditedAdmin, UserAdmin):
 class ConversationAdmin(AuditedAdmin):
     """Metadata only: bodies are encrypted and never shown here."""
 
-    list_display = ["title", "kind", "department", "external_party", "last_message_at"]
-    list_filter = ["kind"]
+    list_display = [
+        "title",
+        "kind",
+        "department",
+        "external_party",
+        "is_protected",
+        "last_message_at",
+    ]
+    list_filter = ["kind", "is_protected"]
     search_fields = ["title", "external_party"]
-    fields = ["title", "kind", "department", "external_party"]
-    readonly_fields = ["kind"]
+    fields = ["title", "kind", "department", "external_party", "is_protected"]
+    # Protection changes go through the audited actions below, never through the form.
+    readonly_fields = ["kind", "is_protected"]
+    actions = ["mark_protected", "remove_protection"]
+
+    @admin.action(description=_("Mark protected (deletions need explicit confirmation)"))
+    def mark_protected(self, request, queryset) -> None:
+        for conversation in queryset:
+            do_set_protected(conversation, acting_user=request.user, protected=True)
+
+    @admin.action(description=_("Remove protection"))
+    def remove_protection(self, request, queryset) -> None:
+        for conversation in queryset:
+            do_set_protected(conversation, acting_user=request.user, protected=False)
 
     def has_add_permission(self, request) -> bool:
         return False  # conversations come in through ingest and import

@@ -152,3 +152,18 @@ def test_the_interface_is_chinese_until_someone_picks_english(client, cast):
     english = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
     assert "Dashboard" in english
     assert "工作台" not in english
+
+
+def test_admins_mark_conversations_protected_through_an_audited_action(client, cast, chats):
+    cast.admin.is_staff = True
+    cast.admin.save()
+    client.force_login(cast.admin)
+    conversation = chats["hangzhou"]
+    response = client.post(
+        "/admin/retention/conversation/",
+        {"action": "mark_protected", "_selected_action": [conversation.pk]},
+    )
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.is_protected
+    assert events(EventType.CONVERSATION_PROTECTED).get().target_id == str(conversation.pk)

@@ -282,3 +282,34 @@ def test_undecided_requests_expire_and_the_job_is_idempotent(regulars, org, chat
     assert events_for(request, EventType.REQUEST_EXPIRED).count() == 1
     with pytest.raises(Conflict):
         do_approve_step(request, acting_user=regulars.manager)
+
+
+def test_approvers_requester_and_members_are_notified_in_app_and_by_mail(
+    regulars, org, chats, mailoutbox, django_capture_on_commit_callbacks, settings
+):
+    from retention.deletion import notify
+    from retention.models import Notification
+
+    cast = regulars
+    for member in vars(cast).values():
+        member.email = f"{member.username}@example.com"
+        member.save()
+    # Jobs run at once here: the queue itself is tested in tests/test_queue.py.
+    settings.RQ_QUEUES = {
+        name: {**config, "ASYNC": False} for name, config in settings.RQ_QUEUES.items()
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    awaiting = Notification.objects.filter(verb=notify.STEP_AWAITS, request=request)
+    # Everyone who may decide the step: East's manager and the director above them.
+    assert set(awaiting.values_list("recipient__username", flat=True)) == {"manager", "director"}
+    mailed = {to for m in mailoutbox for to in m.to}
+    assert mailed == {"manager@example.com", "director@example.com"}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        do_approve_step(request, acting_user=cast.manager)
+    assert Notification.objects.filter(verb=notify.APPROVED, recipient=cast.staff).exists()
+    scheduled = Notification.objects.filter(verb=notify.SCHEDULED)
+    # Everyone in the affected conversations (hangzhou's staff, the warehouse's staff).
+    assert set(scheduled.values_list("recipient__username", flat=True)) == {"staff", "warehouse"}
+    assert "staff@example.com" in {to for m in mailoutbox for to in m.to}
