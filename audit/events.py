@@ -22,6 +22,7 @@ class EventType(models.IntegerChoices):
     CHATS_IMPORTED = 201, _("chats imported")
     CONVERSATION_KEY_DESTROYED = 202, _("conversation key destroyed")
     DEMO_DATA_SEEDED = 203, _("demo data generated")
+    MASTER_KEY_ROTATED = 204, _("master key rotated")
 
     # 300–399: organisation and configuration
     CONFIG_ADDED = 300, _("configuration added")

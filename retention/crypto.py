@@ -1,13 +1,20 @@
 """Encryption at rest: one AES-256-GCM data key per conversation, wrapped by the master key.
 
-Destroying a conversation's wrapped key makes every copy of its ciphertext (database
-rows, attachment files, backups of either) unreadable: crypto-shredding.
+Destroying a conversation's wrapped key makes every copy of its ciphertext in the live
+database and storage unreadable at once: crypto-shredding. A backup taken earlier still
+holds the wrapped key, under the master key of its day; rotating the master key
+(``manage.py rotate_master_key``) re-wraps every live data key and lets the old master
+key be destroyed, after which those backups read nothing either.
+
+A wrapped key is ``b"QK1" ‖ master key id (8 bytes) ‖ nonce ‖ ciphertext``, so each
+names the master key that can open it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import sys
 from functools import lru_cache
@@ -18,6 +25,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 NONCE_BYTES = 12
+WRAP_FORMAT = b"QK1"
+KEY_ID_BYTES = 8
 
 
 class KeyDestroyedError(Exception):
@@ -28,16 +37,40 @@ class DecryptionError(Exception):
     """Ciphertext failed authentication: wrong key, wrong conversation, or tampered bytes."""
 
 
-def _parse_master_key(text: str) -> bytes:
+def _parse_master_key(text: str, name: str = "QINGLI_MASTER_KEY") -> bytes:
     try:
         key = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ImproperlyConfigured("QINGLI_MASTER_KEY must be base64 of 32 random bytes") from exc
+        raise ImproperlyConfigured(f"{name} must be base64 of 32 random bytes") from exc
     if len(key) != 32:
-        raise ImproperlyConfigured(
-            f"QINGLI_MASTER_KEY must decode to 32 bytes (AES-256), not {len(key)}"
-        )
+        raise ImproperlyConfigured(f"{name} must decode to 32 bytes (AES-256), not {len(key)}")
     return key
+
+
+def forget_keys() -> None:
+    """Drop cached master keys (after the configuration changed, e.g. in tests)."""
+    master_key.cache_clear()
+    master_keys.cache_clear()
+
+
+def master_key_id(key: bytes) -> bytes:
+    """A short public name for a master key (never the key itself)."""
+    return hashlib.sha256(b"qingli:master-key-id:" + key).digest()[:KEY_ID_BYTES]
+
+
+@lru_cache(maxsize=1)
+def master_keys() -> dict[bytes, bytes]:
+    """Every master key that may unwrap: the current one and any being retired."""
+    keys = {master_key_id(master_key()): master_key()}
+    for i, text in enumerate(settings.QINGLI_RETIRED_MASTER_KEYS):
+        key = _parse_master_key(text, f"QINGLI_RETIRED_MASTER_KEYS[{i}]")
+        keys.setdefault(master_key_id(key), key)
+    return keys
+
+
+def wrapped_with(wrapped: bytes) -> bytes:
+    """The id of the master key a wrapped data key was made with."""
+    return bytes(wrapped)[len(WRAP_FORMAT) : len(WRAP_FORMAT) + KEY_ID_BYTES]
 
 
 @lru_cache(maxsize=1)
@@ -74,11 +107,43 @@ def _record_aad(conversation_id: int) -> bytes:
     return b"qingli:record:%d" % conversation_id
 
 
-def new_wrapped_key(conversation_id: int) -> bytes:
-    """A fresh data key for a conversation, returned wrapped (nonce ‖ ciphertext)."""
-    data_key = AESGCM.generate_key(bit_length=256)
+def _wrap(conversation_id: int, data_key: bytes) -> bytes:
+    key = master_key()
     nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(master_key()).encrypt(nonce, data_key, _wrap_aad(conversation_id))
+    sealed = AESGCM(key).encrypt(nonce, data_key, _wrap_aad(conversation_id))
+    return WRAP_FORMAT + master_key_id(key) + nonce + sealed
+
+
+def _unwrap(conversation_id: int, wrapped: bytes) -> bytes:
+    if not wrapped.startswith(WRAP_FORMAT):
+        raise DecryptionError(f"conversation {conversation_id}: unknown key format")
+    key = master_keys().get(wrapped_with(wrapped))
+    if key is None:
+        raise DecryptionError(
+            f"conversation {conversation_id}: its key was wrapped by a master key that is "
+            "no longer configured (retired)"
+        )
+    body = wrapped[len(WRAP_FORMAT) + KEY_ID_BYTES :]
+    try:
+        return AESGCM(key).decrypt(
+            body[:NONCE_BYTES], body[NONCE_BYTES:], _wrap_aad(conversation_id)
+        )
+    except InvalidTag as exc:
+        raise DecryptionError(f"conversation {conversation_id}: cannot unwrap key") from exc
+
+
+def new_wrapped_key(conversation_id: int) -> bytes:
+    """A fresh data key for a conversation, returned wrapped by the current master key."""
+    return _wrap(conversation_id, AESGCM.generate_key(bit_length=256))
+
+
+def rewrapped(conversation_id: int, wrapped: bytes | memoryview) -> bytes:
+    """The same data key, wrapped by the current master key (for rotation)."""
+    return _wrap(conversation_id, _unwrap(conversation_id, bytes(wrapped)))
+
+
+def current_master_key_id() -> bytes:
+    return master_key_id(master_key())
 
 
 class ConversationCipher:
@@ -87,14 +152,7 @@ class ConversationCipher:
     def __init__(self, conversation_id: int, wrapped_key: bytes | memoryview | None):
         if wrapped_key is None:
             raise KeyDestroyedError(f"conversation {conversation_id}: data key destroyed")
-        wrapped = bytes(wrapped_key)
-        try:
-            data_key = AESGCM(master_key()).decrypt(
-                wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _wrap_aad(conversation_id)
-            )
-        except InvalidTag as exc:
-            raise DecryptionError(f"conversation {conversation_id}: cannot unwrap key") from exc
-        self._aead = AESGCM(data_key)
+        self._aead = AESGCM(_unwrap(conversation_id, bytes(wrapped_key)))
         self._aad = _record_aad(conversation_id)
         self.conversation_id = conversation_id
 

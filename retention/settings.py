@@ -163,6 +163,8 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="qingli@localhost")
 # Base64 of 32 random bytes. Unset: a local key file is generated (zero-setup only).
 QINGLI_MASTER_KEY = env("QINGLI_MASTER_KEY", default=None)
 QINGLI_MASTER_KEY_FILE = VAR_DIR / "master.key"
+# Earlier master keys, only while `manage.py rotate_master_key` moves data keys off them.
+QINGLI_RETIRED_MASTER_KEYS = env.list("QINGLI_RETIRED_MASTER_KEYS", default=[])
 # A generated key file beside the database would sit in the same backups: allowed only for
 # the zero-setup default (SQLite) unless said otherwise.
 QINGLI_ALLOW_LOCAL_MASTER_KEY = env.bool(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import os
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
@@ -8,7 +9,11 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from audit.events import EventType
 from audit.models import AuditEvent
 from retention import crypto
-from retention.actions import do_destroy_conversation_key
+from retention.actions import (
+    data_keys_by_master_key,
+    do_destroy_conversation_key,
+    do_rotate_master_key,
+)
 from retention.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
 from retention.models import DataKey, Message
 from retention.store import NewAttachment, read_attachment, read_body, store_attachment
@@ -89,49 +94,107 @@ def test_only_an_admin_or_a_system_job_destroys_keys(chat, cast):
 
 def test_a_different_master_key_cannot_unwrap(chat, settings):
     settings.QINGLI_MASTER_KEY = base64.b64encode(b"\x01" * 32).decode()
-    crypto.master_key.cache_clear()
+    crypto.forget_keys()
     try:
         with pytest.raises(DecryptionError):
             ConversationCipher.for_conversation(chat)
     finally:
         settings.QINGLI_MASTER_KEY = None
-        crypto.master_key.cache_clear()
+        crypto.forget_keys()
 
 
 @pytest.mark.parametrize("bad", ["not base64!", base64.b64encode(b"short").decode()])
 def test_a_malformed_master_key_is_refused_with_a_clear_message(settings, bad):
     settings.QINGLI_MASTER_KEY = bad
-    crypto.master_key.cache_clear()
+    crypto.forget_keys()
     try:
         with pytest.raises(ImproperlyConfigured, match="QINGLI_MASTER_KEY"):
             crypto.master_key()
     finally:
         settings.QINGLI_MASTER_KEY = None
-        crypto.master_key.cache_clear()
+        crypto.forget_keys()
 
 
 def test_without_a_master_key_production_refuses_to_start(settings):
     settings.QINGLI_MASTER_KEY = None
     settings.QINGLI_ALLOW_LOCAL_MASTER_KEY = False
-    crypto.master_key.cache_clear()
+    crypto.forget_keys()
     try:
         with pytest.raises(ImproperlyConfigured, match="QINGLI_MASTER_KEY is not set"):
             crypto.master_key()
     finally:
-        crypto.master_key.cache_clear()
+        crypto.forget_keys()
 
 
 def test_zero_setup_generates_a_local_master_key(settings, tmp_path, capsys):
     settings.QINGLI_MASTER_KEY = None
     settings.QINGLI_ALLOW_LOCAL_MASTER_KEY = True
     settings.QINGLI_MASTER_KEY_FILE = tmp_path / "master.key"
-    crypto.master_key.cache_clear()
+    crypto.forget_keys()
     try:
         key = crypto.master_key()
         assert len(key) == 32
         assert (tmp_path / "master.key").stat().st_mode & 0o777 == 0o600
         assert "generated a local master key" in capsys.readouterr().err
-        crypto.master_key.cache_clear()
+        crypto.forget_keys()
         assert crypto.master_key() == key  # read back, not generated again
     finally:
-        crypto.master_key.cache_clear()
+        crypto.forget_keys()
+
+
+@pytest.fixture
+def new_master(settings):
+    """Make a fresh key current and the old one retired, as an operator would."""
+    old = settings.QINGLI_MASTER_KEY
+    settings.QINGLI_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
+    settings.QINGLI_RETIRED_MASTER_KEYS = [old]
+    crypto.forget_keys()
+    yield old
+    crypto.forget_keys()
+
+
+def test_rotation_moves_every_key_and_keeps_records_readable(chat, cast, new_master, settings):
+    # Still readable through the retired key before rotation.
+    assert read_body(ConversationCipher.for_conversation(chat), first_message(chat)) == BODY
+    outcome = do_rotate_master_key(actor=cast.admin)
+    assert outcome == {"rewrapped": 1, "already_current": 0}
+    assert set(data_keys_by_master_key()) == {crypto.current_master_key_id().hex()}
+    settings.QINGLI_RETIRED_MASTER_KEYS = []  # the old key is destroyed
+    crypto.forget_keys()
+    assert read_body(ConversationCipher.for_conversation(chat), first_message(chat)) == BODY
+    assert AuditEvent.objects.get(event_type=EventType.MASTER_KEY_ROTATED).details["rewrapped"] == 1
+    assert do_rotate_master_key(actor=None) == {"rewrapped": 0, "already_current": 1}
+
+
+def test_a_backup_of_a_shredded_key_reads_nothing_once_its_master_key_is_retired(
+    chat, cast, settings
+):
+    backup = bytes(DataKey.objects.get(conversation=chat).wrapped_key)  # last night's backup
+    message = first_message(chat)
+    do_destroy_conversation_key(chat, actor=cast.admin, reason="approved wipe")
+    # With yesterday's master key still in service, the backup would still open it...
+    assert ConversationCipher(chat.pk, backup).decrypt_text(message.body) == BODY
+    # ...so the key is rotated and the old master key destroyed, as the docs prescribe.
+    settings.QINGLI_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
+    settings.QINGLI_RETIRED_MASTER_KEYS = []
+    crypto.forget_keys()
+    try:
+        with pytest.raises(DecryptionError, match="no longer configured"):
+            ConversationCipher(chat.pk, backup)
+    finally:
+        crypto.forget_keys()
+
+
+def test_rotation_never_resurrects_a_key_destroyed_meanwhile(chat, cast, new_master):
+    do_destroy_conversation_key(chat, actor=cast.admin, reason="wipe")
+    assert do_rotate_master_key(actor=None) == {"rewrapped": 0, "already_current": 0}
+    assert DataKey.objects.get(conversation=chat).wrapped_key is None
+
+
+def test_only_admins_rotate(cast):
+    with pytest.raises(PermissionDenied):
+        do_rotate_master_key(actor=cast.security)
+
+
+def first_message(conversation) -> Message:
+    return Message.objects.filter(conversation=conversation).order_by("id").first()
