@@ -214,6 +214,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ConversationKindEnum": "retention.models.ConversationKind",
         "SensitivityEnum": "retention.models.Sensitivity",
+        "HoldKindEnum": "retention.models.HoldKind",
     },
 }
 

@@ -1,6 +1,8 @@
+from __future__ import annotations
+
 from django.urls import path
 
-from retention.api import views
+from retention.api import requests, views
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
@@ -18,5 +20,52 @@ urlpatterns = [
         views.ConversationMessagesView.as_view(),
         name="api-conversation-messages",
     ),
+    path(
+        "conversations/<int:conversation_id>/hide/",
+        requests.ConversationHideView.as_view(),
+        name="api-conversation-hide",
+    ),
+    path(
+        "conversations/<int:conversation_id>/unhide/",
+        requests.ConversationUnhideView.as_view(),
+        name="api-conversation-unhide",
+    ),
     path("ingest/messages/", IngestMessagesView.as_view(), name="api-ingest-messages"),
+    # Deletion requests
+    path("requests/", requests.RequestListView.as_view(), name="api-requests"),
+    path("requests/preview/", requests.RequestPreviewView.as_view(), name="api-request-preview"),
+    path("requests/<int:request_id>/", requests.RequestDetailView.as_view(), name="api-request"),
+    path(
+        "requests/<int:request_id>/approve/",
+        requests.RequestApproveView.as_view(),
+        name="api-request-approve",
+    ),
+    path(
+        "requests/<int:request_id>/reject/",
+        requests.RequestRejectView.as_view(),
+        name="api-request-reject",
+    ),
+    path(
+        "requests/<int:request_id>/cancel/",
+        requests.RequestCancelView.as_view(),
+        name="api-request-cancel",
+    ),
+    path(
+        "requests/<int:request_id>/restore/",
+        requests.RequestRestoreView.as_view(),
+        name="api-request-restore",
+    ),
+    # Holds, notifications, policies
+    path("holds/", requests.HoldListView.as_view(), name="api-holds"),
+    path(
+        "holds/<int:hold_id>/release/", requests.HoldReleaseView.as_view(), name="api-hold-release"
+    ),
+    path("notifications/", requests.NotificationListView.as_view(), name="api-notifications"),
+    path(
+        "notifications/read/",
+        requests.NotificationReadView.as_view(),
+        name="api-notifications-read",
+    ),
+    path("policies/", requests.PolicyView.as_view(), name="api-policies"),
+    path("quota-grants/", requests.QuotaGrantView.as_view(), name="api-quota-grants"),
 ]

@@ -34,6 +34,7 @@ from retention.models import (
     Department,
     Hold,
     Member,
+    Notification,
     PersonalRemoval,
     RequestConversation,
     RequestMethod,
@@ -544,3 +545,12 @@ def do_unhide_conversation(conversation: Conversation, *, acting_user: Member) -
                 department_id=conversation.department_id,
             )
     return bool(deleted)
+
+
+def do_mark_notifications_read(viewer: Member, ids: list[int] | None = None) -> int:
+    """Mark the viewer's unread notifications (or only ``ids`` of them) read. Not audited:
+    it changes nothing but the viewer's own inbox."""
+    unread = Notification.objects.filter(recipient=viewer, read_at__isnull=True)
+    if ids is not None:
+        unread = unread.filter(pk__in=ids)
+    return unread.update(read_at=timezone.now())

@@ -74,3 +74,11 @@ class QuotaGrantInputSerializer(StrictSerializer):
 def scope_data(validated: dict) -> dict:
     """The validated body flattened for ``resolve_scope``."""
     return {**validated["scope"], "confirm_protected": validated.get("confirm_protected", [])}
+
+
+class HoldReleaseInputSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class NotificationsReadInputSerializer(StrictSerializer):
+    ids = id_list(help_text=_("Mark only these; all of the caller's when left out."))
