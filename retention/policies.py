@@ -39,15 +39,17 @@ DEFAULTS: dict[str, Any] = {
 APPROVER_ROLES = {Role.MANAGER.value, Role.SECURITY.value, Role.ADMIN.value}
 
 
+# Stored as {"v": value}: a policy may be null ("any time"), which a bare JSON column
+# could not tell apart from "never set".
 def get_policy(key: str) -> Any:
     if key not in DEFAULTS:
         raise KeyError(key)
     row = Policy.objects.filter(key=key).values_list("value", flat=True).first()
-    return copy.deepcopy(DEFAULTS[key] if row is None else row)
+    return copy.deepcopy(DEFAULTS[key] if row is None else row["v"])
 
 
 def all_policies() -> dict[str, Any]:
-    stored = dict(Policy.objects.values_list("key", "value"))
+    stored = {key: value["v"] for key, value in Policy.objects.values_list("key", "value")}
     return {key: copy.deepcopy(stored.get(key, default)) for key, default in DEFAULTS.items()}
 
 
@@ -161,7 +163,9 @@ def do_update_policies(*, actor: Member, changes: dict[str, Any]) -> dict[str, A
             old = get_policy(key)
             if old == new:
                 continue
-            Policy.objects.update_or_create(key=key, defaults={"value": new, "updated_by": actor})
+            Policy.objects.update_or_create(
+                key=key, defaults={"value": {"v": new}, "updated_by": actor}
+            )
             audit.record(
                 EventType.POLICY_CHANGED,
                 actor=actor,

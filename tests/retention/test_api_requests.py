@@ -396,7 +396,7 @@ def test_admins_change_policies_and_the_change_is_audited(cast):
     assert set(bad.data) == {"recycle_bin_days", "execution_window"}
     unknown = admin.patch("/api/v1/policies/", {"coffee_breaks": 3}, format="json")
     assert unknown.status_code == 400 and "coffee_breaks" in unknown.data
-    assert Policy.objects.get().value == 14
+    assert Policy.objects.get().value == {"v": 14}
 
 
 def test_admins_grant_extra_personal_deletions(cast):

@@ -50,7 +50,7 @@ def test_signing_out_is_audited_and_ends_the_session(client, cast):
 
 
 def test_the_api_gives_a_token_for_good_credentials_only(cast):
-    client = APIClient()
+    client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     bad = client.post("/api/v1/auth/token/", {"username": "staff", "password": "nope"})
     assert bad.status_code == 400
     assert "not correct" in bad.json()["detail"]

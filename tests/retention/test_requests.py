@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from audit.events import EventType
 from audit.models import AuditEvent
@@ -251,7 +251,7 @@ def test_personal_deletion_only_of_ones_own_conversations(regulars, chats):
 
 
 def test_batch_filing_needs_a_sign_in_streak(cast, org, chats):
-    with pytest.raises(PermissionDenied, match="consecutive"):
+    with translation.override("en"), pytest.raises(PermissionDenied, match="consecutive"):
         file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
     assert AuditEvent.objects.get(event_type=EventType.REQUEST_REFUSED).details["why"] == (
         "eligibility"
@@ -313,3 +313,14 @@ def test_approvers_requester_and_members_are_notified_in_app_and_by_mail(
     # Everyone in the affected conversations (hangzhou's staff, the warehouse's staff).
     assert set(scheduled.values_list("recipient__username", flat=True)) == {"staff", "warehouse"}
     assert "staff@example.com" in {to for m in mailoutbox for to in m.to}
+
+
+def test_any_time_execution_window_runs_right_after_the_delay(regulars, org, chats):
+    cast = regulars
+    do_update_policies(actor=cast.admin, changes={"execution_window": None, "batch_delay_hours": 1})
+    from retention.policies import get_policy
+
+    assert get_policy("execution_window") is None
+    request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    approved = do_approve_step(request, acting_user=cast.manager)
+    assert approved.scheduled_for == approved.decided_at + timedelta(hours=1)
