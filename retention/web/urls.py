@@ -1,6 +1,6 @@
 from django.urls import path
 
-from retention.web import views
+from retention.web import requests, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -12,4 +12,48 @@ urlpatterns = [
         views.conversation_detail,
         name="conversation",
     ),
+    # A participant's own side of a conversation.
+    path(
+        "conversations/<int:conversation_id>/mine/",
+        requests.conversation_controls,
+        name="conversation-controls",
+    ),
+    path(
+        "conversations/<int:conversation_id>/hide/",
+        requests.conversation_hide,
+        name="conversation-hide",
+    ),
+    path(
+        "conversations/<int:conversation_id>/unhide/",
+        requests.conversation_unhide,
+        name="conversation-unhide",
+    ),
+    path(
+        "conversations/<int:conversation_id>/delete-mine/",
+        requests.conversation_delete_mine,
+        name="conversation-delete-mine",
+    ),
+    path(
+        "conversations/<int:conversation_id>/messages/<int:message_id>/delete-mine/",
+        requests.message_delete_mine,
+        name="message-delete-mine",
+    ),
+    # Deletion requests and their approval.
+    path("requests/", requests.request_list, name="requests"),
+    path("requests/new/", requests.request_new, name="request-new"),
+    path("requests/preview/", requests.request_preview, name="request-preview"),
+    path("requests/<int:request_id>/", requests.request_detail, name="request"),
+    path("requests/<int:request_id>/approve/", requests.request_approve, name="request-approve"),
+    path("requests/<int:request_id>/reject/", requests.request_reject, name="request-reject"),
+    path("requests/<int:request_id>/cancel/", requests.request_cancel, name="request-cancel"),
+    path("requests/<int:request_id>/restore/", requests.request_restore, name="request-restore"),
+    path("approvals/", requests.approvals_inbox, name="approvals"),
+    # Holds, policies, notifications.
+    path("holds/", requests.hold_list, name="holds"),
+    path("holds/place/", requests.hold_place, name="hold-place"),
+    path("holds/<int:hold_id>/release/", requests.hold_release, name="hold-release"),
+    path("policies/", requests.policies, name="policies"),
+    path("notifications/", requests.notification_list, name="notifications"),
+    path("notifications/read/", requests.notifications_mark_read, name="notifications-mark-read"),
+    path("nav/counts/", requests.nav_counts, name="nav-counts"),
 ]
