@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -21,8 +21,7 @@ from retention.deletion import approvals, notify
 from retention.deletion.scope import (
     Scope,
     check_authority,
-    compute_preview,
-    frozen_targets,
+    measure_scope,
     newest_message_id,
     scope_root,
 )
@@ -34,6 +33,7 @@ from retention.models import (
     Department,
     Hold,
     Member,
+    Message,
     Notification,
     PersonalRemoval,
     RequestConversation,
@@ -95,19 +95,6 @@ def do_file_request(
     if not reason:
         raise ValidationError({"reason": [_("Say why these records should be deleted.")]})
     check_authority(requester, scope)
-    if scope.method == RequestMethod.PERSONAL:
-        used, allowed = _personal_deletions_this_month(requester), personal_quota(requester)
-        if used >= allowed:
-            _refuse(
-                requester,
-                why="quota",
-                message=_(
-                    "You have used all %(allowed)d personal deletions this month. "
-                    "An admin can grant you more."
-                )
-                % {"allowed": allowed},
-                details={"used": used, "allowed": allowed},
-            )
     if scope.method == RequestMethod.BATCH:
         needed = get_policy("batch_min_consecutive_signin_days")
         streak = consecutive_signin_days(requester)
@@ -122,9 +109,23 @@ def do_file_request(
                 % {"needed": needed, "streak": streak},
                 details={"needed": needed, "streak": streak},
             )
+    max_id = settled_high_water_mark()
     try:
         with transaction.atomic():
-            return _file(requester, scope, reason, idempotency_key), True
+            if scope.method == RequestMethod.PERSONAL:
+                _check_quota(requester)
+            return _file(requester, scope, reason, idempotency_key, max_id), True
+    except QuotaExhausted as refusal:
+        _refuse(
+            requester,
+            why="quota",
+            message=_(
+                "You have used all %(allowed)d personal deletions this month. "
+                "An admin can grant you more."
+            )
+            % {"allowed": refusal.allowed},
+            details={"used": refusal.used, "allowed": refusal.allowed},
+        )
     except IntegrityError:
         # Two identical filings raced on the same Idempotency-Key: the first one won.
         if not idempotency_key:
@@ -133,9 +134,41 @@ def do_file_request(
         return earlier, False
 
 
-def _file(requester: Member, scope: Scope, reason: str, idempotency_key: str) -> DeletionRequest:
-    max_id = newest_message_id()
-    preview = compute_preview(scope, requester=requester, max_message_id=max_id)
+class QuotaExhausted(Exception):
+    def __init__(self, used: int, allowed: int):
+        super().__init__(f"{used} of {allowed} used")
+        self.used, self.allowed = used, allowed
+
+
+def _check_quota(requester: Member) -> None:
+    """Inside the filing transaction, with the member's row locked, so that concurrent
+    personal deletions are counted one after another."""
+    Member.objects.select_for_update().filter(pk=requester.pk).first()
+    used, allowed = _personal_deletions_this_month(requester), personal_quota(requester)
+    if used >= allowed:
+        raise QuotaExhausted(used, allowed)
+
+
+def settled_high_water_mark() -> int:
+    """The newest message id such that every message at or below it has committed.
+
+    An insert still in flight may already hold a lower id than the newest committed one;
+    on PostgreSQL a SHARE lock waits for such inserts to finish (they hold ROW EXCLUSIVE
+    from before they take an id) and is released at once. SQLite has one writer at a
+    time, so what is committed is all there is.
+    """
+    if connection.vendor != "postgresql":
+        return newest_message_id()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {Message._meta.db_table} IN SHARE MODE")
+        return newest_message_id()
+
+
+def _file(
+    requester: Member, scope: Scope, reason: str, idempotency_key: str, max_id: int
+) -> DeletionRequest:
+    measurement = measure_scope(scope, requester=requester, max_message_id=max_id)
+    preview = measurement.preview
     unconfirmed = preview["excluded"]["protected_unconfirmed"]
     if unconfirmed and scope.method != RequestMethod.PERSONAL:
         raise ValidationError(
@@ -193,7 +226,7 @@ def _file(requester: Member, scope: Scope, reason: str, idempotency_key: str) ->
     RequestConversation.objects.bulk_create(
         [
             RequestConversation(request=request, conversation_id=c, department_id=d, messages=n)
-            for c, d, n in frozen_targets(scope, preview)
+            for c, d, n in measurement.targets
         ],
         batch_size=2000,
     )
@@ -203,6 +236,21 @@ def _file(requester: Member, scope: Scope, reason: str, idempotency_key: str) ->
         requester=requester,
         high_sensitivity=preview["high_sensitivity"],
     )
+    unstaffable = approvals.first_unstaffable_step(steps, requester)
+    if unstaffable is not None:
+        # Better refused now than left pending for nobody until it expires.
+        raise ValidationError(
+            {
+                "scope": [
+                    _(
+                        "Nobody else could approve step %(order)d (%(role)s) of this request: "
+                        "every step needs a different eligible person. Ask an admin to assign "
+                        "the role, or narrow the scope."
+                    )
+                    % {"order": unstaffable["order"], "role": Role(unstaffable["role"]).label}
+                ]
+            }
+        )
     ApprovalStep.objects.bulk_create([ApprovalStep(request=request, **s) for s in steps])
     notify.step_awaits(request)
     return request

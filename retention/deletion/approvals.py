@@ -44,24 +44,61 @@ def plan_steps(
     if method == RequestMethod.BATCH and high_sensitivity and Role.SECURITY not in roles:
         roles.append(Role.SECURITY.value)
         becauses.append(HIGH_SENSITIVITY)
-    steps = []
-    for order, (role, because) in enumerate(zip(roles, becauses, strict=True), start=1):
+    planned = []
+    for role, because in zip(roles, becauses, strict=True):
         department = None
         if role == Role.MANAGER:
             department = _nearest_manager_level(root, requester)
             if department is None:
+                if Role.ADMIN in roles:
+                    continue  # the chain's own admin step already stands above everyone
                 # Nobody above the requester manages the scope: the step goes to an admin.
                 role, because = Role.ADMIN.value, NO_MANAGER_ABOVE
-        steps.append(
-            {
-                "order": order,
-                "role": role,
-                "department": department,
-                "because": because,
-                "status": StepStatus.PENDING if order == 1 else StepStatus.WAITING,
-            }
-        )
-    return steps
+        planned.append((role, department, because))
+    return [
+        {
+            "order": order,
+            "role": role,
+            "department": department,
+            "because": because,
+            "status": StepStatus.PENDING if order == 1 else StepStatus.WAITING,
+        }
+        for order, (role, department, because) in enumerate(planned, start=1)
+    ]
+
+
+def _candidates(role: str, department: Department | None, requester: Member) -> list[int]:
+    qs = (
+        Member.objects.filter(is_active=True, groups__name=role)
+        .exclude(pk=requester.pk)
+        .exclude(groups__name=Role.AUDITOR)
+    )
+    if role == Role.MANAGER:
+        qs = qs.filter(department__in=department.ancestor_ids() if department else [])
+    return list(qs.values_list("pk", flat=True).distinct())
+
+
+def first_unstaffable_step(steps: list[dict], requester: Member) -> dict | None:
+    """The first step that cannot get its own approver, when every step needs a different
+    eligible person (None: the chain can be completed)."""
+    # With k steps, k candidates per step are enough to decide (Hall's condition).
+    candidates = [_candidates(s["role"], s["department"], requester)[: len(steps)] for s in steps]
+    taken: dict[int, int] = {}  # member -> step index
+
+    def assign(step: int, seen: set[int]) -> bool:
+        for member in candidates[step]:
+            if member in seen:
+                continue
+            seen.add(member)
+            if member not in taken or assign(taken[member], seen):
+                taken[member] = step
+                return True
+        return False
+
+    for index, step in enumerate(steps):
+        if not assign(index, set()):
+            return step
+    return None
 
 
 def _nearest_manager_level(root: Department | None, requester: Member) -> Department | None:

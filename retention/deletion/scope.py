@@ -98,6 +98,9 @@ def resolve_scope(method: str, data: dict, requester: Member) -> Scope:
         errors.setdefault(key, []).append(message)
 
     if method == RequestMethod.PERSONAL:
+        if scope.sent_after or scope.sent_before:
+            # A personal removal covers a message or a whole conversation, nothing between.
+            refuse("scope", _("A personal deletion has no date range."))
         if len(message_ids) + len(conversation_ids) != 1:
             refuse("scope", _("A personal deletion names exactly one message or one conversation."))
         if department_ids or scope.whole_company:
@@ -118,17 +121,23 @@ def resolve_scope(method: str, data: dict, requester: Member) -> Scope:
     else:
         if message_ids:
             refuse("messages", _("Only a personal deletion names single messages."))
-        scope.departments = list(Department.objects.filter(pk__in=department_ids))
+        # Looked up only among what the requester may see: an id outside that is "unknown",
+        # exactly like one that does not exist, so ids cannot be probed.
+        from retention.selectors import conversations_for, departments_for
+
+        scope.departments = list(departments_for(requester).filter(pk__in=department_ids))
         if len(scope.departments) != len(set(department_ids)):
-            refuse("departments", _("One or more departments do not exist."))
+            refuse("departments", _("One or more departments are unknown."))
         if method == RequestMethod.BATCH:
             if scope.whole_company:
                 refuse("whole_company", _("Deleting the whole company is a server-side wipe."))
             scope.conversations = list(
-                Conversation.objects.filter(pk__in=conversation_ids).select_related("department")
+                conversations_for(requester)
+                .filter(pk__in=conversation_ids)
+                .select_related("department")
             )
             if len(scope.conversations) != len(set(conversation_ids)):
-                refuse("conversations", _("One or more conversations do not exist."))
+                refuse("conversations", _("One or more conversations are unknown."))
             if any(c.kind != ConversationKind.GROUP for c in scope.conversations):
                 refuse("conversations", _("A batch deletion names group conversations only."))
             if not department_ids and not conversation_ids:
@@ -152,7 +161,8 @@ def resolve_scope(method: str, data: dict, requester: Member) -> Scope:
 def scope_root(scope: Scope) -> Department | None:
     """The lowest department whose subtree holds the whole scope (None: the company)."""
     if scope.whole_company:
-        return Department.objects.filter(parent__isnull=True).order_by("pk").first()
+        roots = list(Department.objects.filter(parent__isnull=True)[:2])
+        return roots[0] if len(roots) == 1 else None
     nodes = [d for d in scope.departments]
     nodes += [c.department for c in scope.conversations]
     if scope.message is not None:
@@ -185,7 +195,11 @@ def check_authority(requester: Member, scope: Scope) -> None:
             return
         if not managed:
             raise PermissionDenied(_("Only managers and admins file server-side wipes."))
-        if scope.whole_company and own.parent_id is not None:
+        only_root = (
+            own.parent_id is None
+            and not Department.objects.filter(parent__isnull=True).exclude(pk=own.pk).exists()
+        )
+        if scope.whole_company and not only_root:
             raise PermissionDenied(
                 _("Only an admin or the company's manager may wipe the whole company.")
             )
@@ -196,11 +210,7 @@ def check_authority(requester: Member, scope: Scope) -> None:
     if managed and all(inside(p, managed) for p in paths):
         return
     if requester.has_role(Role.STAFF) and own is not None:
-        staff_ok = all(inside(d.path, own.path) for d in scope.departments) and all(
-            inside(c.department.path, own.path)
-            or c.participant_set.filter(member=requester).exists()
-            for c in scope.conversations
-        )
+        staff_ok = all(inside(p, own.path) for p in paths)
         if staff_ok:
             return
     if not (managed or requester.has_role(Role.STAFF)):
@@ -259,15 +269,37 @@ def newest_message_id() -> int:
 # --- the preview ------------------------------------------------------------------------
 
 
+@dataclass
+class Measurement:
+    """A preview and the per-conversation counts it was summed from: the frozen scope is
+    built from the very same rows, so it can never differ from what approvers saw."""
+
+    preview: dict
+    # (conversation id, department id, messages) for every conversation counted.
+    targets: list[tuple[int, int, int]]
+
+
 def compute_preview(scope: Scope, *, requester: Member, max_message_id: int | None = None) -> dict:
     """What the request would delete, per department, and everything it leaves out."""
+    return measure_scope(scope, requester=requester, max_message_id=max_message_id).preview
+
+
+def measure_scope(
+    scope: Scope, *, requester: Member, max_message_id: int | None = None
+) -> Measurement:
     if max_message_id is None:
         max_message_id = newest_message_id()
     in_range = message_filter(scope, max_message_id=max_message_id)
     base = scope_conversations(scope)
+    # Held and protected sets are read once and used for both the counts and the
+    # exclusions: a hold placed or released meanwhile cannot split them.
     held_ids = set(base.filter(held_conversations_q()).values_list("pk", flat=True))
     protected = list(base.filter(is_protected=True).exclude(pk__in=held_ids).values("pk", "title"))
-    unconfirmed = {p["pk"] for p in protected} - scope.confirm_protected
+    unconfirmed = (
+        set()  # a personal deletion touches only the requester's own view
+        if scope.method == RequestMethod.PERSONAL
+        else {p["pk"] for p in protected} - scope.confirm_protected
+    )
     included = base.exclude(pk__in=held_ids | unconfirmed)
 
     messages = Message.objects.filter(in_range, conversation__in=included.values("pk"))
@@ -283,16 +315,24 @@ def compute_preview(scope: Scope, *, requester: Member, max_message_id: int | No
             or 0
         )
         messages = messages.filter(id__gt=removed_up_to)
-    rows = list(
-        messages.values("conversation__department")
+    per_conversation = list(
+        messages.values_list("conversation_id", "conversation__department_id")
         .annotate(
-            messages=Count("id"),
-            conversations=Count("conversation", distinct=True),
+            n=Count("id"),
             high=Count("id", filter=Q(sensitivity=Sensitivity.HIGH)),
-            bytes=Sum("body_bytes"),
+            body_bytes=Sum("body_bytes"),
         )
         .order_by()
     )
+    departments: dict[int, dict] = {}
+    for _conversation, department, n, high, body_bytes in per_conversation:
+        row = departments.setdefault(
+            department, {"messages": 0, "conversations": 0, "high": 0, "bytes": 0}
+        )
+        row["messages"] += n
+        row["conversations"] += 1
+        row["high"] += high
+        row["bytes"] += body_bytes or 0
     attachments = {
         row["conversation__department"]: row
         for row in Attachment.objects.filter(message__in=messages.values("pk"))
@@ -300,14 +340,9 @@ def compute_preview(scope: Scope, *, requester: Member, max_message_id: int | No
         .annotate(n=Count("id"), bytes=Sum("size"))
         .order_by()
     }
-    names = dict(
-        Department.objects.filter(pk__in=[r["conversation__department"] for r in rows]).values_list(
-            "pk", "name"
-        )
-    )
+    names = dict(Department.objects.filter(pk__in=departments).values_list("pk", "name"))
     by_department = []
-    for row in sorted(rows, key=lambda r: -r["messages"]):
-        dept = row["conversation__department"]
+    for dept, row in sorted(departments.items(), key=lambda item: -item[1]["messages"]):
         att = attachments.get(dept, {"n": 0, "bytes": 0})
         by_department.append(
             {
@@ -317,13 +352,13 @@ def compute_preview(scope: Scope, *, requester: Member, max_message_id: int | No
                 "conversations": row["conversations"],
                 "high_sensitivity": row["high"],
                 "attachments": att["n"],
-                "bytes": (row["bytes"] or 0) + (att["bytes"] or 0),
+                "bytes": row["bytes"] + (att["bytes"] or 0),
             }
         )
 
     held = _counts_by_conversation(held_ids, in_range)
     protected_counts = _counts_by_conversation({p["pk"] for p in protected}, in_range)
-    return {
+    preview = {
         "messages": sum(d["messages"] for d in by_department),
         "conversations": sum(d["conversations"] for d in by_department),
         "attachments": sum(d["attachments"] for d in by_department),
@@ -354,6 +389,10 @@ def compute_preview(scope: Scope, *, requester: Member, max_message_id: int | No
         "max_message_id": max_message_id,
         "computed_at": timezone.now().isoformat(),
     }
+    targets = [
+        (conversation, department, n) for conversation, department, n, *_ in per_conversation
+    ]
+    return Measurement(preview, targets)
 
 
 def _counts_by_conversation(conversation_ids: set[int], in_range: Q) -> dict[int, int]:
@@ -395,21 +434,3 @@ def _left_out_subdepartments(scope: Scope, in_range: Q, held_ids: set[int]) -> l
                 }
             )
     return left_out
-
-
-def frozen_targets(scope: Scope, preview: dict) -> list[tuple[int, int, int]]:
-    """(conversation, department, messages) for every conversation the preview counted."""
-    base = scope_conversations(scope)
-    held = base.filter(held_conversations_q()).values("pk")
-    unconfirmed = {p["conversation"] for p in preview["excluded"]["protected_unconfirmed"]}
-    included = base.exclude(pk__in=held).exclude(pk__in=unconfirmed)
-    rows = (
-        Message.objects.filter(
-            message_filter(scope, max_message_id=preview["max_message_id"]),
-            conversation__in=included.values("pk"),
-        )
-        .values_list("conversation_id", "conversation__department_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    return list(rows)

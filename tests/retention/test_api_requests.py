@@ -142,10 +142,22 @@ def test_the_preview_is_what_filing_stores(regulars, org, chats):
 
 
 def test_the_preview_checks_authority_like_filing(regulars, org, chats):
-    for who, department in [(regulars.auditor, org.hangzhou), (regulars.staff, org.east)]:
-        response = api_for(who).post("/api/v1/requests/preview/", batch(department), format="json")
-        assert response.status_code == 403
-        assert response.data["detail"]
+    refused = api_for(regulars.auditor).post(
+        "/api/v1/requests/preview/", batch(org.hangzhou), format="json"
+    )
+    assert refused.status_code == 403
+    assert refused.data["detail"]
+    # A department outside what staff may see is unknown to them, like a missing one.
+    unknown = api_for(regulars.staff).post(
+        "/api/v1/requests/preview/", batch(org.east), format="json"
+    )
+    missing = api_for(regulars.staff).post(
+        "/api/v1/requests/preview/",
+        {**batch(org.east), "scope": {"departments": [999_999]}},
+        format="json",
+    )
+    assert unknown.status_code == missing.status_code == 400
+    assert unknown.data == missing.data
 
 
 def test_deciding_a_rejected_request_conflicts(regulars, org, chats):

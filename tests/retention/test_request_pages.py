@@ -33,7 +33,8 @@ from retention.models import (
     SignInDay,
 )
 from retention.policies import do_update_policies, get_policy
-from tests.conftest import make_chat
+from retention.roles import Role
+from tests.conftest import make_chat, make_member
 
 pytestmark = pytest.mark.django_db
 
@@ -86,6 +87,8 @@ class World:
 @pytest.fixture
 def world(regulars, org, chats) -> World:
     cast = regulars
+    # A second admin: an admin's own server-side wipe needs another admin to approve it.
+    make_member("admin2", org.company, Role.ADMIN)
     return World(
         cast=cast,
         org=org,

@@ -97,10 +97,18 @@ def test_staff_file_and_their_manager_approves(regulars, org, chats):
 
 
 def test_staff_cannot_file_beyond_their_department(regulars, org, chats):
+    # Outside what they may see, a department is "unknown", exactly like a missing one.
+    for requester, department in [(regulars.staff, org.east), (regulars.manager, org.shenzhen)]:
+        with pytest.raises(ValidationError, match="unknown"):
+            file(requester, RequestMethod.BATCH, departments=[department.pk])
+        with pytest.raises(ValidationError, match="unknown"):
+            file(requester, RequestMethod.BATCH, departments=[999_999])
+
+
+def test_staff_cannot_batch_delete_another_departments_group_they_belong_to(regulars, org):
+    shenzhen_group = make_chat(org.shenzhen, [regulars.staff2, regulars.staff], ["周会"])
     with pytest.raises(PermissionDenied):
-        file(regulars.staff, RequestMethod.BATCH, departments=[org.east.pk])
-    with pytest.raises(PermissionDenied):
-        file(regulars.manager, RequestMethod.BATCH, departments=[org.shenzhen.pk])
+        file(regulars.staff, RequestMethod.BATCH, conversations=[shenzhen_group.pk])
 
 
 def test_without_sub_departments_the_preview_says_what_is_left_out(regulars, org, chats):
@@ -243,6 +251,48 @@ def test_personal_deletion_is_immediate_limited_by_quota_and_restorable(regulars
     assert removal.restored_at is not None
     with pytest.raises(Conflict):
         do_restore_personal(request, acting_user=cast.staff)
+
+
+def test_a_personal_deletion_takes_no_date_range(regulars, chats):
+    with pytest.raises(ValidationError, match="date range"):
+        file(
+            regulars.staff,
+            RequestMethod.PERSONAL,
+            conversations=[chats["hangzhou"].pk],
+            sent_after=timezone.localdate(),
+        )
+
+
+def test_the_frozen_scope_sums_to_the_preview(regulars, org, chats):
+    make_chat(org.warehouse, [regulars.warehouse_staff], ["a", "b", "c"])
+    request = file(regulars.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    assert sum(request.targets.values_list("messages", flat=True)) == request.preview["messages"]
+    assert request.targets.count() == request.preview["conversations"]
+
+
+def test_only_the_sole_root_manager_wipes_the_whole_company(regulars, org, chats):
+    from retention.models import Department
+    from tests.conftest import make_member
+
+    other_root = Department.objects.create(name="Other company")
+    boss2 = make_member("boss2", other_root, "manager")
+    with pytest.raises(PermissionDenied):
+        file(boss2, RequestMethod.SERVER, whole_company=True)
+    with pytest.raises(PermissionDenied):
+        file(regulars.director, RequestMethod.SERVER, whole_company=True)  # two roots now
+
+
+def test_a_chain_nobody_can_complete_is_refused_at_filing(regulars, org, chats):
+    # The company's manager wipes the company: the manager step has nobody above it, so
+    # the chain is security then admin; with the only admin away, nobody can approve.
+    regulars.admin.is_active = False
+    regulars.admin.save()
+    with translation.override("en"), pytest.raises(ValidationError, match="Nobody else could"):
+        file(regulars.director, RequestMethod.SERVER, whole_company=True)
+    regulars.admin.is_active = True
+    regulars.admin.save()
+    request = file(regulars.director, RequestMethod.SERVER, whole_company=True)
+    assert list(request.steps.values_list("role", flat=True)) == ["security", "admin"]
 
 
 def test_personal_deletion_only_of_ones_own_conversations(regulars, chats):
