@@ -172,6 +172,8 @@ def _create_conversations(plans: list[Plan]) -> None:
             title=p.title,
             department=p.department,
             external_party=p.external_party,
+            # Supplier groups are what protection is for: deleting them needs confirmation.
+            is_protected=p.script == "supplier",
             source=DEMO_SOURCE,
         )
         for p in plans

@@ -456,3 +456,15 @@ def test_sign_in_names_taken_by_real_members_are_refused(cast):
         seed(100)
     assert Department.objects.count() == before
     assert not Conversation.objects.filter(source=DEMO_SOURCE).exists()
+
+
+def test_supplier_groups_are_protected():
+    seed()
+    suppliers = Conversation.objects.filter(title__startswith="供应商对接群")
+    assert suppliers.exists()
+    assert not suppliers.filter(is_protected=False).exists()
+    assert (
+        not Conversation.objects.exclude(title__startswith="供应商对接群")
+        .filter(is_protected=True)
+        .exists()
+    )
