@@ -55,12 +55,19 @@ def do_record_failed_sign_in(
 def do_destroy_conversation_key(
     conversation: Conversation, *, actor: Member | None, reason: str
 ) -> bool:
-    """Crypto-shred a conversation: its data key is erased, so no copy of its records,
-    here or in any backup, can be decrypted again. ``actor=None`` means a system job
+    """Crypto-shred a conversation: its data key is erased, so no copy of its records in
+    the live database or storage can be decrypted again (backups: see rotate_master_key).
+    Refused while the conversation is on hold. ``actor=None`` means a system job
     acting on an approved request. Returns False if the key was already gone."""
     if actor is not None and not actor.has_role(Role.ADMIN):
         raise PermissionDenied("only an admin or an approved wipe may destroy a data key")
+    from retention.deletion.scope import held_conversations_q
+
     with transaction.atomic():
+        # Holds beat every deletion path, crypto-shredding included; checked in the same
+        # transaction that destroys, so a hold placed a moment earlier is seen.
+        if Conversation.objects.filter(held_conversations_q(), pk=conversation.pk).exists():
+            raise PermissionDenied("this conversation is on hold: its key cannot be destroyed")
         destroyed = DataKey.objects.filter(
             conversation=conversation, wrapped_key__isnull=False
         ).update(wrapped_key=None, destroyed_at=timezone.now())

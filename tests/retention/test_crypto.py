@@ -198,3 +198,21 @@ def test_only_admins_rotate(cast):
 
 def first_message(conversation) -> Message:
     return Message.objects.filter(conversation=conversation).order_by("id").first()
+
+
+@pytest.mark.parametrize("through", ["conversation", "department"])
+def test_a_held_conversations_key_cannot_be_destroyed(chat, cast, org, through):
+    from retention.deletion.actions import do_place_hold
+
+    do_place_hold(
+        acting_user=cast.security,
+        kind="legal",
+        reason="诉讼保全",
+        conversations=[chat] if through == "conversation" else [],
+        departments=[org.east] if through == "department" else [],
+    )
+    for actor in (cast.admin, None):  # neither an admin nor an approved wipe
+        with pytest.raises(PermissionDenied, match="on hold"):
+            do_destroy_conversation_key(chat, actor=actor, reason="wipe")
+    assert DataKey.objects.get(conversation=chat).wrapped_key is not None
+    assert not AuditEvent.objects.filter(event_type=EventType.CONVERSATION_KEY_DESTROYED).exists()
