@@ -53,52 +53,26 @@ def canonical_ip(address: str | None) -> str | None:
         return None
 
 
-def event_hash(
-    *,
-    prev_hash: str,
-    created_at,
-    actor_id: int | None,
-    actor_name: str,
-    event_type: int,
-    target_type: str,
-    target_id: str,
-    department_id: int | None,
-    ip_address: str | None,
-    details: dict[str, Any],
-) -> str:
+def hash_of_event(event: AuditEvent) -> str:
+    """SHA-256 over the event's fields and its predecessor's hash (the chain link)."""
     payload = json.dumps(
         [
-            prev_hash,
-            created_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            actor_id,
-            actor_name,
-            int(event_type),
-            target_type,
-            target_id,
-            department_id,
-            ip_address,
-            details,
+            event.prev_hash,
+            event.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            event.actor_id,
+            event.actor_name,
+            int(event.event_type),
+            event.target_type,
+            event.target_id,
+            event.department_id,
+            event.ip_address,
+            event.details,
         ],
         ensure_ascii=False,
         separators=(",", ":"),
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def hash_of_event(event: AuditEvent) -> str:
-    return event_hash(
-        prev_hash=event.prev_hash,
-        created_at=event.created_at,
-        actor_id=event.actor_id,
-        actor_name=event.actor_name,
-        event_type=event.event_type,
-        target_type=event.target_type,
-        target_id=event.target_id,
-        department_id=event.department_id,
-        ip_address=event.ip_address,
-        details=event.details,
-    )
 
 
 def _lock_chain_head() -> None:
