@@ -382,30 +382,33 @@ def approvals_gate(deletion: DeletionRequest, member: Member) -> None:
             raise PermissionDenied(refusal)
 
 
-@require_POST
-@login_required
-def request_cancel(request: HttpRequest, request_id: int) -> HttpResponse:
+def _run_on_request(request: HttpRequest, request_id: int, action, success: str) -> HttpResponse:
+    """Run a body-less action on a visible request; a state conflict becomes a message."""
     deletion = visible_request(request, request_id)
     try:
-        do_cancel_request(deletion, acting_user=request.user)
+        action(deletion, acting_user=request.user)
     except Conflict as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, _("Request cancelled."))
+        messages.success(request, success)
     return to_request_page(deletion)
+
+
+@require_POST
+@login_required
+def request_cancel(request: HttpRequest, request_id: int) -> HttpResponse:
+    return _run_on_request(request, request_id, do_cancel_request, _("Request cancelled."))
 
 
 @require_POST
 @login_required
 def request_restore(request: HttpRequest, request_id: int) -> HttpResponse:
-    deletion = visible_request(request, request_id)
-    try:
-        do_restore_personal(deletion, acting_user=request.user)
-    except Conflict as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, _("Restored: the records are back in your view."))
-    return to_request_page(deletion)
+    return _run_on_request(
+        request,
+        request_id,
+        do_restore_personal,
+        _("Restored: the records are back in your view."),
+    )
 
 
 @require_GET
