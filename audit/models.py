@@ -50,3 +50,56 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.get_event_type_display()} {self.actor_name}"
+
+
+class ReviewKind(models.TextChoices):
+    SERVER_WIPE = "server_wipe", _("server-side wipe")
+    RECYCLE_PURGE = "recycle_purge", _("recycle-bin purge")
+    RETENTION_PURGE = "retention_purge", _("retention purge")
+
+
+class ReviewStatus(models.TextChoices):
+    OPEN = "open", _("awaiting review")
+    SIGNED_OFF = "signed_off", _("signed off")
+    FLAGGED = "flagged", _("flagged with a finding")
+
+
+class ComplianceReview(models.Model):
+    """Opened by every permanent deletion, for an auditor to sign off or flag.
+
+    ``summary`` is what was deleted (counts, departments, id range), the approvals and
+    the holds skipped, written once when the deletion finishes.
+    """
+
+    kind = models.CharField(_("kind"), max_length=32, choices=ReviewKind.choices)
+    request = models.ForeignKey(
+        "retention.DeletionRequest",
+        verbose_name=_("request"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reviews",
+    )
+    opened_at = models.DateTimeField(_("opened"), auto_now_add=True)
+    summary = models.JSONField(_("summary"), default=dict)
+    status = models.CharField(
+        _("status"), max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.OPEN
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    finding = models.TextField(_("finding"), blank=True)
+
+    class Meta:
+        verbose_name = _("compliance review")
+        verbose_name_plural = _("compliance reviews")
+        ordering = ["-opened_at", "-id"]
+        indexes = [models.Index(fields=["status", "opened_at"])]
+
+    def __str__(self) -> str:
+        return f"review {self.pk} ({self.get_kind_display()})"

@@ -8,7 +8,9 @@ Cron fields use the process's local time zone (set TZ, e.g. Asia/Shanghai).
 from rq import cron
 
 from audit.jobs import verify_audit_chain
-from retention.jobs import expire_stale_requests
+from retention.jobs import expire_stale_requests, purge_recycle_bin, watch_executions
 
+cron.register(watch_executions, queue_name="maintenance", cron="* * * * *")
+cron.register(purge_recycle_bin, queue_name="maintenance", cron="7 * * * *")
 cron.register(expire_stale_requests, queue_name="maintenance", cron="*/15 * * * *")
 cron.register(verify_audit_chain, queue_name="maintenance", cron="30 3 * * *")

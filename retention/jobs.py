@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from retention.deletion import execution, recycle
 from retention.deletion.actions import do_expire_stale_requests
 
 
 def expire_stale_requests() -> int:
     """Pending requests nobody decided in time expire (safe to run at any moment)."""
     return do_expire_stale_requests()
+
+
+def start_request(request_id: int) -> str:
+    """An approved request's run time has come: start it and work it to the end."""
+    run = execution.start_request(request_id)
+    if run is None:
+        return "not started (not approved, or not yet due)"
+    return execution.run_execution(run.pk).status
+
+
+def run_execution(execution_id: int) -> str:
+    """Take a run over from its checkpoint (a retry, or after a worker died)."""
+    return execution.run_execution(execution_id).status
+
+
+def watch_executions() -> dict[str, int]:
+    return execution.watch()
+
+
+def purge_recycle_bin() -> list[int]:
+    return execution.start_due_purges()
+
+
+def restore_tombstones(tombstone_ids: list[int], acting_user_id: int | None) -> int:
+    return recycle.restore_tombstones(tombstone_ids, acting_user_id=acting_user_id)

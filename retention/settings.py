@@ -231,3 +231,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
 }
 QINGLI_AUDITOR_READS_BODIES = env.bool("QINGLI_AUDITOR_READS_BODIES", default=False)
+
+# --- running deletions ---------------------------------------------------------------------
+# Messages per batch: each batch is one short transaction followed by a checkpoint.
+QINGLI_WIPE_BATCH_MESSAGES = env.int("QINGLI_WIPE_BATCH_MESSAGES", default=20_000)
+# A worker holds a run for this long after each batch; a killed worker's run is taken
+# over by another once it expires (the watchdog looks every minute).
+QINGLI_WIPE_LEASE_SECONDS = env.int("QINGLI_WIPE_LEASE_SECONDS", default=60)
+# A run interrupted or failing this many times ends as failed.
+QINGLI_WIPE_MAX_ATTEMPTS = env.int("QINGLI_WIPE_MAX_ATTEMPTS", default=5)
+# A pause between batches, to leave the database room under heavy load.
+QINGLI_WIPE_BATCH_PAUSE_MS = env.int("QINGLI_WIPE_BATCH_PAUSE_MS", default=0)

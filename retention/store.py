@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.core.files.base import ContentFile
-from django.db import transaction
-from django.db.models import Max
+from django.db import connection, transaction
+from django.db.models import Max, OuterRef, Subquery
 
 from retention.classify import classify
 from retention.crypto import ConversationCipher, new_wrapped_key
@@ -99,8 +99,8 @@ def add_messages(
     conversation: Conversation, messages: Sequence[NewMessage], *, source: str = ""
 ) -> list[Message]:
     """Encrypt, classify and store messages (and their attachments) in one transaction."""
-    cipher = ConversationCipher.for_conversation(conversation)
     with transaction.atomic():
+        cipher = ConversationCipher(conversation.pk, _key_for_writing(conversation.pk))
         rows = Message.objects.bulk_create(
             [build_message(conversation, cipher, new, source=source) for new in messages]
         )
@@ -109,6 +109,21 @@ def add_messages(
                 store_attachment(conversation, cipher, row, attachment)
         touch_last_message(conversation)
     return rows
+
+
+def _key_for_writing(conversation_id: int) -> bytes | None:
+    """The conversation's wrapped key, share-locked until the write commits: a wipe that
+    destroys the key (FOR UPDATE) either waits for this write and then sees its messages,
+    or has already destroyed the key and this write is refused. No message can be
+    written under a key that is destroyed a moment later."""
+    table = DataKey._meta.db_table
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT wrapped_key FROM {table} WHERE conversation_id = %s{lock}", [conversation_id]
+        )
+        row = cursor.fetchone()
+    return bytes(row[0]) if row and row[0] is not None else None
 
 
 def store_attachment(
@@ -130,6 +145,18 @@ def store_attachment(
 def touch_last_message(conversation: Conversation) -> None:
     last = Message.objects.filter(conversation=conversation).aggregate(last=Max("sent_at"))["last"]
     Conversation.objects.filter(pk=conversation.pk).update(last_message_at=last)
+
+
+def refresh_last_message(conversation_ids) -> None:
+    """Recompute "last message" of conversations after records left or came back."""
+    newest = (
+        Message.objects.filter(conversation=OuterRef("pk"))
+        .order_by("-sent_at")
+        .values("sent_at")[:1]
+    )
+    Conversation.objects.filter(pk__in=list(conversation_ids)).update(
+        last_message_at=Subquery(newest)
+    )
 
 
 def read_body(cipher: ConversationCipher, message: Message) -> str:

@@ -90,4 +90,9 @@ def test_the_cron_config_registers_the_periodic_jobs():
     scheduler = CronScheduler(connection=redis.Redis(connection_pool=_POOL))
     scheduler.load_config_from_file("retention.cron")
     names = {job.func.__name__ for job in scheduler.get_jobs()}
-    assert names == {"expire_stale_requests", "verify_audit_chain"}
+    assert names == {
+        "expire_stale_requests",
+        "verify_audit_chain",
+        "watch_executions",
+        "purge_recycle_bin",
+    }

@@ -17,7 +17,8 @@ from django.utils.translation import gettext as _
 
 from audit import log as audit
 from audit.events import EventType
-from retention.deletion import approvals, notify
+from retention.deletion import approvals, execution, notify
+from retention.deletion.locks import hold_guard_exclusive
 from retention.deletion.scope import (
     Scope,
     check_authority,
@@ -355,6 +356,7 @@ def do_approve_step(
         )
         notify.decided(locked, approved_step=step)
         notify.scheduled(locked)
+        execution.schedule_request(locked)
     return locked
 
 
@@ -476,6 +478,8 @@ def do_place_hold(
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
+        # Waits for any deletion batch in flight: after this, every batch sees the hold.
+        hold_guard_exclusive()
         hold = Hold.objects.create(kind=kind, reason=reason.strip(), placed_by=acting_user)
         hold.conversations.set(conversations)
         hold.departments.set(departments)

@@ -29,6 +29,9 @@ STEP_APPROVED = "step_approved"
 APPROVED = "approved"
 REJECTED = "rejected"
 SCHEDULED = "scheduled"
+EXECUTED = "executed"
+FAILED = "failed"
+RESTORED = "restored"
 
 
 def _send(recipients, verb: str, request: DeletionRequest, params: dict | None = None) -> None:
@@ -84,6 +87,23 @@ def scheduled(request: DeletionRequest) -> None:
     )
 
 
+def executed(request: DeletionRequest, execution) -> None:
+    _send(
+        [request.requester],
+        EXECUTED,
+        request,
+        {"deleted": execution.done_messages, "held": execution.held_messages},
+    )
+
+
+def failed(request: DeletionRequest, execution) -> None:
+    """The requester and every admin hear that a run gave up, and why."""
+    from retention.roles import Role
+
+    admins = Member.objects.filter(is_active=True, groups__name=Role.ADMIN)
+    _send([request.requester, *admins], FAILED, request, {"reason": execution.last_error[:300]})
+
+
 def text_of(notification: Notification) -> str:
     """The notice in the current language."""
     request_id = notification.request_id
@@ -110,6 +130,16 @@ def text_of(notification: Notification) -> str:
             "Records of a conversation you take part in will be deleted by request "
             "#%(id)s at %(when)s."
         ) % {"id": request_id, "when": when}
+    if notification.verb == EXECUTED:
+        return _(
+            "Deletion request #%(id)s has run: %(deleted)s messages deleted, %(held)s kept "
+            "because of a hold."
+        ) % {"id": request_id, "deleted": params.get("deleted"), "held": params.get("held")}
+    if notification.verb == FAILED:
+        return _("Deletion request #%(id)s failed and was stopped: %(reason)s") % {
+            "id": request_id,
+            "reason": params.get("reason", ""),
+        }
     return notification.verb
 
 

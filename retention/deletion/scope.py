@@ -263,7 +263,7 @@ def message_filter(scope: Scope, *, max_message_id: int) -> Q:
 
 
 def newest_message_id() -> int:
-    return Message.objects.aggregate(n=Max("id"))["n"] or 0
+    return Message.all_rows.aggregate(n=Max("id"))["n"] or 0
 
 
 # --- the preview ------------------------------------------------------------------------

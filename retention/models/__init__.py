@@ -1,5 +1,13 @@
 """Qingli's models: the chat-record store, and the governance of its deletion."""
 
+from retention.models.execution import (
+    HIDING_STATES,
+    Execution,
+    ExecutionKind,
+    ExecutionStatus,
+    Tombstone,
+    TombstoneState,
+)
 from retention.models.governance import (
     ConversationHide,
     Hold,
@@ -32,6 +40,7 @@ from retention.models.requests import (
 )
 
 __all__ = [
+    "HIDING_STATES",
     "ApprovalStep",
     "Attachment",
     "Conversation",
@@ -39,6 +48,9 @@ __all__ = [
     "ConversationKind",
     "DataKey",
     "DeletionRequest",
+    "Execution",
+    "ExecutionKind",
+    "ExecutionStatus",
     "Department",
     "Hold",
     "HoldKind",
@@ -55,5 +67,7 @@ __all__ = [
     "Sensitivity",
     "SignInDay",
     "StepStatus",
+    "Tombstone",
+    "TombstoneState",
     "attachment_path",
 ]

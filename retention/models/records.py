@@ -205,6 +205,34 @@ class Sensitivity(models.IntegerChoices):
     HIGH = 2, _("high")
 
 
+class LiveMessageManager(models.Manager):
+    """Messages that no recycle-bin entry or pending purge hides: what every read sees.
+
+    Deletion code that must see every stored row uses ``Message.all_rows``.
+    """
+
+    def get_queryset(self) -> models.QuerySet:
+        from retention.models.execution import HIDING_STATES, Tombstone
+
+        covering = (
+            Tombstone.objects.filter(
+                state__in=HIDING_STATES,
+                conversation=models.OuterRef("conversation_id"),
+                after_id__lt=models.OuterRef("id"),
+                up_to_id__gte=models.OuterRef("id"),
+            )
+            .filter(
+                models.Q(sent_after__isnull=True)
+                | models.Q(sent_after__lte=models.OuterRef("sent_at"))
+            )
+            .filter(
+                models.Q(sent_before__isnull=True)
+                | models.Q(sent_before__gt=models.OuterRef("sent_at"))
+            )
+        )
+        return super().get_queryset().exclude(models.Exists(covering))
+
+
 class Message(models.Model):
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
@@ -227,7 +255,12 @@ class Message(models.Model):
     source_id = models.CharField(max_length=128, blank=True)
     ingested_at = models.DateTimeField(auto_now_add=True)
 
+    objects = LiveMessageManager()
+    all_rows = models.Manager()  # noqa: DJ012 (a manager, not a field)
+
     class Meta:
+        # Related lookups (an attachment's message) and deletion code see every row.
+        base_manager_name = "all_rows"
         verbose_name = _("message")
         verbose_name_plural = _("messages")
         permissions = [("ingest_messages", _("Can put chat records in through the ingest API"))]
@@ -239,6 +272,8 @@ class Message(models.Model):
             ),
         ]
         indexes = [
+            # Deletion walks a conversation in id order, in bounded chunks.
+            models.Index(fields=["conversation", "id"]),
             models.Index(fields=["conversation", "sent_at"]),
             models.Index(fields=["conversation", "sensitivity"]),
             # "Which conversations hold high-sensitivity records" without a table scan.

@@ -1,0 +1,867 @@
+"""Running approved requests: moving to the recycle bin, purging, server-side wipes.
+
+A run walks its request's frozen scope in a fixed order (conversations by id, then
+message ids) in batches of at most ``QINGLI_WIPE_BATCH_MESSAGES`` messages. Each batch
+is one short transaction that re-checks holds, does its work, and moves the run's
+checkpoint, and commits only while its worker still holds the run's lease. A worker
+killed at any point leaves a checkpoint that matches exactly what was committed; the
+watchdog hands the run to another worker once the lease expires, and it carries on from
+there. Running a finished run again changes nothing.
+
+- **Move** (batch deletions): one :class:`Tombstone` per conversation range; the rows stay
+  and every read leaves them out until the recycle-bin window passes.
+- **Purge**: the rows (and attachment files, files first) of purging tombstones are
+  deleted for real; a conversation left empty loses its data key.
+- **Wipe** (server-side): first destroy the data keys of every conversation wholly in
+  scope, which makes its records unreadable at once, then purge the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import reduce
+from operator import or_
+
+import django_rq
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.utils import timezone
+
+import audit.log as audit
+from audit.events import EventType
+from audit.models import ComplianceReview, ReviewKind
+from retention.deletion import notify
+from retention.deletion.locks import hold_guard_shared
+from retention.deletion.scope import held_conversations_q
+from retention.models import (
+    Attachment,
+    Conversation,
+    DataKey,
+    DeletionRequest,
+    Execution,
+    ExecutionKind,
+    ExecutionStatus,
+    Hold,
+    Message,
+    PersonalRemoval,
+    RequestConversation,
+    RequestMethod,
+    RequestStatus,
+    Tombstone,
+    TombstoneState,
+)
+from retention.policies import first_run_time, get_policy
+from retention.store import refresh_last_message
+
+logger = logging.getLogger(__name__)
+
+QUEUE = "wipes"
+# Conversations per batch when a batch does not count messages (the shred phase).
+SHRED_BATCH_CONVERSATIONS = 1000
+# Conversations whose remaining messages are counted or deleted in one statement.
+UNITS_PER_BATCH = 500
+
+SHRED, PURGE = "shred", "purge"
+
+
+class LeaseLost(Exception):
+    """Another worker took the run over; this one must stop without committing."""
+
+
+class ReconciliationError(Exception):
+    """A run's counts do not add up to its frozen scope."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Message ids ``(after_id, up_to_id]`` of one conversation."""
+
+    conversation_id: int
+    after_id: int
+    up_to_id: int
+    tombstone_id: int | None = None
+    # Purge units: the chunk reaches the end of its tombstone's range.
+    ends_tombstone: bool = False
+
+
+# --- scheduling ------------------------------------------------------------------------
+
+
+def schedule_request(request: DeletionRequest) -> None:
+    """Queue an approved request for its run time (call inside the approving transaction:
+    the job is queued only if it commits)."""
+    request_id, at = request.pk, request.scheduled_for
+    transaction.on_commit(
+        lambda: django_rq.get_queue(QUEUE).enqueue_at(
+            at, "retention.jobs.start_request", request_id
+        )
+    )
+
+
+def enqueue_run(execution: Execution, *, delay_seconds: int = 0) -> None:
+    execution_id = execution.pk
+
+    def enqueue() -> None:
+        queue = django_rq.get_queue(QUEUE)
+        if delay_seconds:
+            queue.enqueue_in(
+                timedelta(seconds=delay_seconds), "retention.jobs.run_execution", execution_id
+            )
+        else:
+            queue.enqueue("retention.jobs.run_execution", execution_id)
+
+    transaction.on_commit(enqueue)
+
+
+def start_request(request_id: int, *, now=None) -> Execution | None:
+    """Begin an approved request's run, if its time has come. A cancelled request, or one
+    already started, is left alone (so a doubled or late job is harmless)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        request = DeletionRequest.objects.select_for_update().get(pk=request_id)
+        if request.status != RequestStatus.APPROVED:
+            return None
+        if request.method == RequestMethod.PERSONAL:
+            return None
+        due = first_run_time(max(now, request.scheduled_for or now), get_policy("execution_window"))
+        if due > now + timedelta(seconds=1):
+            # Early (a clock or a retry) or outside the execution window: come back then.
+            if request.scheduled_for != due:
+                request.scheduled_for = due
+                request.save(update_fields=["scheduled_for"])
+                audit.record(
+                    EventType.REQUEST_RESCHEDULED,
+                    target=request,
+                    department_id=request.scope_root_id,
+                    details={
+                        "scheduled_for": due.isoformat(),
+                        "why": "outside the execution window",
+                    },
+                )
+            schedule_request(request)
+            return None
+        kind = ExecutionKind.WIPE if request.method == RequestMethod.SERVER else ExecutionKind.MOVE
+        targets = request.targets.aggregate(n=Sum("messages"), c=Count("id"))
+        execution = Execution.objects.create(
+            request=request,
+            kind=kind,
+            phase=SHRED if kind == ExecutionKind.WIPE else "",
+            total_messages=targets["n"] or 0,
+        )
+        request.status = RequestStatus.RUNNING
+        request.save(update_fields=["status"])
+        audit.record(
+            EventType.REQUEST_STARTED,
+            target=request,
+            department_id=request.scope_root_id,
+            details={
+                "kind": kind,
+                "messages": execution.total_messages,
+                "conversations": targets["c"],
+                "max_message_id": request.max_message_id,
+            },
+        )
+    return execution
+
+
+# --- the run loop -----------------------------------------------------------------------
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def run_execution(execution_id: int, *, worker: str | None = None) -> Execution:
+    """Work a run to its end from its checkpoint, batch by batch, while holding its lease."""
+    worker = worker or worker_name()
+    execution = _acquire(execution_id, worker)
+    if execution is None:
+        return Execution.objects.get(pk=execution_id)
+    pause = settings.QINGLI_WIPE_BATCH_PAUSE_MS / 1000
+    try:
+        while _step(execution, worker):
+            if pause:
+                time.sleep(pause)
+    except LeaseLost:
+        logger.warning("run %s was taken over by another worker", execution_id)
+    except Exception as exc:  # any failure: record it, retry later or give up
+        logger.exception("run %s failed", execution_id)
+        _record_failure(execution_id, worker, exc)
+    return Execution.objects.get(pk=execution_id)
+
+
+def _acquire(execution_id: int, worker: str) -> Execution | None:
+    now = timezone.now()
+    with transaction.atomic():
+        execution = Execution.objects.select_for_update().get(pk=execution_id)
+        if execution.status not in (ExecutionStatus.QUEUED, ExecutionStatus.RUNNING):
+            return None  # finished: running it again changes nothing
+        if (
+            execution.lease_expires_at
+            and execution.lease_expires_at > now
+            and execution.lease_owner != worker
+        ):
+            return None  # another worker is on it, or a retry is backing off
+        resuming = execution.started_at is not None
+        execution.attempts += 1
+        if execution.attempts > settings.QINGLI_WIPE_MAX_ATTEMPTS:
+            _fail(execution, f"gave up after {execution.attempts - 1} attempts")
+            return None
+        execution.status = ExecutionStatus.RUNNING
+        execution.lease_owner = worker
+        execution.lease_expires_at = now + timedelta(seconds=settings.QINGLI_WIPE_LEASE_SECONDS)
+        execution.started_at = execution.started_at or now
+        if resuming:
+            execution.resumes += 1
+        execution.save()
+        if resuming:
+            audit.record(
+                EventType.REQUEST_RESUMED,
+                target=execution.request,
+                department_id=execution.request.scope_root_id,
+                details={
+                    "kind": execution.kind,
+                    "phase": execution.phase,
+                    "checkpoint": [execution.cursor_conversation, execution.cursor_id],
+                    "done": execution.done_messages,
+                    "attempt": execution.attempts,
+                    "previous_worker_error": execution.last_error[:500],
+                },
+            )
+    return execution
+
+
+def _locked_run(execution: Execution, worker: str) -> Execution:
+    """The run's row, locked for this batch, if this worker still holds the lease."""
+    locked = Execution.objects.select_for_update().get(pk=execution.pk)
+    if locked.lease_owner != worker or locked.status != ExecutionStatus.RUNNING:
+        raise LeaseLost
+    return locked
+
+
+def _checkpoint(locked: Execution, unit: Unit | None, started: float) -> None:
+    if unit is not None:
+        locked.cursor_conversation, locked.cursor_id = unit.conversation_id, unit.up_to_id
+    locked.batches += 1
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    locked.longest_batch_ms = max(locked.longest_batch_ms, elapsed_ms)
+    locked.lease_expires_at = timezone.now() + timedelta(seconds=settings.QINGLI_WIPE_LEASE_SECONDS)
+    locked.save()
+
+
+def _step(execution: Execution, worker: str) -> bool:
+    """One batch. False once the run is finished."""
+    request = execution.request
+    if execution.kind == ExecutionKind.MOVE:
+        units = _target_units(execution, request, settings.QINGLI_WIPE_BATCH_MESSAGES)
+        if not units:
+            _finish_move(execution, request, worker)
+            return False
+        _move_batch(execution, request, units, worker)
+    elif execution.kind == ExecutionKind.WIPE and execution.phase == SHRED:
+        conversation_ids = _next_target_conversations(execution, request)
+        if not conversation_ids:
+            _end_shred(execution, worker)
+        else:
+            _shred_batch(execution, request, conversation_ids, worker)
+    else:
+        units = _tombstone_units(execution, request, settings.QINGLI_WIPE_BATCH_MESSAGES)
+        if not units:
+            _finish_purge(execution, request, worker)
+            return False
+        _purge_batch(execution, request, units, worker)
+    execution.refresh_from_db()
+    return True
+
+
+# --- choosing the next batch --------------------------------------------------------------
+
+
+def _chunk_end(conversation_id: int, after_id: int, up_to_id: int, budget: int) -> int:
+    """The id that ends a chunk of at most ``budget`` stored rows after ``after_id`` (an
+    index-only probe on (conversation, id)); ``up_to_id`` when fewer rows remain."""
+    ids = Message.all_rows.filter(
+        conversation_id=conversation_id, id__gt=after_id, id__lte=up_to_id
+    ).order_by("id")
+    end = ids.values_list("id", flat=True)[budget - 1 : budget].first()
+    return up_to_id if end is None else end
+
+
+def _target_units(execution: Execution, request: DeletionRequest, budget: int) -> list[Unit]:
+    """The next conversations (or chunk of one) after the checkpoint, up to the budget.
+    The frozen per-conversation counts tell which conversations fit without probing."""
+    high = request.max_message_id
+    after_conversation, after_id = execution.cursor_conversation, execution.cursor_id
+    targets = (
+        RequestConversation.objects.filter(request=request, conversation_id__gte=after_conversation)
+        .order_by("conversation_id")
+        .values_list("conversation_id", "messages")
+    )
+    units: list[Unit] = []
+    left = budget
+    for conversation_id, frozen in targets[: UNITS_PER_BATCH + 1]:
+        start = after_id if conversation_id == after_conversation else 0
+        if start >= high:
+            continue  # this conversation was finished by the last batch
+        if start == 0 and frozen <= left:
+            end = high
+        else:
+            end = _chunk_end(conversation_id, start, high, left)
+        units.append(Unit(conversation_id, start, end))
+        left -= max(frozen if start == 0 and end == high else left, 1)
+        if end < high or left <= 0 or len(units) >= UNITS_PER_BATCH:
+            break
+    return units
+
+
+def _next_target_conversations(execution: Execution, request: DeletionRequest) -> list[int]:
+    return list(
+        RequestConversation.objects.filter(
+            request=request, conversation_id__gt=execution.cursor_conversation
+        )
+        .order_by("conversation_id")
+        .values_list("conversation_id", flat=True)[:SHRED_BATCH_CONVERSATIONS]
+    )
+
+
+def _tombstone_units(execution: Execution, request: DeletionRequest, budget: int) -> list[Unit]:
+    """The next chunk of rows to purge: purging tombstones in (conversation, id) order."""
+    after_conversation, after_id = execution.cursor_conversation, execution.cursor_id
+    tombstones = (
+        Tombstone.objects.filter(
+            request=request,
+            state=TombstoneState.PURGING,
+            conversation_id__gte=after_conversation,
+        )
+        .exclude(conversation_id=after_conversation, up_to_id__lte=after_id)
+        .order_by("conversation_id", "after_id")
+        .values_list("pk", "conversation_id", "after_id", "up_to_id", "messages")
+    )
+    units: list[Unit] = []
+    left = budget
+    for pk, conversation_id, lower, upper, counted in tombstones[: UNITS_PER_BATCH + 1]:
+        start = max(lower, after_id) if conversation_id == after_conversation else lower
+        if start == lower and counted and counted <= left:
+            end = upper
+            left -= counted
+        else:
+            end = _chunk_end(conversation_id, start, upper, left)
+            left = 0 if end < upper else left - 1
+        units.append(Unit(conversation_id, start, end, pk, ends_tombstone=end == upper))
+        if end < upper or left <= 0 or len(units) >= UNITS_PER_BATCH:
+            break
+    return units
+
+
+# --- what a unit covers --------------------------------------------------------------------
+
+
+def _sent_q(request: DeletionRequest, prefix: str = "") -> Q:
+    q = Q()
+    if request.sent_after:
+        q &= Q(**{f"{prefix}sent_at__gte": request.sent_after})
+    if request.sent_before:
+        q &= Q(**{f"{prefix}sent_at__lt": request.sent_before})
+    return q
+
+
+def _units_q(units: list[Unit], prefix: str = "") -> Q:
+    id_field = f"{prefix}id" if prefix else "id"
+    return reduce(
+        or_,
+        [
+            Q(
+                **{
+                    f"{prefix}conversation_id": u.conversation_id,
+                    f"{id_field}__gt": u.after_id,
+                    f"{id_field}__lte": u.up_to_id,
+                }
+            )
+            for u in units
+        ],
+    )
+
+
+def _held(conversation_ids) -> set[int]:
+    return set(
+        Conversation.objects.filter(
+            held_conversations_q(), pk__in=list(conversation_ids)
+        ).values_list("pk", flat=True)
+    )
+
+
+def _live_counts(units: list[Unit], request: DeletionRequest) -> dict[int, tuple[int, int]]:
+    rows = (
+        Message.objects.filter(_units_q(units), _sent_q(request))
+        .values("conversation_id")
+        .annotate(n=Count("id"), b=Sum("body_bytes"))
+        .order_by()
+    )
+    return {r["conversation_id"]: (r["n"], r["b"] or 0) for r in rows}
+
+
+def _note_held(locked: Execution, held: set[int]) -> None:
+    known = set(locked.held_conversation_ids)
+    new = sorted(held - known)
+    locked.held_conversation_ids = sorted(known | held)
+    locked.held_conversations += len(new)
+
+
+# --- move to the recycle bin -------------------------------------------------------------
+
+
+def _move_batch(
+    execution: Execution, request: DeletionRequest, units: list[Unit], worker: str
+) -> None:
+    started = time.monotonic()
+    purge_after = timezone.now() + timedelta(days=get_policy("recycle_bin_days"))
+    with transaction.atomic():
+        locked = _locked_run(execution, worker)
+        hold_guard_shared()
+        held = _held(u.conversation_id for u in units)
+        counts = _live_counts(units, request)
+        tombstones = []
+        for unit in units:
+            n, size = counts.get(unit.conversation_id, (0, 0))
+            if unit.conversation_id in held:
+                locked.held_messages += n
+                continue
+            if unit.after_id == 0:
+                locked.done_conversations += 1
+            if n:
+                locked.done_messages += n
+                tombstones.append(
+                    Tombstone(
+                        request=request,
+                        conversation_id=unit.conversation_id,
+                        after_id=unit.after_id,
+                        up_to_id=unit.up_to_id,
+                        sent_after=request.sent_after,
+                        sent_before=request.sent_before,
+                        messages=n,
+                        bytes=size,
+                        state=TombstoneState.BINNED,
+                        purge_after=purge_after,
+                    )
+                )
+        _note_held(locked, held)
+        Tombstone.objects.bulk_create(tombstones)
+        refresh_last_message({t.conversation_id for t in tombstones})
+        _checkpoint(locked, units[-1], started)
+
+
+def _finish_move(execution: Execution, request: DeletionRequest, worker: str) -> None:
+    # Read-only check before the final transaction: nothing of the scope is still visible
+    # outside the held conversations.
+    left = Message.objects.filter(
+        _sent_q(request),
+        conversation_id__in=RequestConversation.objects.filter(request=request)
+        .exclude(conversation_id__in=execution.held_conversation_ids)
+        .values("conversation_id"),
+        id__lte=request.max_message_id,
+    ).exists()
+    with transaction.atomic():
+        locked = _locked_run(execution, worker)
+        if left:
+            raise ReconciliationError("records of the scope are still visible after the last batch")
+        _complete(locked, request)
+
+
+def _complete(locked: Execution, request: DeletionRequest) -> None:
+    # Fewer than approved: another request took some first. More: records of the scope
+    # that sat in another request's recycle bin when this one was measured came back.
+    settled = locked.done_messages + locked.held_messages
+    locked.vanished_messages = max(0, locked.total_messages - settled)
+    _end(locked, ExecutionStatus.COMPLETED)
+    DeletionRequest.objects.filter(pk=request.pk).update(status=RequestStatus.COMPLETED)
+    if locked.held_conversation_ids:
+        holds = holds_covering(locked.held_conversation_ids)
+        audit.record(
+            EventType.HELD_RECORDS_SKIPPED,
+            target=request,
+            department_id=request.scope_root_id,
+            details={
+                "messages": locked.held_messages,
+                "conversations": locked.held_conversations,
+                "conversation_ids": locked.held_conversation_ids[:50],
+                "holds": [{"hold": h.pk, "kind": h.kind, "reason": h.reason} for h in holds[:20]],
+            },
+        )
+    audit.record(
+        EventType.REQUEST_EXECUTED,
+        target=request,
+        department_id=request.scope_root_id,
+        details=outcome_of(locked),
+    )
+    notify.executed(request, locked)
+
+
+def _end(execution: Execution, status: str) -> None:
+    execution.status, execution.finished_at = status, timezone.now()
+    execution.lease_owner, execution.lease_expires_at = "", None
+    execution.save()
+
+
+def holds_covering(conversation_ids: list[int]) -> list[Hold]:
+    """Active holds on these conversations, directly or through a department above them."""
+    wanted = set(conversation_ids)
+    paths = set(
+        Conversation.objects.filter(pk__in=wanted).values_list("department__path", flat=True)
+    )
+    active = Hold.objects.filter(released_at__isnull=True).prefetch_related(
+        "conversations", "departments"
+    )
+    return [
+        hold
+        for hold in active
+        if wanted & {c.pk for c in hold.conversations.all()}
+        or any(p.startswith(d.path) for d in hold.departments.all() for p in paths)
+    ][:20]
+
+
+def outcome_of(execution: Execution) -> dict:
+    """A run's counts, as the timeline, the API and the compliance review show them."""
+    return {
+        "kind": execution.kind,
+        "approved_messages": execution.total_messages,
+        "deleted_messages": execution.done_messages,
+        "deleted_conversations": execution.done_conversations,
+        "held_messages": execution.held_messages,
+        "held_conversations": execution.held_conversations,
+        "gone_before_run": execution.vanished_messages,
+        "attachments_removed": execution.attachments_removed,
+        "keys_destroyed": execution.keys_destroyed,
+        "batches": execution.batches,
+        "longest_batch_ms": execution.longest_batch_ms,
+        "resumes": execution.resumes,
+    }
+
+
+# --- server-side wipe: keys first ---------------------------------------------------------
+
+
+def _shred_batch(
+    execution: Execution, request: DeletionRequest, conversation_ids: list[int], worker: str
+) -> None:
+    started = time.monotonic()
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _locked_run(execution, worker)
+        hold_guard_shared()
+        held = _held(conversation_ids)
+        held_counts = (
+            Message.objects.filter(
+                _sent_q(request), conversation_id__in=held, id__lte=request.max_message_id
+            ).count()
+            if held
+            else 0
+        )
+        locked.held_messages += held_counts
+        _note_held(locked, held)
+        wiped = [c for c in conversation_ids if c not in held]
+        # Lock the keys: an ingest writing to one of these conversations waits, or is seen.
+        list(
+            DataKey.objects.select_for_update().filter(conversation_id__in=wiped).values_list("pk")
+        )
+        outside_scope = Message.all_rows.filter(conversation=OuterRef("pk")).filter(
+            ~Q(id__lte=request.max_message_id) | ~_sent_q(request)
+            if (request.sent_after or request.sent_before)
+            else Q(id__gt=request.max_message_id)
+        )
+        # Conversations with records outside the scope keep their key; their rows in
+        # scope are hidden now and removed in the purge phase.
+        whole = set(
+            Conversation.objects.filter(pk__in=wiped)
+            .exclude(Exists(outside_scope))
+            .values_list("pk", flat=True)
+        )
+        frozen = dict(
+            RequestConversation.objects.filter(
+                request=request, conversation_id__in=wiped
+            ).values_list("conversation_id", "messages")
+        )
+        Tombstone.objects.bulk_create(
+            [
+                Tombstone(
+                    request=request,
+                    conversation_id=c,
+                    after_id=0,
+                    up_to_id=request.max_message_id,
+                    sent_after=request.sent_after,
+                    sent_before=request.sent_before,
+                    messages=frozen.get(c, 0),
+                    state=TombstoneState.PURGING,
+                    purge_after=now,
+                )
+                for c in wiped
+            ],
+            ignore_conflicts=True,
+        )
+        destroyed = DataKey.objects.filter(
+            conversation_id__in=whole, wrapped_key__isnull=False
+        ).update(wrapped_key=None, destroyed_at=now)
+        locked.keys_destroyed += destroyed
+        locked.done_conversations += len(wiped)
+        refresh_last_message(wiped)
+        _checkpoint(locked, Unit(conversation_ids[-1], 0, 0), started)
+        if destroyed:
+            audit.record(
+                EventType.KEYS_DESTROYED_BY_WIPE,
+                target=request,
+                department_id=request.scope_root_id,
+                details={
+                    "keys": destroyed,
+                    "conversations": sorted(whole)[:1000],
+                    "kept_key_for_records_outside_scope": len(wiped) - len(whole),
+                },
+            )
+
+
+def _end_shred(execution: Execution, worker: str) -> None:
+    with transaction.atomic():
+        locked = _locked_run(execution, worker)
+        locked.phase = PURGE
+        locked.unreadable_at = timezone.now()
+        locked.cursor_conversation, locked.cursor_id = 0, 0
+        locked.save()
+
+
+# --- purge: rows and files gone ---------------------------------------------------------
+
+
+def _purge_batch(
+    execution: Execution, request: DeletionRequest, units: list[Unit], worker: str
+) -> None:
+    in_scope = _units_q(units, prefix="message__") & _sent_q(request, prefix="message__")
+    # Files first: if the worker dies after this, the rows are still there and the next
+    # attempt deletes them (and the already missing files) again. The other order could
+    # leave files that no row points to.
+    for name in Attachment.objects.filter(in_scope).values_list("file", flat=True).iterator():
+        default_storage.delete(name)
+    started = time.monotonic()
+    with transaction.atomic():
+        locked = _locked_run(execution, worker)
+        hold_guard_shared()
+        held = _held(u.conversation_id for u in units)
+        if held:
+            # A hold placed after the records were binned: they stay, in the bin.
+            units_to_purge = [u for u in units if u.conversation_id not in held]
+            Tombstone.objects.filter(
+                pk__in=[u.tombstone_id for u in units if u.conversation_id in held],
+                state=TombstoneState.PURGING,
+            ).update(
+                state=TombstoneState.BINNED
+                if execution.kind == ExecutionKind.PURGE
+                else TombstoneState.PURGING
+            )
+            _note_held(locked, held)
+        else:
+            units_to_purge = units
+        if units_to_purge:
+            rows_q = _units_q(units_to_purge) & _sent_q(request)
+            message_ids = Message.all_rows.filter(rows_q).values("pk")
+            PersonalRemoval.objects.filter(message__in=message_ids)._raw_delete(
+                PersonalRemoval.objects.db
+            )
+            locked.attachments_removed += Attachment.objects.filter(
+                message__in=message_ids
+            )._raw_delete(Attachment.objects.db)
+            deleted = Message.all_rows.filter(rows_q)._raw_delete(Message.objects.db)
+            locked.done_messages += deleted
+            finished = [u.tombstone_id for u in units_to_purge if u.ends_tombstone]
+            Tombstone.objects.filter(pk__in=finished).update(
+                state=TombstoneState.PURGED, purged_at=timezone.now()
+            )
+        _checkpoint(locked, units[-1], started)
+
+
+def _finish_purge(execution: Execution, request: DeletionRequest, worker: str) -> None:
+    with transaction.atomic():
+        locked = _locked_run(execution, worker)
+        hold_guard_shared()
+        # A conversation left with no rows at all loses its key: nothing can ever read
+        # a copy of it again.
+        emptied = (
+            Conversation.objects.filter(
+                pk__in=Tombstone.objects.filter(
+                    request=request, state=TombstoneState.PURGED
+                ).values("conversation_id")
+            )
+            .exclude(held_conversations_q())
+            .exclude(Exists(Message.all_rows.filter(conversation=OuterRef("pk"))))
+        )
+        keys = DataKey.objects.select_for_update().filter(
+            conversation__in=emptied, wrapped_key__isnull=False
+        )
+        locked.keys_destroyed += DataKey.objects.filter(
+            pk__in=list(keys.values_list("pk", flat=True))
+        ).update(wrapped_key=None, destroyed_at=timezone.now())
+        if execution.kind == ExecutionKind.WIPE:
+            _complete(locked, request)
+            kind = ReviewKind.SERVER_WIPE
+        else:
+            _end(locked, ExecutionStatus.COMPLETED)
+            audit.record(
+                EventType.RECYCLE_PURGED,
+                target=request,
+                department_id=request.scope_root_id,
+                details=outcome_of(locked),
+            )
+            kind = ReviewKind.RECYCLE_PURGE
+        ComplianceReview.objects.create(
+            kind=kind, request=request, summary=review_summary(request, locked)
+        )
+
+
+def review_summary(request: DeletionRequest, execution: Execution) -> dict:
+    """What a permanent deletion removed and on whose say-so, for the auditor."""
+    by_department = list(
+        Tombstone.objects.filter(request=request, state=TombstoneState.PURGED)
+        .values("conversation__department_id", "conversation__department__name")
+        .annotate(conversations=Count("conversation_id", distinct=True), messages=Sum("messages"))
+        .order_by("conversation__department_id")
+    )
+    return {
+        **outcome_of(execution),
+        "method": request.method,
+        "max_message_id": request.max_message_id,
+        "sent_after": request.sent_after.isoformat() if request.sent_after else None,
+        "sent_before": request.sent_before.isoformat() if request.sent_before else None,
+        "departments": [
+            {
+                "department": row["conversation__department_id"],
+                "name": row["conversation__department__name"],
+                "conversations": row["conversations"],
+                "messages": row["messages"],
+            }
+            for row in by_department[:200]
+        ],
+        "approvals": [
+            {
+                "order": s.order,
+                "role": s.role,
+                "approver": s.approver.username if s.approver else None,
+            }
+            for s in request.steps.select_related("approver")
+        ],
+        "requester": request.requester.username,
+    }
+
+
+# --- failure ------------------------------------------------------------------------------
+
+
+def _record_failure(execution_id: int, worker: str, exc: Exception) -> None:
+    with transaction.atomic():
+        execution = Execution.objects.select_for_update().get(pk=execution_id)
+        if execution.lease_owner != worker:
+            return
+        execution.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if execution.attempts >= settings.QINGLI_WIPE_MAX_ATTEMPTS:
+            _fail(execution, execution.last_error)
+            return
+        # Back off a little more each time; the checkpoint keeps what was done. The lease
+        # runs out with the back-off, so the watchdog retries even if the job is lost.
+        backoff = min(300, 10 * 2 ** (execution.attempts - 1))
+        execution.lease_owner = ""
+        execution.lease_expires_at = timezone.now() + timedelta(seconds=backoff)
+        execution.save()
+        enqueue_run(execution, delay_seconds=backoff)
+
+
+def _fail(execution: Execution, reason: str) -> None:
+    execution.last_error = reason[:2000]
+    _end(execution, ExecutionStatus.FAILED)
+    request = execution.request
+    if request.status == RequestStatus.RUNNING:
+        DeletionRequest.objects.filter(pk=request.pk).update(status=RequestStatus.FAILED)
+    audit.record(
+        EventType.REQUEST_FAILED,
+        target=request,
+        department_id=request.scope_root_id,
+        details={
+            **outcome_of(execution),
+            "reason": execution.last_error,
+            "attempts": execution.attempts,
+        },
+    )
+    notify.failed(request, execution)
+
+
+# --- the watchdog -----------------------------------------------------------------------
+
+
+def watch(*, now=None) -> dict[str, int]:
+    """Every minute: start approved requests whose time has come (a lost scheduled job),
+    and hand runs whose worker went silent (lease expired) to a new worker."""
+    now = now or timezone.now()
+    started = 0
+    for request_id in (
+        DeletionRequest.objects.filter(status=RequestStatus.APPROVED, scheduled_for__lte=now)
+        .exclude(method=RequestMethod.PERSONAL)
+        .values_list("pk", flat=True)
+    ):
+        django_rq.get_queue(QUEUE).enqueue("retention.jobs.start_request", request_id)
+        started += 1
+    stale = Execution.objects.filter(
+        Q(status=ExecutionStatus.RUNNING, lease_expires_at__lt=now)
+        | Q(status=ExecutionStatus.QUEUED, created_at__lt=now - timedelta(minutes=1))
+    ).values_list("pk", flat=True)
+    resumed = 0
+    for execution_id in stale:
+        django_rq.get_queue(QUEUE).enqueue("retention.jobs.run_execution", execution_id)
+        resumed += 1
+    return {"started": started, "resumed": resumed}
+
+
+# --- the recycle bin's end --------------------------------------------------------------
+
+
+def start_due_purges(*, now=None) -> list[int]:
+    """Requests whose recycle-bin window has passed get a purge run (holds skipped)."""
+    now = now or timezone.now()
+    due = (
+        Tombstone.objects.filter(state=TombstoneState.BINNED, purge_after__lte=now)
+        .exclude(conversation__in=Conversation.objects.filter(held_conversations_q()).values("pk"))
+        .values_list("request_id", flat=True)
+        .distinct()
+    )
+    started = []
+    for request_id in list(due):
+        with transaction.atomic():
+            request = DeletionRequest.objects.select_for_update().get(pk=request_id)
+            if request.executions.filter(
+                kind__in=[ExecutionKind.PURGE, ExecutionKind.WIPE],
+                status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING],
+            ).exists():
+                continue
+            hold_guard_shared()
+            moving = Tombstone.objects.filter(
+                request=request, state=TombstoneState.BINNED, purge_after__lte=now
+            ).exclude(
+                conversation__in=Conversation.objects.filter(held_conversations_q()).values("pk")
+            )
+            totals = moving.aggregate(n=Sum("messages"), c=Count("conversation_id", distinct=True))
+            moved = moving.update(state=TombstoneState.PURGING)
+            if not moved:
+                continue
+            execution = Execution.objects.create(
+                request=request, kind=ExecutionKind.PURGE, total_messages=totals["n"] or 0
+            )
+            audit.record(
+                EventType.RECYCLE_PURGE_STARTED,
+                target=request,
+                department_id=request.scope_root_id,
+                details={"messages": totals["n"] or 0, "conversations": totals["c"]},
+            )
+            enqueue_run(execution)
+            started.append(execution.pk)
+    return started

@@ -1,0 +1,177 @@
+"""The recycle bin: what batch deletions took, who may see it, and restoring it.
+
+Restoring flips tombstones back, one row per conversation range, so even a request of a
+million messages comes back in a few statements; larger restores still run as a job in
+bounded batches so that no transaction grows with the size of the request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import django_rq
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Count, Max, Min, OuterRef, QuerySet, Subquery, Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+import audit.log as audit
+from audit.events import EventType
+from retention.deletion.actions import Conflict
+from retention.models import (
+    DeletionRequest,
+    Member,
+    RequestMethod,
+    Tombstone,
+    TombstoneState,
+)
+from retention.roles import Role
+from retention.selectors import departments_for
+from retention.store import refresh_last_message
+
+# Tombstones restored in one transaction; a restore of more runs as a job.
+RESTORE_BATCH = 2000
+
+
+def bin_requests_for(viewer: Member) -> QuerySet[DeletionRequest]:
+    """Requests with records in the recycle bin that the viewer may see: managers their
+    subtree's, admins and auditors all (auditors read only)."""
+    if viewer.has_role(Role.ADMIN, Role.AUDITOR, Role.SECURITY):
+        visible = DeletionRequest.objects.all()
+    elif viewer.has_role(Role.MANAGER) and viewer.department_id:
+        visible = DeletionRequest.objects.filter(
+            tombstones__conversation__department__path__startswith=viewer.department.path
+        ).distinct()
+    else:
+        return DeletionRequest.objects.none()
+    binned = Tombstone.objects.filter(request=OuterRef("pk"), state=TombstoneState.BINNED)
+    summary = binned.values("request")
+    return (
+        visible.filter(
+            pk__in=Tombstone.objects.filter(state=TombstoneState.BINNED).values("request")
+        )
+        .select_related("requester", "scope_root")
+        .annotate(
+            bin_messages=Subquery(summary.annotate(n=Sum("messages")).values("n")),
+            bin_conversations=Subquery(
+                summary.annotate(n=Count("conversation_id", distinct=True)).values("n")
+            ),
+            bin_bytes=Subquery(summary.annotate(n=Sum("bytes")).values("n")),
+            binned_at=Subquery(summary.annotate(n=Min("created_at")).values("n")),
+            purge_after=Subquery(summary.annotate(n=Max("purge_after")).values("n")),
+        )
+        .order_by("purge_after", "pk")
+    )
+
+
+def bin_conversations(request: DeletionRequest, viewer: Member) -> list[dict]:
+    """A request's binned conversations that the viewer may see, with their counts."""
+    rows = (
+        _visible_tombstones(request, viewer)
+        .values("conversation_id", "conversation__title", "conversation__department__name")
+        .annotate(messages=Sum("messages"), bytes=Sum("bytes"), purge_after=Max("purge_after"))
+        .order_by("conversation_id")
+    )
+    return list(rows)
+
+
+def _visible_tombstones(request: DeletionRequest, viewer: Member) -> QuerySet[Tombstone]:
+    binned = Tombstone.objects.filter(request=request, state=TombstoneState.BINNED)
+    if viewer.has_role(Role.ADMIN, Role.AUDITOR, Role.SECURITY):
+        return binned
+    return binned.filter(conversation__department__in=departments_for(viewer).values("pk"))
+
+
+def may_restore(viewer: Member) -> bool:
+    return viewer.has_role(Role.MANAGER, Role.ADMIN) and not viewer.has_role(Role.AUDITOR)
+
+
+def do_restore_from_bin(
+    request: DeletionRequest,
+    *,
+    acting_user: Member,
+    conversation_ids: list[int] | None = None,
+) -> dict:
+    """Bring a batch deletion back, whole or for chosen conversations. Managers restore
+    within their subtree, admins anywhere; auditors only look."""
+    if not may_restore(acting_user):
+        raise PermissionDenied(_("Only managers and admins restore from the recycle bin."))
+    if request.method != RequestMethod.BATCH:
+        raise Conflict(_("Only batch deletions sit in the shared recycle bin."))
+    with transaction.atomic():
+        DeletionRequest.objects.select_for_update().get(pk=request.pk)
+        binned = Tombstone.objects.filter(request=request, state=TombstoneState.BINNED)
+        if not binned.exists():
+            raise Conflict(_("Nothing of this request is in the recycle bin any more."))
+        chosen = binned
+        if conversation_ids is not None:
+            wanted = set(conversation_ids)
+            present = set(
+                binned.filter(conversation_id__in=wanted).values_list("conversation_id", flat=True)
+            )
+            if not wanted or wanted - present:
+                raise ValidationError(
+                    {
+                        "conversations": [
+                            _("Not in this request's recycle bin: %(ids)s")
+                            % {"ids": ", ".join(str(i) for i in sorted(wanted - present)) or "-"}
+                        ]
+                    }
+                )
+            chosen = binned.filter(conversation_id__in=wanted)
+        if not acting_user.has_role(Role.ADMIN):
+            outside = chosen.exclude(
+                conversation__department__in=departments_for(acting_user).values("pk")
+            )
+            if outside.exists():
+                raise PermissionDenied(
+                    _("Part of this is outside your departments; choose conversations of yours.")
+                )
+        totals = chosen.aggregate(
+            messages=Sum("messages"), conversations=Count("conversation_id", distinct=True)
+        )
+        ids = list(chosen.values_list("pk", flat=True))
+        details = {
+            "messages": totals["messages"] or 0,
+            "conversations": totals["conversations"],
+            "whole_request": conversation_ids is None,
+            "conversation_ids": sorted(set(chosen.values_list("conversation_id", flat=True)))[:50],
+            "as_job": len(ids) > RESTORE_BATCH,
+        }
+        audit.record(
+            EventType.RECYCLE_RESTORED,
+            actor=acting_user,
+            target=request,
+            department_id=request.scope_root_id,
+            details=details,
+        )
+        if len(ids) <= RESTORE_BATCH:
+            restore_tombstones(ids, acting_user_id=acting_user.pk)
+        else:
+            # Marked now (so nothing purges them meanwhile), flipped by the job in batches.
+            transaction.on_commit(
+                lambda: django_rq.get_queue("wipes").enqueue(
+                    "retention.jobs.restore_tombstones", ids, acting_user.pk
+                )
+            )
+    return details
+
+
+def restore_tombstones(tombstone_ids: list[int], *, acting_user_id: int | None) -> int:
+    """Flip binned tombstones back to live, in batches; safe to run again."""
+    restored = 0
+    now: datetime = timezone.now()
+    for start in range(0, len(tombstone_ids), RESTORE_BATCH):
+        chunk = tombstone_ids[start : start + RESTORE_BATCH]
+        with transaction.atomic():
+            conversations = set(
+                Tombstone.objects.filter(pk__in=chunk, state=TombstoneState.BINNED).values_list(
+                    "conversation_id", flat=True
+                )
+            )
+            restored += Tombstone.objects.filter(pk__in=chunk, state=TombstoneState.BINNED).update(
+                state=TombstoneState.RESTORED, restored_at=now, restored_by_id=acting_user_id
+            )
+            refresh_last_message(conversations)
+    return restored

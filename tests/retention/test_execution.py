@@ -1,0 +1,494 @@
+"""Running approved requests: exactly the frozen scope, holds re-checked, resumable runs,
+the recycle bin, purges that leave nothing behind, and keys-first server-side wipes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from audit.events import EventType
+from audit.models import AuditEvent, ComplianceReview, ReviewKind
+from retention.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
+from retention.deletion import execution as runs
+from retention.deletion.actions import (
+    Conflict,
+    do_approve_step,
+    do_cancel_request,
+    do_file_request,
+    do_place_hold,
+)
+from retention.deletion.recycle import bin_requests_for, do_restore_from_bin
+from retention.deletion.scope import resolve_scope
+from retention.models import (
+    Attachment,
+    DataKey,
+    Execution,
+    ExecutionStatus,
+    HoldKind,
+    Message,
+    Notification,
+    RequestMethod,
+    RequestStatus,
+    SignInDay,
+    Tombstone,
+    TombstoneState,
+)
+from retention.roles import Role
+from retention.store import NewAttachment, NewMessage, add_messages, read_body
+from tests.conftest import make_chat, make_member
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def people(cast, org):
+    cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)
+    today = timezone.localdate()
+    SignInDay.objects.bulk_create(
+        [
+            SignInDay(member=m, day=today - timedelta(days=i))
+            for m in vars(cast).values()
+            for i in range(5)
+        ]
+    )
+    return cast
+
+
+@pytest.fixture
+def small_batches(settings):
+    # Tiny batches so that even a handful of messages takes several batches and chunks.
+    settings.QINGLI_WIPE_BATCH_MESSAGES = 3
+    settings.QINGLI_WIPE_LEASE_SECONDS = 60
+
+
+@pytest.fixture
+def store(people, org):
+    """Hangzhou: a customer chat of 7 messages (one with an attachment) and a group chat
+    of 4; the warehouse below it: 2; Shenzhen (elsewhere): 3."""
+    customer = make_chat(
+        org.hangzhou, [people.staff], [f"客户消息{i}" for i in range(7)], kind="customer"
+    )
+    group = make_chat(org.hangzhou, [people.staff], [f"店内群{i}" for i in range(4)])
+    warehouse = make_chat(org.warehouse, [people.warehouse_staff], ["盘点1", "盘点2"])
+    elsewhere = make_chat(org.shenzhen, [people.staff2], ["深圳1", "深圳2", "深圳3"])
+    add_messages(
+        customer,
+        [
+            NewMessage(
+                sender=people.staff,
+                sender_name="staff",
+                sent_at=timezone.now() - timedelta(hours=1),
+                body="发票见附件",
+                attachments=(NewAttachment("发票.pdf", b"%PDF-1.4 invoice", "application/pdf"),),
+            )
+        ],
+    )
+    return {"customer": customer, "group": group, "warehouse": warehouse, "elsewhere": elsewhere}
+
+
+def visible_ids(*conversations) -> set[int]:
+    return set(Message.objects.filter(conversation__in=conversations).values_list("pk", flat=True))
+
+
+def stored_ids(*conversations) -> set[int]:
+    return set(Message.all_rows.filter(conversation__in=conversations).values_list("pk", flat=True))
+
+
+def approved(requester, approvers, method, **scope):
+    data = {"include_subdepartments": True, **scope}
+    request, _created = do_file_request(
+        requester=requester, scope=resolve_scope(method, data, requester), reason="清理旧记录"
+    )
+    for approver in approvers:
+        request = do_approve_step(request, acting_user=approver)
+    assert request.status == RequestStatus.APPROVED
+    return request
+
+
+def run(request) -> Execution:
+    """Start the request at its scheduled time and work the run to its end."""
+    started = runs.start_request(request.pk, now=request.scheduled_for)
+    assert started is not None
+    return runs.run_execution(started.pk)
+
+
+def timeline(request, event_type):
+    return AuditEvent.objects.filter(
+        event_type=event_type, target_type="retention.deletionrequest", target_id=str(request.pk)
+    )
+
+
+def test_a_batch_run_bins_exactly_the_frozen_scope(people, org, store, small_batches):
+    in_scope = visible_ids(store["customer"], store["group"], store["warehouse"])
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    # Arrives after approval: not in the frozen scope, so it must survive the run.
+    (late,) = add_messages(
+        store["group"],
+        [
+            NewMessage(
+                sender=people.staff, sender_name="staff", sent_at=timezone.now(), body="新消息"
+            )
+        ],
+    )
+    everything_before = stored_ids(*store.values())
+
+    done = run(request)
+
+    assert done.status == ExecutionStatus.COMPLETED
+    assert done.batches > 3  # chunked: the customer chat alone is 8 messages
+    assert visible_ids(store["customer"], store["group"], store["warehouse"]) == {late.pk}
+    assert visible_ids(store["elsewhere"]) == stored_ids(store["elsewhere"])
+    # Binned, not removed: every row is still stored until the purge.
+    assert stored_ids(*store.values()) == everything_before
+    assert done.done_messages == len(in_scope) == request.preview["messages"]
+    assert done.vanished_messages == done.held_messages == 0
+    request.refresh_from_db()
+    assert request.status == RequestStatus.COMPLETED
+    assert timeline(request, EventType.REQUEST_STARTED).count() == 1
+    executed = timeline(request, EventType.REQUEST_EXECUTED).get()
+    assert executed.details["deleted_messages"] == len(in_scope)
+    # The conversation list no longer dates the customer chat by its binned messages.
+    store["customer"].refresh_from_db()
+    assert store["customer"].last_message_at is None
+
+
+def test_running_a_finished_run_again_changes_nothing(people, org, store, small_batches):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    done = run(request)
+    tombstones = list(Tombstone.objects.values_list("pk", "state"))
+    again = runs.run_execution(done.pk)
+    assert again.batches == done.batches
+    assert list(Tombstone.objects.values_list("pk", "state")) == tombstones
+    assert runs.start_request(request.pk, now=request.scheduled_for) is None
+
+
+def test_a_hold_placed_after_approval_is_honoured_at_run_time(people, org, store, small_batches):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    do_place_hold(
+        acting_user=people.security,
+        kind=HoldKind.LEGAL,
+        reason="仲裁案件",
+        conversations=[store["customer"]],
+        departments=[],
+    )
+    held_before = visible_ids(store["customer"])
+
+    done = run(request)
+
+    assert visible_ids(store["customer"]) == held_before
+    assert visible_ids(store["group"], store["warehouse"]) == set()
+    assert done.held_messages == len(held_before)
+    assert done.held_conversations == 1
+    assert done.done_messages + done.held_messages == done.total_messages
+    skipped = timeline(request, EventType.HELD_RECORDS_SKIPPED).get()
+    assert skipped.details["conversation_ids"] == [store["customer"].pk]
+    assert skipped.details["holds"][0]["reason"] == "仲裁案件"
+
+
+def test_a_cancelled_request_never_runs(people, org, store):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    do_cancel_request(request, acting_user=people.staff)
+    assert runs.start_request(request.pk, now=request.scheduled_for) is None
+    assert not Execution.objects.exists()
+    assert not Tombstone.objects.exists()
+
+
+def test_a_run_started_early_waits_for_its_time(people, org, store):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    assert runs.start_request(request.pk, now=request.scheduled_for - timedelta(hours=1)) is None
+    request.refresh_from_db()
+    assert request.status == RequestStatus.APPROVED
+    assert not Tombstone.objects.exists()
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_result(
+    people, org, store, small_batches, monkeypatch
+):
+    in_scope = visible_ids(store["customer"], store["group"], store["warehouse"])
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    started = runs.start_request(request.pk, now=request.scheduled_for)
+
+    real_step, calls = runs._step, []
+
+    def dies_after_two_batches(execution, worker):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # like SIGKILL: no cleanup, no failure recorded
+        calls.append(worker)
+        return real_step(execution, worker)
+
+    monkeypatch.setattr(runs, "_step", dies_after_two_batches)
+    with pytest.raises(KeyboardInterrupt):
+        runs.run_execution(started.pk, worker="first")
+    monkeypatch.setattr(runs, "_step", real_step)
+
+    interrupted = Execution.objects.get(pk=started.pk)
+    assert interrupted.batches == 2 and interrupted.lease_owner == "first"
+    # While the lease runs, nobody else may take the run.
+    assert runs.run_execution(started.pk, worker="second").batches == 2
+    Execution.objects.filter(pk=started.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    finished = runs.run_execution(started.pk, worker="second")
+
+    assert finished.status == ExecutionStatus.COMPLETED
+    assert finished.resumes == 1
+    assert finished.done_messages == len(in_scope)
+    assert visible_ids(store["customer"], store["group"], store["warehouse"]) == set()
+    resumed = timeline(request, EventType.REQUEST_RESUMED).get()
+    assert resumed.details["done"] == interrupted.done_messages
+
+
+def test_a_worker_that_lost_its_lease_commits_nothing(people, org, store, small_batches):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    started = runs.start_request(request.pk, now=request.scheduled_for)
+    first = runs._acquire(started.pk, "first")
+    Execution.objects.filter(pk=started.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert runs._acquire(started.pk, "second") is not None
+    with pytest.raises(runs.LeaseLost):
+        runs._step(first, "first")
+    assert not Tombstone.objects.exists()
+
+
+def test_a_run_that_keeps_failing_ends_failed_and_says_why(
+    people, org, store, settings, monkeypatch
+):
+    settings.QINGLI_WIPE_MAX_ATTEMPTS = 2
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(runs, "_move_batch", broken)
+    first = run(request)
+    assert first.status == ExecutionStatus.RUNNING and "disk full" in first.last_error
+    Execution.objects.filter(pk=first.pk).update(lease_expires_at=timezone.now())
+    second = runs.run_execution(first.pk)
+
+    assert second.status == ExecutionStatus.FAILED
+    request.refresh_from_db()
+    assert request.status == RequestStatus.FAILED
+    assert timeline(request, EventType.REQUEST_FAILED).get().details["reason"].endswith("disk full")
+    told = set(
+        Notification.objects.filter(request=request, verb="failed").values_list(
+            "recipient__username", flat=True
+        )
+    )
+    assert {"staff", "admin", "admin_b"} <= told
+    assert visible_ids(store["customer"])  # nothing was taken
+
+
+def test_the_watchdog_starts_due_requests_and_hands_over_silent_runs(
+    people, org, store, monkeypatch
+):
+    enqueued = []
+
+    class FakeQueue:
+        def enqueue(self, func, *args):
+            enqueued.append((func, args))
+
+    monkeypatch.setattr(runs.django_rq, "get_queue", lambda name: FakeQueue())
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    assert runs.watch(now=request.scheduled_for - timedelta(minutes=1)) == {
+        "started": 0,
+        "resumed": 0,
+    }
+    assert runs.watch(now=request.scheduled_for) == {"started": 1, "resumed": 0}
+    started = runs.start_request(request.pk, now=request.scheduled_for)
+    runs._acquire(started.pk, "gone")
+    later = timezone.now() + timedelta(seconds=61)
+    assert runs.watch(now=later) == {"started": 0, "resumed": 1}
+    assert enqueued[-1] == ("retention.jobs.run_execution", (started.pk,))
+
+
+# --- recycle bin, restore and purge --------------------------------------------------------
+
+
+def test_a_manager_restores_a_whole_request_and_the_records_come_back(people, org, store):
+    before = visible_ids(store["customer"], store["group"], store["warehouse"])
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    (listed,) = bin_requests_for(people.manager)
+    assert listed.bin_messages == len(before)
+    assert list(bin_requests_for(people.manager2)) == []  # another region's manager
+    assert list(bin_requests_for(people.staff)) == []
+
+    with pytest.raises(PermissionDenied):
+        do_restore_from_bin(request, acting_user=people.auditor)
+    with pytest.raises(PermissionDenied):
+        do_restore_from_bin(request, acting_user=people.manager2)
+    outcome = do_restore_from_bin(request, acting_user=people.manager)
+
+    assert outcome["messages"] == len(before)
+    assert visible_ids(store["customer"], store["group"], store["warehouse"]) == before
+    assert set(Tombstone.objects.values_list("state", flat=True)) == {TombstoneState.RESTORED}
+    assert timeline(request, EventType.RECYCLE_RESTORED).get().actor == people.manager
+    with pytest.raises(Conflict):
+        do_restore_from_bin(request, acting_user=people.manager)
+
+
+def test_chosen_conversations_are_restored_alone(people, org, store):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    do_restore_from_bin(request, acting_user=people.manager, conversation_ids=[store["group"].pk])
+    assert visible_ids(store["group"]) == stored_ids(store["group"])
+    assert visible_ids(store["customer"], store["warehouse"]) == set()
+
+
+def test_purge_after_the_window_leaves_no_row_no_file_and_no_key(people, org, store, small_batches):
+    files = list(
+        Attachment.objects.filter(conversation=store["customer"]).values_list("file", flat=True)
+    )
+    assert files and all(default_storage.exists(f) for f in files)
+    outside = stored_ids(store["elsewhere"])
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+
+    assert runs.start_due_purges(now=timezone.now() + timedelta(days=6)) == []
+    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(days=8))
+    purge = runs.run_execution(purge_id)
+
+    assert purge.status == ExecutionStatus.COMPLETED
+    assert stored_ids(store["customer"], store["group"], store["warehouse"]) == set()
+    assert not Attachment.objects.filter(conversation=store["customer"]).exists()
+    assert not any(default_storage.exists(f) for f in files)
+    assert stored_ids(store["elsewhere"]) == outside
+    # Emptied conversations lose their key; the one outside the scope keeps its own.
+    assert set(
+        DataKey.objects.filter(wrapped_key__isnull=True).values_list("conversation_id", flat=True)
+    ) == {store["customer"].pk, store["group"].pk, store["warehouse"].pk}
+    assert ComplianceReview.objects.get(request=request).kind == ReviewKind.RECYCLE_PURGE
+    assert set(Tombstone.objects.values_list("state", flat=True)) == {TombstoneState.PURGED}
+    assert timeline(request, EventType.RECYCLE_PURGED).count() == 1
+
+
+def test_purge_skips_what_a_hold_covers_now(people, org, store):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    do_place_hold(
+        acting_user=people.security,
+        kind=HoldKind.LEGAL,
+        reason="调查",
+        conversations=[store["group"]],
+        departments=[],
+    )
+    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(days=8))
+    runs.run_execution(purge_id)
+    # Held: its rows are still stored, still in the bin, and its key still works.
+    assert stored_ids(store["group"])
+    assert set(
+        Tombstone.objects.filter(conversation=store["group"]).values_list("state", flat=True)
+    ) == {TombstoneState.BINNED}
+    assert DataKey.objects.get(conversation=store["group"]).wrapped_key is not None
+    assert stored_ids(store["customer"]) == set()
+
+
+# --- server-side wipes ----------------------------------------------------------------------
+
+
+def test_a_server_wipe_destroys_keys_first_then_the_rows(people, org, store, small_batches):
+    request = approved(
+        people.manager,
+        [people.director, people.security, people.admin],
+        RequestMethod.SERVER,
+        departments=[org.hangzhou.pk],
+    )
+    # A message after filing: the group chat keeps records outside the scope, so its key
+    # must survive (those records stay readable) and only its scoped rows go.
+    (late,) = add_messages(
+        store["group"],
+        [NewMessage(sender=people.staff, sender_name="staff", sent_at=timezone.now(), body="之后")],
+    )
+    started = runs.start_request(request.pk, now=request.scheduled_for)
+    worker = "w"
+    runs._acquire(started.pk, worker)
+    while Execution.objects.get(pk=started.pk).phase == runs.SHRED:
+        runs._step(Execution.objects.get(pk=started.pk), worker)
+
+    shredded = Execution.objects.get(pk=started.pk)
+    assert shredded.unreadable_at is not None
+    # Unreadable before a single row was deleted.
+    assert stored_ids(store["customer"]) and shredded.done_messages == 0
+    customer_row = Message.all_rows.filter(conversation=store["customer"]).first()
+    with pytest.raises(KeyDestroyedError):
+        read_body(ConversationCipher.for_conversation(store["customer"]), customer_row)
+    assert visible_ids(store["customer"], store["group"], store["warehouse"]) == {late.pk}
+
+    done = runs.run_execution(started.pk, worker=worker)
+    assert done.status == ExecutionStatus.COMPLETED
+    assert stored_ids(store["customer"], store["warehouse"]) == set()
+    assert stored_ids(store["group"]) == {late.pk}
+    cipher = ConversationCipher.for_conversation(store["group"])
+    assert read_body(cipher, Message.objects.get(pk=late.pk)) == "之后"
+    assert done.keys_destroyed == 2
+    assert ComplianceReview.objects.get(request=request).kind == ReviewKind.SERVER_WIPE
+    assert timeline(request, EventType.KEYS_DESTROYED_BY_WIPE).exists()
+
+
+def test_a_wiped_conversation_takes_no_new_messages(people, org, store):
+    request = approved(
+        people.manager,
+        [people.director, people.security, people.admin],
+        RequestMethod.SERVER,
+        departments=[org.hangzhou.pk],
+    )
+    run(request)
+    with pytest.raises(KeyDestroyedError):
+        add_messages(
+            store["customer"],
+            [NewMessage(sender=None, sender_name="客户", sent_at=timezone.now(), body="还在吗")],
+        )
+
+
+def test_a_destroyed_key_leaves_no_decryptable_body(people, org, store):
+    rows = list(Message.all_rows.filter(conversation=store["warehouse"]))
+    old_key = bytes(DataKey.objects.get(conversation=store["warehouse"]).wrapped_key)
+    request = approved(
+        people.manager,
+        [people.director, people.security, people.admin],
+        RequestMethod.SERVER,
+        departments=[org.warehouse.pk],
+    )
+    run(request)
+    assert DataKey.objects.get(conversation=store["warehouse"]).wrapped_key is None
+    assert not Message.all_rows.filter(pk__in=[r.pk for r in rows]).exists()
+    # Even a copy of the rows (a backup) reads nothing without the key: the old wrapped
+    # key is gone from the database, and no other key opens the bodies.
+    other = ConversationCipher.for_conversation(store["elsewhere"])
+    for row in rows:
+        with pytest.raises(DecryptionError):
+            other.decrypt(row.body)
+    assert old_key not in {
+        bytes(k or b"") for k in DataKey.objects.values_list("wrapped_key", flat=True)
+    }
