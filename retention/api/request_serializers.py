@@ -14,7 +14,7 @@ from rest_framework import serializers
 from audit.models import AuditEvent
 from retention.deletion import approvals
 from retention.deletion.notify import text_of
-from retention.deletion.selectors import request_timeline
+from retention.deletion.selectors import request_progress, request_timeline
 from retention.models import (
     ApprovalStep,
     DeletionRequest,
@@ -177,11 +177,38 @@ class RequestSerializer(serializers.ModelSerializer):
         return approvals.refusal_to_decide(step, self.context["viewer"]) is None
 
 
+class ProgressSerializer(serializers.Serializer):
+    kind = serializers.CharField(help_text="move, purge or wipe")
+    phase = serializers.CharField(help_text="For wipes: shred (keys), then purge (rows).")
+    status = serializers.CharField(help_text="queued, running, completed, failed")
+    total_messages = serializers.IntegerField(help_text="The frozen scope's count.")
+    done_messages = serializers.IntegerField()
+    held_messages = serializers.IntegerField(help_text="Skipped: on hold at run time.")
+    held_conversations = serializers.IntegerField()
+    gone_before_run = serializers.IntegerField(help_text="Deleted by another request first.")
+    percent = serializers.IntegerField()
+    rate_per_second = serializers.FloatField(allow_null=True)
+    eta_seconds = serializers.FloatField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    unreadable_at = serializers.DateTimeField(allow_null=True)
+    resumes = serializers.IntegerField(help_text="Times another worker took the run over.")
+    last_error = serializers.CharField()
+
+
 class RequestDetailSerializer(RequestSerializer):
     timeline = serializers.SerializerMethodField(help_text="Every audited event, oldest first.")
+    progress = serializers.SerializerMethodField(
+        help_text="The run once the request has started: counts, rate and time left."
+    )
 
     class Meta(RequestSerializer.Meta):
-        fields = [*RequestSerializer.Meta.fields, "timeline"]
+        fields = [*RequestSerializer.Meta.fields, "progress", "timeline"]
+
+    @extend_schema_field(ProgressSerializer(allow_null=True))
+    def get_progress(self, request: DeletionRequest) -> dict[str, Any] | None:
+        progress = request_progress(request)
+        return None if progress is None else ProgressSerializer(progress).data
 
     @extend_schema_field(TimelineEventSerializer(many=True))
     def get_timeline(self, request: DeletionRequest) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from retention.api import requests, views
+from retention.api import recycle, requests, views
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
@@ -54,6 +54,13 @@ urlpatterns = [
         "requests/<int:request_id>/restore/",
         requests.RequestRestoreView.as_view(),
         name="api-request-restore",
+    ),
+    # The recycle bin
+    path("recycle-bin/", recycle.RecycleBinListView.as_view(), name="api-recycle-bin"),
+    path(
+        "recycle-bin/<int:request_id>/restore/",
+        recycle.RecycleBinRestoreView.as_view(),
+        name="api-recycle-bin-restore",
     ),
     # Holds, notifications, policies
     path("holds/", requests.HoldListView.as_view(), name="api-holds"),

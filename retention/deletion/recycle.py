@@ -22,6 +22,7 @@ from retention.deletion.actions import Conflict
 from retention.models import (
     DeletionRequest,
     Member,
+    PersonalRemoval,
     RequestMethod,
     Tombstone,
     TombstoneState,
@@ -81,6 +82,17 @@ def _visible_tombstones(request: DeletionRequest, viewer: Member) -> QuerySet[To
     if viewer.has_role(Role.ADMIN, Role.AUDITOR, Role.SECURITY):
         return binned
     return binned.filter(conversation__department__in=departments_for(viewer).values("pk"))
+
+
+def personal_bin_for(viewer: Member) -> QuerySet[PersonalRemoval]:
+    """The viewer's own personal deletions that can still be restored."""
+    return (
+        PersonalRemoval.objects.filter(
+            member=viewer, restored_at__isnull=True, restorable_until__gt=timezone.now()
+        )
+        .select_related("conversation", "request")
+        .order_by("restorable_until")
+    )
 
 
 def may_restore(viewer: Member) -> bool:

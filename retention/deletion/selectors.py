@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from retention.models import DeletionRequest, Hold, Member, Notification
@@ -57,3 +58,36 @@ def holds_for(viewer: Member) -> QuerySet[Hold]:
 
 def notifications_for(viewer: Member) -> QuerySet[Notification]:
     return Notification.objects.filter(recipient=viewer).select_related("request")
+
+
+def request_progress(request: DeletionRequest) -> dict | None:
+    """The latest run of a request as the progress bar and the API show it: counts, rate
+    and time left (None before the request has started)."""
+    run = request.executions.order_by("-id").first()
+    if run is None:
+        return None
+    rate = eta = None
+    if run.started_at and run.done_messages:
+        end = run.finished_at or timezone.now()
+        elapsed = max((end - run.started_at).total_seconds(), 0.001)
+        rate = round(run.done_messages / elapsed, 1)
+        left = max(run.total_messages - run.done_messages - run.held_messages, 0)
+        eta = 0 if run.finished_at else round(left / rate, 1)
+    return {
+        "kind": run.kind,
+        "phase": run.phase,
+        "status": run.status,
+        "total_messages": run.total_messages,
+        "done_messages": run.done_messages,
+        "held_messages": run.held_messages,
+        "held_conversations": run.held_conversations,
+        "gone_before_run": run.vanished_messages,
+        "percent": run.percent,
+        "rate_per_second": rate,
+        "eta_seconds": eta,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "unreadable_at": run.unreadable_at,
+        "resumes": run.resumes,
+        "last_error": run.last_error,
+    }

@@ -86,6 +86,7 @@ from retention.web.request_forms import (
     errors_of,
     methods_for,
 )
+from retention.web.runs import progress_context
 
 REQUESTS_PER_PAGE = 25
 NOTIFICATIONS_PER_PAGE = 30
@@ -328,6 +329,7 @@ def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
             "may_restore": may_restore,
             "approve_form": ApproveForm(),
             "reject_form": RejectForm(),
+            "run": progress_context(deletion),
         },
     )
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from retention.web import requests, views
+from retention.web import recycle, requests, runs, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -43,11 +43,24 @@ urlpatterns = [
     path("requests/new/", requests.request_new, name="request-new"),
     path("requests/preview/", requests.request_preview, name="request-preview"),
     path("requests/<int:request_id>/", requests.request_detail, name="request"),
+    path(
+        "requests/<int:request_id>/progress/",
+        runs.request_progress_fragment,
+        name="request-progress",
+    ),
     path("requests/<int:request_id>/approve/", requests.request_approve, name="request-approve"),
     path("requests/<int:request_id>/reject/", requests.request_reject, name="request-reject"),
     path("requests/<int:request_id>/cancel/", requests.request_cancel, name="request-cancel"),
     path("requests/<int:request_id>/restore/", requests.request_restore, name="request-restore"),
     path("approvals/", requests.approvals_inbox, name="approvals"),
+    # The recycle bin.
+    path("recycle-bin/", recycle.recycle_bin, name="recycle-bin"),
+    path("recycle-bin/<int:request_id>/", recycle.recycle_bin_request, name="recycle-bin-request"),
+    path(
+        "recycle-bin/<int:request_id>/restore/",
+        recycle.recycle_bin_restore,
+        name="recycle-bin-restore",
+    ),
     # Holds, policies, notifications.
     path("holds/", requests.hold_list, name="holds"),
     path("holds/place/", requests.hold_place, name="hold-place"),

@@ -1,0 +1,80 @@
+"""The recycle bin pages: what batch deletions took, how long it stays, and restoring it.
+
+Managers see and restore their subtree's, admins everything; auditors and security
+officers look without restoring. Everyone sees their own personal deletions.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+
+from retention.deletion.actions import Conflict
+from retention.deletion.recycle import (
+    bin_conversations,
+    bin_requests_for,
+    do_restore_from_bin,
+    may_restore,
+    personal_bin_for,
+)
+
+
+@require_GET
+@login_required
+def recycle_bin(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "retention/recycle/list.html",
+        {
+            "entries": bin_requests_for(request.user),
+            "personal": personal_bin_for(request.user),
+            "may_restore": may_restore(request.user),
+            "now": timezone.now(),
+        },
+    )
+
+
+@require_GET
+@login_required
+def recycle_bin_request(request: HttpRequest, request_id: int) -> HttpResponse:
+    entry = get_object_or_404(bin_requests_for(request.user), pk=request_id)
+    return render(
+        request,
+        "retention/recycle/detail.html",
+        {
+            "entry": entry,
+            "conversations": bin_conversations(entry, request.user),
+            "may_restore": may_restore(request.user),
+            "now": timezone.now(),
+        },
+    )
+
+
+@require_POST
+@login_required
+def recycle_bin_restore(request: HttpRequest, request_id: int) -> HttpResponse:
+    entry = get_object_or_404(bin_requests_for(request.user), pk=request_id)
+    chosen = request.POST.getlist("conversations")
+    try:
+        ids = [int(value) for value in chosen] if chosen else None
+    except ValueError:
+        messages.error(request, _("Choose conversations from the list."))
+        return redirect("recycle-bin-request", request_id=entry.pk)
+    try:
+        outcome = do_restore_from_bin(entry, acting_user=request.user, conversation_ids=ids)
+    except (Conflict, ValidationError) as exc:
+        text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        messages.error(request, text)
+        return redirect("recycle-bin-request", request_id=entry.pk)
+    messages.success(
+        request,
+        _("Restored %(messages)s messages in %(conversations)s conversations.")
+        % {"messages": outcome["messages"], "conversations": outcome["conversations"]},
+    )
+    return redirect("recycle-bin")

@@ -1,0 +1,34 @@
+"""The live progress of a request's run: a fragment the request page polls."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from retention.deletion.selectors import request_progress, requests_for
+from retention.models import DeletionRequest, ExecutionKind, ExecutionStatus, RequestStatus
+
+
+def progress_context(deletion: DeletionRequest) -> dict:
+    """What ``_progress.html`` needs; it keeps polling while something can still move."""
+    progress = request_progress(deletion)
+    if progress is not None:
+        progress["status_label"] = ExecutionStatus(progress["status"]).label
+        progress["kind_label"] = ExecutionKind(progress["kind"]).label
+    running = progress is not None and progress["status"] in (
+        ExecutionStatus.QUEUED,
+        ExecutionStatus.RUNNING,
+    )
+    polling = 2 if running or deletion.status == RequestStatus.RUNNING else None
+    if polling is None and deletion.status == RequestStatus.APPROVED:
+        polling = 10
+    return {"deletion": deletion, "progress": progress, "polling": polling}
+
+
+@require_GET
+@login_required
+def request_progress_fragment(request: HttpRequest, request_id: int) -> HttpResponse:
+    deletion = get_object_or_404(requests_for(request.user), pk=request_id)
+    return render(request, "retention/requests/_progress.html", progress_context(deletion))

@@ -1,0 +1,157 @@
+"""The recycle bin and a run's progress, on pages and over the API: who sees what, who
+restores what, and bad input that changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from retention.deletion import execution as runs
+from retention.deletion.actions import do_file_request, do_restore_personal
+from retention.deletion.scope import resolve_scope
+from retention.models import Message, RequestMethod, Tombstone, TombstoneState
+from tests.retention.test_api_requests import api_for
+from tests.retention.test_execution import approved, people, run, store, visible_ids
+
+pytestmark = pytest.mark.django_db
+
+__all__ = ["people", "store"]  # fixtures shared with the run tests
+
+
+@pytest.fixture
+def binned(people, org, store):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    return request
+
+
+def test_the_bin_lists_a_request_to_its_managers_and_overseers_only(client, people, store, binned):
+    taken = Tombstone.objects.filter(request=binned).values_list("messages", flat=True)
+    for member in (people.manager, people.director, people.admin, people.auditor):
+        client.force_login(member)
+        page = client.get(reverse("recycle-bin"))
+        assert page.status_code == 200
+        assert f'data-testid="bin-{binned.pk}"' in page.content.decode(), member
+    for member in (people.manager2, people.staff):
+        client.force_login(member)
+        assert (
+            f'data-testid="bin-{binned.pk}"'
+            not in client.get(reverse("recycle-bin")).content.decode()
+        )
+        assert client.get(reverse("recycle-bin-request", args=[binned.pk])).status_code == 404
+    listed = api_for(people.manager).get("/api/v1/recycle-bin/").json()["results"]
+    assert [(e["request"], e["messages"]) for e in listed] == [(binned.pk, sum(taken))]
+    assert {i["conversation"] for i in listed[0]["items"]} == {
+        store["customer"].pk,
+        store["group"].pk,
+        store["warehouse"].pk,
+    }
+    assert api_for(people.manager2).get("/api/v1/recycle-bin/").json()["results"] == []
+
+
+def test_auditors_look_but_cannot_restore(client, people, store, binned):
+    client.force_login(people.auditor)
+    page = client.get(reverse("recycle-bin-request", args=[binned.pk])).content.decode()
+    assert 'data-testid="restore"' not in page
+    assert client.post(reverse("recycle-bin-restore", args=[binned.pk])).status_code == 403
+    response = api_for(people.auditor).post(
+        f"/api/v1/recycle-bin/{binned.pk}/restore/", {}, format="json"
+    )
+    assert response.status_code == 403
+    assert visible_ids(store["customer"]) == set()
+
+
+def test_a_manager_restores_chosen_conversations_on_the_page(client, people, store, binned):
+    client.force_login(people.manager)
+    response = client.post(
+        reverse("recycle-bin-restore", args=[binned.pk]),
+        {"conversations": [store["group"].pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Restored 4 messages in 1 conversations." in response.content.decode()
+    assert len(visible_ids(store["group"])) == 4
+    assert visible_ids(store["customer"], store["warehouse"]) == set()
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"conversations": ["eleven"]}, "conversations"),
+        ({"conversations": []}, "conversations"),
+        ({"conversations": [999999]}, "conversations"),
+    ],
+)
+def test_bad_restore_input_is_a_400_and_changes_nothing(people, store, binned, body, field):
+    response = api_for(people.manager).post(
+        f"/api/v1/recycle-bin/{binned.pk}/restore/", body, format="json"
+    )
+    assert response.status_code == 400
+    assert field in response.json()
+    assert set(Tombstone.objects.values_list("state", flat=True)) == {TombstoneState.BINNED}
+
+
+def test_restoring_twice_is_a_409_then_the_request_leaves_the_bin(people, store, binned):
+    client = api_for(people.manager)
+    first = client.post(f"/api/v1/recycle-bin/{binned.pk}/restore/", {}, format="json")
+    assert first.status_code == 200
+    assert first.json() == {
+        "messages": 14,
+        "conversations": 3,
+        "whole_request": True,
+        "as_job": False,
+    }
+    assert visible_ids(store["customer"], store["group"], store["warehouse"])
+    # Gone from the bin: the next attempt does not find it.
+    again = client.post(f"/api/v1/recycle-bin/{binned.pk}/restore/", {}, format="json")
+    assert again.status_code == 404
+
+
+def test_the_request_shows_its_runs_progress_in_the_api_and_on_the_page(
+    client, people, store, binned
+):
+    detail = api_for(people.staff).get(f"/api/v1/requests/{binned.pk}/").json()
+    progress = detail["progress"]
+    assert progress["status"] == "completed" and progress["percent"] == 100
+    assert progress["done_messages"] == progress["total_messages"] == 14
+    assert progress["eta_seconds"] == 0
+    client.force_login(people.staff)
+    fragment = client.get(reverse("request-progress", args=[binned.pk])).content.decode()
+    assert 'data-testid="progress-percent">100 %' in fragment
+    assert "hx-trigger" not in fragment  # finished: nothing left to poll
+    page = client.get(reverse("request", args=[binned.pk])).content.decode()
+    assert 'data-testid="progress"' in page
+    client.force_login(people.manager2)
+    assert client.get(reverse("request-progress", args=[binned.pk])).status_code == 404
+
+
+def test_an_approved_request_polls_until_it_starts(client, people, org, store):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    client.force_login(people.staff)
+    fragment = client.get(reverse("request-progress", args=[request.pk])).content.decode()
+    assert 'hx-trigger="every 10s"' in fragment
+    runs.start_request(request.pk, now=request.scheduled_for)
+    fragment = client.get(reverse("request-progress", args=[request.pk])).content.decode()
+    assert 'hx-trigger="every 2s"' in fragment
+
+
+def test_staff_see_and_restore_their_personal_deletions(client, people, store):
+    conversation = store["customer"]
+    request, _created = do_file_request(
+        requester=people.staff,
+        scope=resolve_scope(
+            RequestMethod.PERSONAL, {"conversations": [conversation.pk]}, people.staff
+        ),
+        reason="不想看到",
+    )
+    client.force_login(people.staff)
+    page = client.get(reverse("recycle-bin")).content.decode()
+    assert conversation.title in page
+    do_restore_personal(request, acting_user=people.staff)
+    page = client.get(reverse("recycle-bin")).content.decode()
+    assert "You have no personal deletions to restore." in page
+    assert Message.objects.filter(conversation=conversation).exists()
