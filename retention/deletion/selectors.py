@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -72,7 +74,7 @@ def request_progress(request: DeletionRequest) -> dict | None:
         elapsed = max((end - run.started_at).total_seconds(), 0.001)
         rate = round(run.done_messages / elapsed, 1)
         left = max(run.total_messages - run.done_messages - run.held_messages, 0)
-        eta = 0 if run.finished_at else round(left / rate, 1)
+        eta = 0 if run.finished_at else math.ceil(left / rate)
     return {
         "kind": run.kind,
         "phase": run.phase,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from retention.deletion.selectors import request_progress, requests_for
 from retention.models import DeletionRequest, ExecutionKind, ExecutionStatus, RequestStatus
+
+ONE_MINUTE = timedelta(minutes=1)
 
 
 def progress_context(deletion: DeletionRequest) -> dict:
@@ -23,7 +28,9 @@ def progress_context(deletion: DeletionRequest) -> dict:
     )
     polling = 2 if running or deletion.status == RequestStatus.RUNNING else None
     if polling is None and deletion.status == RequestStatus.APPROVED:
-        polling = 10
+        # Due within the minute: look often, so that the start shows at once.
+        soon = deletion.scheduled_for and deletion.scheduled_for <= timezone.now() + ONE_MINUTE
+        polling = 2 if soon else 10
     return {"deletion": deletion, "progress": progress, "polling": polling}
 
 

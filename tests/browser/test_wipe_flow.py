@@ -1,0 +1,126 @@
+"""A batch deletion carried out: the manager approves in the browser, a real RQ worker
+runs the wipe while the progress bar fills without a reload, the records sit in the
+recycle bin, and a restore brings them back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from retention.deletion.actions import do_file_request
+from retention.deletion.scope import resolve_scope
+from retention.models import DeletionRequest, Message, RequestMethod, RequestStatus, SignInDay
+from retention.policies import do_update_policies
+from retention.store import NewMessage, add_messages
+from tests.browser.conftest import screenshot
+from tests.browser.test_requests_flow import sign_in
+from tests.conftest import database_url_for_subprocess, make_chat
+
+pytestmark = [pytest.mark.browser, pytest.mark.queue, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def worker(redis_queue_connection):
+    """A real `manage.py rqworker` with its scheduler, on the test database, working in
+    small, slightly paced batches so that the progress bar has something to show."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_subprocess(),
+        "QINGLI_WIPE_BATCH_MESSAGES": "40",
+        "QINGLI_WIPE_BATCH_PAUSE_MS": "150",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "wipes", "default", "--with-scheduler"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def store_chats(cast, org):
+    do_update_policies(actor=cast.admin, changes={"batch_delay_hours": 0, "execution_window": None})
+    today = timezone.localdate()
+    SignInDay.objects.bulk_create(
+        [SignInDay(member=cast.staff, day=today - timedelta(days=i)) for i in range(5)]
+    )
+    chats = [make_chat(org.hangzhou, [cast.staff], ["开始"], title=f"客户{i}") for i in range(4)]
+    start = timezone.now() - timedelta(days=30)
+    for n, chat in enumerate(chats):
+        add_messages(
+            chat,
+            [
+                NewMessage(
+                    sender=cast.staff,
+                    sender_name="staff",
+                    sent_at=start + timedelta(minutes=i),
+                    body=f"订单{n}-{i} 已发货",
+                )
+                for i in range(100)
+            ],
+        )
+    elsewhere = make_chat(org.shenzhen, [cast.staff2], ["深圳店早会"])
+    return chats, elsewhere
+
+
+def test_a_manager_approves_the_wipe_runs_live_and_a_restore_brings_it_back(
+    page, cast, org, store_chats, worker
+):
+    chats, elsewhere = store_chats
+    request, _ = do_file_request(
+        requester=cast.staff,
+        scope=resolve_scope(RequestMethod.BATCH, {"departments": [org.hangzhou.pk]}, cast.staff),
+        reason="门店清理一个月前的客户聊天",
+    )
+    in_scope = set(Message.objects.filter(conversation__in=chats).values_list("pk", flat=True))
+    assert request.preview["messages"] == len(in_scope) == 404
+
+    sign_in(page, "manager")
+    page.goto(f"/requests/{request.pk}/")
+    page.evaluate("document.body.dataset.sameDocument = 'yes'")
+    page.get_by_test_id("approve").click()
+    page.wait_for_load_state()
+    page.evaluate("document.body.dataset.sameDocument = 'yes'")
+
+    progress = page.get_by_test_id("progress-percent")
+    # Some value between the first batch and the end, while the page stays the same.
+    expect(progress).not_to_have_text("0 %", timeout=30_000)
+    screenshot(page, "wipe-progress")
+    expect(progress).to_have_text("100 %", timeout=60_000)
+    assert page.evaluate("document.body.dataset.sameDocument") == "yes"  # no reload
+    expect(page.get_by_test_id("progress-counts")).to_contain_text("404")
+    request.refresh_from_db()
+    assert request.status == RequestStatus.COMPLETED
+    assert not Message.objects.filter(conversation__in=chats).exists()
+    assert Message.objects.filter(conversation=elsewhere).count() == 1
+
+    page.get_by_test_id("nav-recycle-bin").click()
+    row = page.get_by_test_id(f"bin-{request.pk}")
+    expect(row).to_contain_text("404")
+    screenshot(page, "recycle-bin")
+    row.get_by_role("link", name=f"#{request.pk}").click()
+    expect(page.get_by_test_id("bin-conversations").locator("tbody tr")).to_have_count(4)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_test_id("restore").click()
+    page.wait_for_url("**/recycle-bin/")
+    expect(page.get_by_test_id(f"bin-{request.pk}")).to_have_count(0)
+
+    restored = set(Message.objects.filter(conversation__in=chats).values_list("pk", flat=True))
+    assert restored == in_scope
+    assert DeletionRequest.objects.get(pk=request.pk).status == RequestStatus.COMPLETED
