@@ -38,6 +38,7 @@ from django.utils import timezone
 import audit.log as audit
 from audit.events import EventType
 from audit.models import ComplianceReview, ReviewKind
+from retention.crypto import new_wrapped_key
 from retention.deletion import notify
 from retention.deletion.locks import hold_guard_shared
 from retention.deletion.scope import held_conversations_q
@@ -687,23 +688,7 @@ def _finish_purge(execution: Execution, request: DeletionRequest, worker: str) -
     with transaction.atomic():
         locked = _locked_run(execution, worker)
         hold_guard_shared()
-        # A conversation left with no rows at all loses its key: nothing can ever read
-        # a copy of it again.
-        emptied = (
-            Conversation.objects.filter(
-                pk__in=Tombstone.objects.filter(
-                    request=request, state=TombstoneState.PURGED
-                ).values("conversation_id")
-            )
-            .exclude(held_conversations_q())
-            .exclude(Exists(Message.all_rows.filter(conversation=OuterRef("pk"))))
-        )
-        keys = DataKey.objects.select_for_update().filter(
-            conversation__in=emptied, wrapped_key__isnull=False
-        )
-        locked.keys_destroyed += DataKey.objects.filter(
-            pk__in=list(keys.values_list("pk", flat=True))
-        ).update(wrapped_key=None, destroyed_at=timezone.now())
+        locked.keys_destroyed += _destroy_keys_of_emptied(request, execution.kind)
         if execution.kind == ExecutionKind.WIPE:
             _complete(locked, request)
             kind = ReviewKind.SERVER_WIPE
@@ -719,6 +704,44 @@ def _finish_purge(execution: Execution, request: DeletionRequest, worker: str) -
         ComplianceReview.objects.create(
             kind=kind, request=request, summary=review_summary(request, locked)
         )
+
+
+def _destroy_keys_of_emptied(request: DeletionRequest, kind: str) -> int:
+    """A conversation the run left with no rows at all loses its data key, so that no
+    copy of its records (a backup) can ever be read again. After a recycle-bin purge the
+    conversation gets a fresh key and lives on; after a server-side wipe it is closed.
+    """
+    candidates = list(
+        Conversation.objects.filter(
+            pk__in=Tombstone.objects.filter(request=request, state=TombstoneState.PURGED).values(
+                "conversation_id"
+            )
+        )
+        .exclude(held_conversations_q())
+        .values_list("pk", flat=True)
+    )
+    # Lock the keys first, then look for rows in a later statement: an ingest that
+    # share-locked a key and committed a message meanwhile is then seen, not missed.
+    locked = list(
+        DataKey.objects.select_for_update()
+        .filter(conversation_id__in=candidates, wrapped_key__isnull=False)
+        .values_list("conversation_id", flat=True)
+    )
+    emptied = set(locked) - set(
+        Message.all_rows.filter(conversation_id__in=locked)
+        .values_list("conversation_id", flat=True)
+        .distinct()
+    )
+    now = timezone.now()
+    if kind == ExecutionKind.WIPE:
+        return DataKey.objects.filter(conversation_id__in=emptied).update(
+            wrapped_key=None, destroyed_at=now
+        )
+    for conversation_id in emptied:
+        DataKey.objects.filter(conversation_id=conversation_id).update(
+            wrapped_key=new_wrapped_key(conversation_id), destroyed_at=now
+        )
+    return len(emptied)
 
 
 def review_summary(request: DeletionRequest, execution: Execution) -> dict:
@@ -828,9 +851,13 @@ def watch(*, now=None) -> dict[str, int]:
 def start_due_purges(*, now=None) -> list[int]:
     """Requests whose recycle-bin window has passed get a purge run (holds skipped)."""
     now = now or timezone.now()
+    # Binned past their window, and purging ones whose run ended with them skipped (a
+    # hold covered them then; it may be released now).
+    due_q = Q(state=TombstoneState.BINNED, purge_after__lte=now) | Q(state=TombstoneState.PURGING)
+    held_now = Conversation.objects.filter(held_conversations_q()).values("pk")
     due = (
-        Tombstone.objects.filter(state=TombstoneState.BINNED, purge_after__lte=now)
-        .exclude(conversation__in=Conversation.objects.filter(held_conversations_q()).values("pk"))
+        Tombstone.objects.filter(due_q)
+        .exclude(conversation__in=held_now)
         .values_list("request_id", flat=True)
         .distinct()
     )
@@ -844,14 +871,15 @@ def start_due_purges(*, now=None) -> list[int]:
             ).exists():
                 continue
             hold_guard_shared()
-            moving = Tombstone.objects.filter(
+            held_now = Conversation.objects.filter(held_conversations_q()).values("pk")
+            Tombstone.objects.filter(
                 request=request, state=TombstoneState.BINNED, purge_after__lte=now
-            ).exclude(
-                conversation__in=Conversation.objects.filter(held_conversations_q()).values("pk")
-            )
-            totals = moving.aggregate(n=Sum("messages"), c=Count("conversation_id", distinct=True))
-            moved = moving.update(state=TombstoneState.PURGING)
-            if not moved:
+            ).exclude(conversation__in=held_now).update(state=TombstoneState.PURGING)
+            purging = Tombstone.objects.filter(
+                request=request, state=TombstoneState.PURGING
+            ).exclude(conversation__in=held_now)
+            totals = purging.aggregate(n=Sum("messages"), c=Count("conversation_id", distinct=True))
+            if not totals["c"]:
                 continue
             execution = Execution.objects.create(
                 request=request, kind=ExecutionKind.PURGE, total_messages=totals["n"] or 0

@@ -20,6 +20,7 @@ from retention.deletion.actions import (
     do_cancel_request,
     do_file_request,
     do_place_hold,
+    do_release_hold,
 )
 from retention.deletion.recycle import bin_requests_for, do_restore_from_bin
 from retention.deletion.scope import resolve_scope
@@ -368,6 +369,7 @@ def test_purge_after_the_window_leaves_no_row_no_file_and_no_key(people, org, st
     )
     assert files and all(default_storage.exists(f) for f in files)
     outside = stored_ids(store["elsewhere"])
+    keys_before = dict(DataKey.objects.values_list("conversation_id", "wrapped_key"))
     request = approved(
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
@@ -382,10 +384,18 @@ def test_purge_after_the_window_leaves_no_row_no_file_and_no_key(people, org, st
     assert not Attachment.objects.filter(conversation=store["customer"]).exists()
     assert not any(default_storage.exists(f) for f in files)
     assert stored_ids(store["elsewhere"]) == outside
-    # Emptied conversations lose their key; the one outside the scope keeps its own.
-    assert set(
-        DataKey.objects.filter(wrapped_key__isnull=True).values_list("conversation_id", flat=True)
-    ) == {store["customer"].pk, store["group"].pk, store["warehouse"].pk}
+    # Emptied conversations lose their key (a backup of their rows reads nothing) and get
+    # a fresh one for what comes next; the one outside the scope keeps its own.
+    keys_after = dict(DataKey.objects.values_list("conversation_id", "wrapped_key"))
+    changed = {c for c, key in keys_after.items() if bytes(key) != bytes(keys_before[c])}
+    assert changed == {store["customer"].pk, store["group"].pk, store["warehouse"].pk}
+    assert purge.keys_destroyed == 3
+    later = add_messages(
+        store["customer"],
+        [NewMessage(sender=None, sender_name="客户", sent_at=timezone.now(), body="又来了")],
+    )
+    cipher = ConversationCipher.for_conversation(store["customer"])
+    assert read_body(cipher, Message.objects.get(pk=later[0].pk)) == "又来了"
     assert ComplianceReview.objects.get(request=request).kind == ReviewKind.RECYCLE_PURGE
     assert set(Tombstone.objects.values_list("state", flat=True)) == {TombstoneState.PURGED}
     assert timeline(request, EventType.RECYCLE_PURGED).count() == 1
@@ -492,3 +502,40 @@ def test_a_destroyed_key_leaves_no_decryptable_body(people, org, store):
     assert old_key not in {
         bytes(k or b"") for k in DataKey.objects.values_list("wrapped_key", flat=True)
     }
+
+
+def test_rows_a_hold_kept_during_a_wipes_purge_go_once_it_is_released(
+    people, org, store, small_batches
+):
+    request = approved(
+        people.manager,
+        [people.director, people.security, people.admin],
+        RequestMethod.SERVER,
+        departments=[org.hangzhou.pk],
+    )
+    in_scope = stored_ids(store["group"])
+    add_messages(
+        store["group"],
+        [NewMessage(sender=people.staff, sender_name="staff", sent_at=timezone.now(), body="后")],
+    )
+    started = runs.start_request(request.pk, now=request.scheduled_for)
+    runs._acquire(started.pk, "w")
+    while Execution.objects.get(pk=started.pk).phase == runs.SHRED:
+        runs._step(Execution.objects.get(pk=started.pk), "w")
+    hold = do_place_hold(
+        acting_user=people.security,
+        kind=HoldKind.LEGAL,
+        reason="诉讼",
+        conversations=[store["group"]],
+        departments=[],
+    )
+    done = runs.run_execution(started.pk, worker="w")
+    assert done.status == ExecutionStatus.COMPLETED
+    assert in_scope <= stored_ids(store["group"])  # kept while held (hidden, key alive)
+    assert runs.start_due_purges() == []  # still held: nothing to start
+
+    do_release_hold(hold, acting_user=people.security, reason="结案")
+    (purge_id,) = runs.start_due_purges()
+    assert runs.run_execution(purge_id).status == ExecutionStatus.COMPLETED
+    assert not (in_scope & stored_ids(store["group"]))
+    assert len(stored_ids(store["group"])) == 1
