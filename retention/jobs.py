@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from retention import exports
 from retention.deletion import execution, recycle
 from retention.deletion.actions import do_expire_stale_requests
 
@@ -34,3 +35,8 @@ def purge_recycle_bin() -> list[int]:
 
 def restore_tombstones(tombstone_ids: list[int], acting_user_id: int | None) -> int:
     return recycle.restore_tombstones(tombstone_ids, acting_user_id=acting_user_id)
+
+
+def build_export(export_id: int) -> str:
+    """Write an export's file (a request's frozen scope or a conversation)."""
+    return exports.build_export(export_id).status

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from retention.api import recycle, requests, views
+from retention.api import exports, recycle, requests, views
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
@@ -54,6 +54,23 @@ urlpatterns = [
         "requests/<int:request_id>/restore/",
         requests.RequestRestoreView.as_view(),
         name="api-request-restore",
+    ),
+    # Exports
+    path(
+        "requests/<int:request_id>/export/",
+        exports.RequestExportView.as_view(),
+        name="api-request-export",
+    ),
+    path(
+        "conversations/<int:conversation_id>/export/",
+        exports.ConversationExportView.as_view(),
+        name="api-conversation-export",
+    ),
+    path("exports/<int:export_id>/", exports.ExportDetailView.as_view(), name="api-export"),
+    path(
+        "exports/<int:export_id>/download/",
+        exports.ExportDownloadView.as_view(),
+        name="api-export-download",
     ),
     # The recycle bin
     path("recycle-bin/", recycle.RecycleBinListView.as_view(), name="api-recycle-bin"),

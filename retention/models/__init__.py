@@ -8,6 +8,7 @@ from retention.models.execution import (
     Tombstone,
     TombstoneState,
 )
+from retention.models.exports import Export, ExportFormat, ExportStatus
 from retention.models.governance import (
     ConversationHide,
     Hold,
@@ -51,6 +52,9 @@ __all__ = [
     "Execution",
     "ExecutionKind",
     "ExecutionStatus",
+    "Export",
+    "ExportFormat",
+    "ExportStatus",
     "Department",
     "Hold",
     "HoldKind",

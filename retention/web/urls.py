@@ -1,6 +1,6 @@
 from django.urls import path
 
-from retention.web import recycle, requests, runs, views
+from retention.web import exports, recycle, requests, runs, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -53,6 +53,14 @@ urlpatterns = [
     path("requests/<int:request_id>/cancel/", requests.request_cancel, name="request-cancel"),
     path("requests/<int:request_id>/restore/", requests.request_restore, name="request-restore"),
     path("approvals/", requests.approvals_inbox, name="approvals"),
+    # Exports.
+    path("requests/<int:request_id>/exports/", exports.request_exports, name="request-exports"),
+    path(
+        "conversations/<int:conversation_id>/exports/",
+        exports.conversation_exports,
+        name="conversation-exports",
+    ),
+    path("exports/<int:export_id>/download/", exports.export_download, name="export-download"),
     # The recycle bin.
     path("recycle-bin/", recycle.recycle_bin, name="recycle-bin"),
     path("recycle-bin/<int:request_id>/", recycle.recycle_bin_request, name="recycle-bin-request"),

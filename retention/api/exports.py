@@ -1,0 +1,164 @@
+"""Exports over the API: ask for one of a request or a conversation, read its status,
+download its file.
+
+Thin: the selectors make what the caller cannot see a 404, ``retention.exports`` decides
+who may export or download (403) and audits; the job writes the file.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.log import client_ip
+from retention import exports
+from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
+from retention.deletion.selectors import requests_for
+from retention.models import Export, ExportFormat, ExportStatus
+from retention.selectors import conversations_for
+from retention.web.exports import file_response
+
+
+class ExportInputSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(
+        choices=ExportFormat.choices,
+        error_messages={"invalid_choice": _("Choose jsonl, csv or html.")},
+    )
+
+
+class ExportSerializer(serializers.ModelSerializer):
+    request = serializers.IntegerField(
+        source="request_id", allow_null=True, help_text="The exported request, or null."
+    )
+    conversation = serializers.IntegerField(
+        source="conversation_id", allow_null=True, help_text="The exported conversation, or null."
+    )
+    format = serializers.ChoiceField(choices=ExportFormat.choices)
+    # A plain string in the schema, as elsewhere: another "status" enum would collide.
+    status = serializers.CharField(help_text="queued, running, ready or failed")
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    sha256 = serializers.CharField(help_text="Hex SHA-256 of the file; empty until ready.")
+    size = serializers.IntegerField(help_text="Bytes of the file.")
+    messages = serializers.IntegerField(help_text="Messages in the file.")
+    unreadable = serializers.IntegerField(
+        help_text="Messages written with a null body: key destroyed or record unreadable."
+    )
+    max_message_id = serializers.IntegerField(help_text="No message after this id is in it.")
+    download = serializers.SerializerMethodField(help_text="The file's URL once ready.")
+
+    class Meta:
+        model = Export
+        fields = [
+            "id",
+            "request",
+            "conversation",
+            "format",
+            "status",
+            "requested_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "sha256",
+            "size",
+            "messages",
+            "unreadable",
+            "max_message_id",
+            "error",
+            "download",
+        ]
+
+    def get_download(self, export: Export) -> str | None:
+        if export.status != ExportStatus.READY:
+            return None
+        url = reverse("api-export-download", args=[export.pk])
+        return self.context["request"].build_absolute_uri(url)
+
+
+EXPORT_STARTED = {202: ExportSerializer, 400: FIELD_ERRORS, 403: FORBIDDEN, 404: NOT_FOUND}
+
+
+def _start(request: Request, target) -> Response:
+    form = ExportInputSerializer(data=request.data)
+    form.is_valid(raise_exception=True)
+    export = exports.do_request_export(
+        target, fmt=form.validated_data["format"], acting_user=request.user
+    )
+    data = ExportSerializer(export, context={"request": request}).data
+    return Response(data, status=status.HTTP_202_ACCEPTED)
+
+
+class RequestExportView(APIView):
+    """Export a request's frozen scope, recycle-bin records included (requester,
+    approvers, auditors and admins). The file is written in the background."""
+
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=ExportInputSerializer, responses=EXPORT_STARTED, tags=["exports"])
+    def post(self, request: Request, request_id: int) -> Response:
+        return _start(request, get_object_or_404(requests_for(request.user), pk=request_id))
+
+
+class ConversationExportView(APIView):
+    """Export a conversation as the caller sees it (those who read its bodies, and
+    auditors). The file is written in the background."""
+
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=ExportInputSerializer, responses=EXPORT_STARTED, tags=["exports"])
+    def post(self, request: Request, conversation_id: int) -> Response:
+        conversation = get_object_or_404(conversations_for(request.user), pk=conversation_id)
+        return _start(request, conversation)
+
+
+def _visible_export(request: Request, export_id: int) -> Export:
+    return get_object_or_404(exports.exports_for(request.user), pk=export_id)
+
+
+class ExportDetailView(APIView):
+    @extend_schema(
+        responses={200: ExportSerializer, 403: FORBIDDEN, 404: NOT_FOUND}, tags=["exports"]
+    )
+    def get(self, request: Request, export_id: int) -> Response:
+        """An export's status, checksum, size and counts, and its download link when ready."""
+        export = _visible_export(request, export_id)
+        if not exports.may_download(export, request.user):
+            raise PermissionDenied(_("You may not see this export."))
+        return Response(ExportSerializer(export, context={"request": request}).data)
+
+
+class ExportDownloadView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "X-Content-SHA256",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description="Hex SHA-256 of the file, as recorded when it was written.",
+            )
+        ],
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The file, as an attachment."
+            ),
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: CONFLICT,
+        },
+        tags=["exports"],
+    )
+    def get(self, request: Request, export_id: int) -> FileResponse:
+        """The export's file. Every download is audited."""
+        export = _visible_export(request, export_id)
+        handle = exports.open_download(export, request.user, ip_address=client_ip(request))
+        return file_response(export, handle)

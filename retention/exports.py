@@ -1,0 +1,490 @@
+"""Exports: a deletion request's frozen scope, or a conversation, as a file (JSON Lines,
+CSV or an HTML transcript): the backup before a deletion and the evidence of it.
+
+Asking for one (``do_request_export``) is an action: permission, a queued ``Export`` row
+and the audit event in one transaction, the job enqueued on commit. The job
+(``build_export``) reads in bounded batches, walking each conversation by id ranges,
+decrypts with the conversation's key (a destroyed key: the body is null and the row says
+so), writes the file to the default storage under a random name and records its SHA-256,
+size and counts, in the row and in the audit log. Every download is audited.
+
+A request export covers exactly the frozen scope (its conversations, ids up to its
+high-water mark, its date range) and reads every stored row, so records already in the
+recycle bin are still there; purged rows are gone and simply absent. A conversation
+export holds what its exporter sees of it.
+
+Who may export (and download): for a request, its requester, whoever approved one of
+its steps or may decide its current step, auditors and admins; for a conversation,
+whoever may read its bodies, and auditors. The selectors make anything else a 404;
+seeing a target without being allowed to export it is a PermissionDenied (403).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+import django_rq
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max, Q, QuerySet
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from audit import log as audit
+from audit.events import EventType
+from retention.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
+from retention.deletion import approvals
+from retention.deletion.actions import Conflict
+from retention.deletion.selectors import requests_for
+from retention.models import (
+    Attachment,
+    Conversation,
+    DataKey,
+    DeletionRequest,
+    Export,
+    ExportFormat,
+    ExportStatus,
+    Member,
+    Message,
+    RequestConversation,
+    RequestMethod,
+    Sensitivity,
+    StepStatus,
+)
+from retention.roles import Role
+from retention.selectors import can_read_bodies, conversations_for, messages_of
+
+logger = logging.getLogger(__name__)
+
+QUEUE = "default"
+# Messages read, decrypted and written per query: memory stays flat at any size.
+BATCH_MESSAGES = 2000
+# Conversations of a request's scope loaded per query.
+CONVERSATIONS_PER_QUERY = 500
+
+KEY_DESTROYED, DECRYPTION_FAILED = "key_destroyed", "decryption_failed"
+CSV_COLUMNS = [
+    "id",
+    "conversation",
+    "conversation_title",
+    "sent_at",
+    "sender",
+    "sensitivity",
+    "body",
+    "unreadable",
+    "attachments",
+]
+
+Target = DeletionRequest | Conversation
+
+
+# --- who may ------------------------------------------------------------------------------
+
+
+def may_export(target: Target, member: Member) -> bool:
+    if not member.is_authenticated or not member.is_active:
+        return False
+    if isinstance(target, Conversation):
+        return member.has_role(Role.AUDITOR) or can_read_bodies(member, target)
+    if member.has_role(Role.AUDITOR, Role.ADMIN) or target.requester_id == member.pk:
+        return True
+    if target.steps.filter(approver=member, status=StepStatus.APPROVED).exists():
+        return True
+    step = approvals.current_step(target)
+    return step is not None and approvals.refusal_to_decide(step, member) is None
+
+
+def may_download(export: Export, member: Member) -> bool:
+    """Whoever may export the target now (not whoever asked once)."""
+    return may_export(export.target, member)
+
+
+def exports_for(viewer: Member) -> QuerySet[Export]:
+    """Exports whose request or conversation the viewer can see; anything else is a 404."""
+    return Export.objects.filter(
+        Q(request__in=requests_for(viewer).values("pk"))
+        | Q(conversation__in=conversations_for(viewer).values("pk"))
+    ).select_related("request", "conversation", "requested_by")
+
+
+def exports_of(target: Target) -> QuerySet[Export]:
+    field = "request" if isinstance(target, DeletionRequest) else "conversation"
+    return Export.objects.filter(**{field: target}).select_related("requested_by")
+
+
+def has_evidence_export(request: DeletionRequest) -> bool:
+    """Whether a finished export of the request exists: what a request with
+    high-sensitivity records in scope needs before it may run."""
+    return Export.objects.filter(request=request, status=ExportStatus.READY).exists()
+
+
+# --- asking for one -----------------------------------------------------------------------
+
+
+def do_request_export(target: Target, *, fmt: str, acting_user: Member) -> Export:
+    """Queue an export of a request's frozen scope or of a conversation."""
+    if not may_export(target, acting_user):
+        raise PermissionDenied(_("You may not export this."))
+    if fmt not in ExportFormat.values:
+        raise ValidationError(
+            {"format": [_("Choose one of: %(formats)s.") % {"formats": ", ".join(ExportFormat)}]}
+        )
+    is_request = isinstance(target, DeletionRequest)
+    with transaction.atomic():
+        export = Export.objects.create(
+            request=target if is_request else None,
+            conversation=None if is_request else target,
+            format=fmt,
+            requested_by=acting_user,
+            language=translation.get_language() or settings.LANGUAGE_CODE,
+            max_message_id=target.max_message_id if is_request else _newest_id(target),
+        )
+        audit.record(
+            EventType.EXPORT_REQUESTED,
+            actor=acting_user,
+            target=target,
+            department_id=_department_id(target),
+            details={"export": export.pk, "format": fmt},
+        )
+        export_id = export.pk
+        transaction.on_commit(
+            lambda: django_rq.get_queue(QUEUE).enqueue("retention.jobs.build_export", export_id)
+        )
+    return export
+
+
+def _newest_id(conversation: Conversation) -> int:
+    newest = Message.all_rows.filter(conversation=conversation).aggregate(n=Max("id"))["n"]
+    return newest or 0
+
+
+def _department_id(target: Target) -> int | None:
+    if isinstance(target, DeletionRequest):
+        return target.scope_root_id
+    return target.department_id
+
+
+# --- the job ------------------------------------------------------------------------------
+
+
+def build_export(export_id: int) -> Export:
+    """Write the export's file. A second run of the same job does nothing."""
+    claimed = Export.objects.filter(pk=export_id, status=ExportStatus.QUEUED).update(
+        status=ExportStatus.RUNNING, started_at=timezone.now()
+    )
+    export = Export.objects.select_related("request", "conversation", "requested_by").get(
+        pk=export_id
+    )
+    if not claimed:
+        return export
+    name = ""
+    try:
+        with (
+            tempfile.TemporaryFile() as handle,
+            translation.override(export.language or settings.LANGUAGE_CODE),
+        ):
+            sink = _Sink(handle)
+            WRITERS[export.format](export, sink)
+            handle.seek(0)
+            name = default_storage.save(f"exports/{uuid.uuid4().hex}.{export.format}", File(handle))
+        _finish(export, name, sink)
+    except Exception as exc:
+        logger.exception("export %s failed", export_id)
+        if name:
+            default_storage.delete(name)
+        _fail(export, exc)
+    export.refresh_from_db()
+    return export
+
+
+class _Sink:
+    """Bytes to the temporary file, counted and hashed on the way."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.messages = 0
+        self.unreadable = 0
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+    def count(self, records: list[dict[str, Any]]) -> None:
+        self.messages += len(records)
+        self.unreadable += sum(1 for r in records if r["unreadable"])
+
+
+def _finish(export: Export, name: str, sink: _Sink) -> None:
+    done = {
+        "status": ExportStatus.READY,
+        "finished_at": timezone.now(),
+        "file": name,
+        "sha256": sink.digest.hexdigest(),
+        "size": sink.size,
+        "messages": sink.messages,
+        "unreadable": sink.unreadable,
+    }
+    with transaction.atomic():
+        Export.objects.filter(pk=export.pk).update(**done)
+        audit.record(
+            EventType.EXPORT_COMPLETED,
+            target=export.target,
+            department_id=_department_id(export.target),
+            details={
+                "export": export.pk,
+                "format": export.format,
+                **{k: done[k] for k in ("sha256", "size", "messages", "unreadable")},
+            },
+        )
+
+
+def _fail(export: Export, exc: Exception) -> None:
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    with transaction.atomic():
+        Export.objects.filter(pk=export.pk).update(
+            status=ExportStatus.FAILED, finished_at=timezone.now(), error=error
+        )
+        audit.record(
+            EventType.EXPORT_FAILED,
+            target=export.target,
+            department_id=_department_id(export.target),
+            details={"export": export.pk, "format": export.format, "error": error},
+        )
+
+
+# --- reading the scope --------------------------------------------------------------------
+
+
+def _parts(export: Export) -> Iterator[tuple[Conversation, QuerySet[Message]]]:
+    """Each conversation of the export with the query for its messages in scope."""
+    if export.conversation_id:
+        conversation = export.conversation
+        messages = messages_of(conversation, export.requested_by)
+        yield conversation, messages.filter(id__lte=export.max_message_id)
+        return
+    request = export.request
+    if request.method == RequestMethod.PERSONAL:
+        for removal in request.removals.select_related("conversation").order_by("pk"):
+            in_scope = (
+                Q(pk=removal.message_id)
+                if removal.message_id
+                else Q(id__lte=removal.up_to_message_id)
+            )
+            yield (
+                removal.conversation,
+                Message.all_rows.filter(in_scope, conversation_id=removal.conversation_id),
+            )
+        return
+    sent = Q(id__lte=request.max_message_id)
+    if request.sent_after:
+        sent &= Q(sent_at__gte=request.sent_after)
+    if request.sent_before:
+        sent &= Q(sent_at__lt=request.sent_before)
+    after = 0
+    while True:
+        ids = list(
+            RequestConversation.objects.filter(request=request, conversation_id__gt=after)
+            .order_by("conversation_id")
+            .values_list("conversation_id", flat=True)[:CONVERSATIONS_PER_QUERY]
+        )
+        if not ids:
+            return
+        conversations = Conversation.objects.select_related("department").in_bulk(ids)
+        for conversation_id in ids:
+            yield (
+                conversations[conversation_id],
+                Message.all_rows.filter(sent, conversation_id=conversation_id),
+            )
+        after = ids[-1]
+
+
+def _records(export: Export) -> Iterator[tuple[Conversation, list[dict[str, Any]], bool]]:
+    """Batches of decrypted records: (conversation, records, first batch of it)."""
+    for conversation, messages in _parts(export):
+        cipher = _cipher(conversation)
+        after, first = 0, True
+        while True:
+            batch = list(messages.filter(id__gt=after).order_by("id")[:BATCH_MESSAGES])
+            if not batch:
+                break
+            yield conversation, _decrypt(conversation, cipher, batch), first
+            after, first = batch[-1].pk, False
+
+
+def _cipher(conversation: Conversation) -> ConversationCipher | None:
+    """The conversation's cipher, None when its key is destroyed. A key that cannot be
+    unwrapped (a retired master key) fails the export: it is configuration, not data."""
+    wrapped = (
+        DataKey.objects.filter(conversation=conversation)
+        .values_list("wrapped_key", flat=True)
+        .first()
+    )
+    try:
+        return ConversationCipher(conversation.pk, wrapped)
+    except KeyDestroyedError:
+        return None
+
+
+def _decrypt(
+    conversation: Conversation, cipher: ConversationCipher | None, batch: list[Message]
+) -> list[dict[str, Any]]:
+    attachments: dict[int, list[dict[str, Any]]] = {}
+    for row in (
+        Attachment.objects.filter(message_id__in=[m.pk for m in batch])
+        .order_by("message_id", "pk")
+        .values("message_id", "name", "content_type", "size", "sha256")
+    ):
+        attachments.setdefault(row.pop("message_id"), []).append(row)
+    records = []
+    for message in batch:
+        body, unreadable = None, KEY_DESTROYED
+        if cipher is not None:
+            try:
+                body, unreadable = cipher.decrypt_text(message.body), None
+            except DecryptionError:
+                logger.error("message %s fails authentication", message.pk)
+                unreadable = DECRYPTION_FAILED
+        records.append(
+            {
+                "id": message.pk,
+                "conversation": conversation.pk,
+                "conversation_title": conversation.title,
+                "sent_at": message.sent_at,
+                "sender": message.sender_name,
+                "sensitivity": Sensitivity(message.sensitivity).name.lower(),
+                "sensitivity_reasons": message.sensitivity_reasons,
+                "body": body,
+                "unreadable": unreadable,
+                "attachments": attachments.get(message.pk, []),
+            }
+        )
+    return records
+
+
+def _iso(moment) -> str:
+    return timezone.localtime(moment).isoformat()
+
+
+# --- the three formats --------------------------------------------------------------------
+
+
+def _write_jsonl(export: Export, sink: _Sink) -> None:
+    """One JSON object per message, UTF-8, in conversation and id order."""
+    for _conversation, records, _first in _records(export):
+        sink.count(records)
+        lines = [
+            json.dumps({**r, "sent_at": _iso(r["sent_at"])}, ensure_ascii=False) + "\n"
+            for r in records
+        ]
+        sink.write("".join(lines).encode())
+
+
+class _TextSink:
+    def __init__(self, sink: _Sink) -> None:
+        self.sink = sink
+
+    def write(self, text: str) -> None:
+        self.sink.write(text.encode())
+
+
+def _cell(text: str) -> str:
+    """Spreadsheets run a cell that starts like a formula: such text gets a leading
+    apostrophe (the JSON Lines export keeps every body exactly)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _write_csv(export: Export, sink: _Sink) -> None:
+    """UTF-8 with a byte-order mark, so that spreadsheet programs read Chinese right."""
+    sink.write("\ufeff".encode())
+    writer = csv.writer(_TextSink(sink))
+    writer.writerow(CSV_COLUMNS)
+    for _conversation, records, _first in _records(export):
+        sink.count(records)
+        writer.writerows(
+            [
+                r["id"],
+                r["conversation"],
+                _cell(r["conversation_title"]),
+                _iso(r["sent_at"]),
+                _cell(r["sender"]),
+                r["sensitivity"],
+                "" if r["body"] is None else _cell(r["body"]),
+                r["unreadable"] or "",
+                _cell("; ".join(a["name"] for a in r["attachments"])),
+            ]
+            for r in records
+        )
+
+
+TRANSCRIPT = "retention/exports/transcript.html"
+
+
+def _write_html(export: Export, sink: _Sink) -> None:
+    """A readable transcript: one section per conversation; the template escapes all."""
+
+    def part(name: str, **context: Any) -> None:
+        sink.write(render_to_string(TRANSCRIPT, {"part": name, **context}).encode())
+
+    part("start", export=export, generated_at=timezone.now())
+    current = None
+    for conversation, records, first in _records(export):
+        sink.count(records)
+        if first:
+            if current is not None:
+                part("close")
+            part("open", conversation=conversation)
+            current = conversation
+        part("messages", records=records)
+    if current is not None:
+        part("close")
+    part("end", messages=sink.messages, unreadable=sink.unreadable)
+
+
+WRITERS = {
+    ExportFormat.JSONL: _write_jsonl,
+    ExportFormat.CSV: _write_csv,
+    ExportFormat.HTML: _write_html,
+}
+
+
+# --- downloading --------------------------------------------------------------------------
+
+
+def open_download(export: Export, member: Member, *, ip_address: str | None = None) -> IO[bytes]:
+    """The export's file, opened for reading, with the download audited."""
+    if not may_download(export, member):
+        raise PermissionDenied(_("You may not download this export."))
+    if export.status != ExportStatus.READY:
+        raise Conflict(_("This export is not ready."))
+    try:
+        handle = export.file.open("rb")
+    except FileNotFoundError as exc:
+        raise Conflict(_("This export's file is missing.")) from exc
+    try:
+        with transaction.atomic():
+            audit.record(
+                EventType.EXPORT_DOWNLOADED,
+                actor=member,
+                target=export.target,
+                department_id=_department_id(export.target),
+                ip_address=ip_address,
+                details={"export": export.pk, "format": export.format, "sha256": export.sha256},
+            )
+    except Exception:
+        handle.close()
+        raise
+    return handle

@@ -1,0 +1,106 @@
+"""Exports: a copy of a request's frozen scope or of a conversation, as a file.
+
+A backup before deletion and the evidence of what a deletion took. The row is the truth
+about the job that writes the file (status, times, counts, error); the file lives in the
+default storage under a name that says nothing about it, and its SHA-256 checksum is
+recorded here and in the audit log.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from retention.models.records import Conversation, Member
+from retention.models.requests import DeletionRequest
+
+
+class ExportFormat(models.TextChoices):
+    JSONL = "jsonl", _("JSON Lines")
+    CSV = "csv", _("CSV")
+    HTML = "html", _("HTML transcript")
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    RUNNING = "running", _("running")
+    READY = "ready", _("ready")
+    FAILED = "failed", _("failed")
+
+
+class Export(models.Model):
+    """One export of exactly one target: a deletion request or a conversation."""
+
+    request = models.ForeignKey(
+        DeletionRequest,
+        verbose_name=_("deletion request"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="exports",
+    )
+    conversation = models.ForeignKey(
+        Conversation,
+        verbose_name=_("conversation"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="exports",
+    )
+    format = models.CharField(_("format"), max_length=8, choices=ExportFormat.choices)
+    status = models.CharField(
+        _("status"), max_length=16, choices=ExportStatus.choices, default=ExportStatus.QUEUED
+    )
+    requested_by = models.ForeignKey(
+        Member, verbose_name=_("requested by"), on_delete=models.PROTECT, related_name="+"
+    )
+    # The transcript's language: the one the member used when asking.
+    language = models.CharField(max_length=16, blank=True)
+    # The newest message the export may hold: the request's frozen high-water mark, or
+    # the conversation's newest message when the export was asked for.
+    max_message_id = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    file = models.FileField(max_length=255, blank=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    size = models.PositiveBigIntegerField(_("size"), default=0)
+    messages = models.PositiveIntegerField(_("messages"), default=0)
+    # Messages written without a body: their key is destroyed, or the ciphertext is bad.
+    unreadable = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("export")
+        verbose_name_plural = _("exports")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(request__isnull=False, conversation__isnull=True)
+                    | models.Q(request__isnull=True, conversation__isnull=False)
+                ),
+                name="export_exactly_one_target",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["request", "status"]),
+            models.Index(fields=["conversation", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.format})"
+
+    @property
+    def target(self) -> DeletionRequest | Conversation:
+        return self.request if self.request_id else self.conversation
+
+    @property
+    def download_name(self) -> str:
+        """The file name a download is offered under (the stored name is random)."""
+        what = (
+            f"request-{self.request_id}"
+            if self.request_id
+            else f"conversation-{self.conversation_id}"
+        )
+        return f"qingli-{what}-export-{self.pk}.{self.format}"
