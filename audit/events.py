@@ -43,6 +43,7 @@ class EventType(models.IntegerChoices):
     REQUEST_FAILED = 433, _("deletion failed")
     HELD_RECORDS_SKIPPED = 434, _("held records skipped")
     REQUEST_RESCHEDULED = 435, _("deletion rescheduled")
+    REQUEST_AWAITS_EVIDENCE = 436, _("deletion waits for an evidence export")
     RECYCLE_RESTORED = 440, _("restored from the recycle bin")
     RECYCLE_PURGE_STARTED = 441, _("recycle-bin purge started")
     RECYCLE_PURGED = 442, _("purged from the recycle bin")
@@ -66,6 +67,14 @@ class EventType(models.IntegerChoices):
     # 600–699: policies
     POLICY_CHANGED = 600, _("policy changed")
     QUOTA_GRANTED = 601, _("personal quota granted")
+
+    # 700–799: retention rules
+    RULE_CREATED = 700, _("retention rule created")
+    RULE_PROPOSED = 701, _("retention rule proposed for approval")
+    RULE_APPROVED = 702, _("retention rule approved")
+    RULE_RELAXED = 703, _("retention rule relaxed or disabled")
+    RULE_RUN = 704, _("retention rule ran")
+    RULE_RUN_FAILED = 705, _("retention rule run failed")
 
     # 900–999: the audit log itself
     CHAIN_VERIFIED = 900, _("audit chain verified")

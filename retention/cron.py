@@ -8,9 +8,17 @@ Cron fields use the process's local time zone (set TZ, e.g. Asia/Shanghai).
 from rq import cron
 
 from audit.jobs import verify_audit_chain
-from retention.jobs import expire_stale_requests, purge_recycle_bin, watch_executions
+from retention.jobs import (
+    check_retention_rules,
+    expire_stale_requests,
+    purge_recycle_bin,
+    run_retention_rules,
+    watch_executions,
+)
 
 cron.register(watch_executions, queue_name="maintenance", cron="* * * * *")
 cron.register(purge_recycle_bin, queue_name="maintenance", cron="7 * * * *")
 cron.register(expire_stale_requests, queue_name="maintenance", cron="*/15 * * * *")
+cron.register(run_retention_rules, queue_name="maintenance", cron="15 2 * * *")
+cron.register(check_retention_rules, queue_name="maintenance", cron="0 9 * * *")
 cron.register(verify_audit_chain, queue_name="maintenance", cron="30 3 * * *")

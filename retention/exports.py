@@ -45,7 +45,7 @@ from audit import log as audit
 from audit.events import EventType
 from retention.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
 from retention.deletion import approvals
-from retention.deletion.actions import Conflict
+from retention.deletion.errors import Conflict
 from retention.deletion.selectors import requests_for
 from retention.models import (
     Attachment,
@@ -123,6 +123,12 @@ def exports_of(target: Target) -> QuerySet[Export]:
     return Export.objects.filter(**{field: target}).select_related("requested_by")
 
 
+def evidence_export_pending(request: DeletionRequest) -> bool:
+    return Export.objects.filter(
+        request=request, status__in=[ExportStatus.QUEUED, ExportStatus.RUNNING]
+    ).exists()
+
+
 def has_evidence_export(request: DeletionRequest) -> bool:
     """Whether a finished export of the request exists: what a request with
     high-sensitivity records in scope needs before it may run."""
@@ -132,9 +138,14 @@ def has_evidence_export(request: DeletionRequest) -> bool:
 # --- asking for one -----------------------------------------------------------------------
 
 
-def do_request_export(target: Target, *, fmt: str, acting_user: Member) -> Export:
-    """Queue an export of a request's frozen scope or of a conversation."""
-    if not may_export(target, acting_user):
+def do_request_export(
+    target: Target, *, fmt: str, acting_user: Member, on_behalf_of_system: bool = False
+) -> Export:
+    """Queue an export of a request's frozen scope or of a conversation.
+
+    ``on_behalf_of_system``: the run engine asks for the evidence an archiving retention
+    rule needs; the export is in the rule approver's name (``acting_user``)."""
+    if not on_behalf_of_system and not may_export(target, acting_user):
         raise PermissionDenied(_("You may not export this."))
     if fmt not in ExportFormat.values:
         raise ValidationError(
@@ -152,10 +163,11 @@ def do_request_export(target: Target, *, fmt: str, acting_user: Member) -> Expor
         )
         audit.record(
             EventType.EXPORT_REQUESTED,
-            actor=acting_user,
+            actor=None if on_behalf_of_system else acting_user,
             target=target,
             department_id=_department_id(target),
-            details={"export": export.pk, "format": fmt},
+            details={"export": export.pk, "format": fmt}
+            | ({"by_system": True} if on_behalf_of_system else {}),
         )
         export_id = export.pk
         transaction.on_commit(

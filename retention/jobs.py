@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from retention import exports
-from retention.deletion import execution, recycle
+from retention.deletion import execution, recycle, rules
 from retention.deletion.actions import do_expire_stale_requests
 
 
@@ -40,3 +40,13 @@ def restore_tombstones(tombstone_ids: list[int], acting_user_id: int | None) -> 
 def build_export(export_id: int) -> str:
     """Write an export's file (a request's frozen scope or a conversation)."""
     return exports.build_export(export_id).status
+
+
+def run_retention_rules() -> list[int]:
+    """Daily: every approved rule past its grace period runs (its dry run of this moment)."""
+    return rules.run_due_rules()
+
+
+def check_retention_rules() -> int:
+    """Daily: tell the admins about rules whose runs failed or stopped."""
+    return rules.check_rule_health()

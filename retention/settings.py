@@ -215,6 +215,8 @@ SPECTACULAR_SETTINGS = {
         "ConversationKindEnum": "retention.models.ConversationKind",
         "SensitivityEnum": "retention.models.Sensitivity",
         "HoldKindEnum": "retention.models.HoldKind",
+        "RequestMethodEnum": "retention.models.RequestMethod",
+        "FilingMethodEnum": ["personal", "batch", "server"],
     },
 }
 

@@ -95,4 +95,6 @@ def test_the_cron_config_registers_the_periodic_jobs():
         "verify_audit_chain",
         "watch_executions",
         "purge_recycle_bin",
+        "run_retention_rules",
+        "check_retention_rules",
     }

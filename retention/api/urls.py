@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from retention.api import exports, recycle, requests, views
+from retention.api import exports, recycle, requests, rules, views
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
@@ -71,6 +71,32 @@ urlpatterns = [
         "exports/<int:export_id>/download/",
         exports.ExportDownloadView.as_view(),
         name="api-export-download",
+    ),
+    # Retention rules
+    path("retention-rules/", rules.RuleListView.as_view(), name="api-rules"),
+    path("retention-rules/<int:rule_id>/", rules.RuleDetailView.as_view(), name="api-rule"),
+    path(
+        "retention-rules/<int:rule_id>/preview/",
+        rules.RulePreviewView.as_view(),
+        name="api-rule-preview",
+    ),
+    path(
+        "retention-rules/<int:rule_id>/propose/",
+        rules.RuleProposeView.as_view(),
+        name="api-rule-propose",
+    ),
+    path(
+        "retention-rules/<int:rule_id>/approve/",
+        rules.RuleApproveView.as_view(),
+        name="api-rule-approve",
+    ),
+    path(
+        "retention-rules/<int:rule_id>/relax/", rules.RuleRelaxView.as_view(), name="api-rule-relax"
+    ),
+    path(
+        "conversations/<int:conversation_id>/effective-policy/",
+        rules.EffectivePolicyView.as_view(),
+        name="api-conversation-effective-policy",
     ),
     # The recycle bin
     path("recycle-bin/", recycle.RecycleBinListView.as_view(), name="api-recycle-bin"),

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from audit import log as audit
 from audit.events import EventType
 from retention.deletion import approvals, execution, notify
+from retention.deletion.errors import Conflict
 from retention.deletion.locks import hold_guard_exclusive
 from retention.deletion.scope import (
     Scope,
@@ -50,10 +51,6 @@ from retention.policies import (
     server_cost_cny,
 )
 from retention.roles import Role
-
-
-class Conflict(Exception):
-    """The object is not in a state that allows this transition (HTTP 409)."""
 
 
 def _refuse(requester: Member, *, why: str, message: str, details: dict) -> None:

@@ -37,7 +37,8 @@ from django.utils import timezone
 
 import audit.log as audit
 from audit.events import EventType
-from audit.models import ComplianceReview, ReviewKind
+from audit.models import AuditEvent, ComplianceReview, ReviewKind
+from retention import exports
 from retention.crypto import new_wrapped_key
 from retention.deletion import notify
 from retention.deletion.locks import hold_guard_shared
@@ -107,6 +108,11 @@ def schedule_request(request: DeletionRequest) -> None:
     )
 
 
+def enqueue_start(request_id: int) -> None:
+    """Start a request now (a retention run: approved by its rule)."""
+    django_rq.get_queue(QUEUE).enqueue("retention.jobs.start_request", request_id)
+
+
 def enqueue_run(execution: Execution, *, delay_seconds: int = 0) -> None:
     execution_id = execution.pk
 
@@ -149,6 +155,9 @@ def start_request(request_id: int, *, now=None) -> Execution | None:
                 )
             schedule_request(request)
             return None
+        if needs_evidence(request) and not exports.has_evidence_export(request):
+            _wait_for_evidence(request)
+            return None
         kind = ExecutionKind.WIPE if request.method == RequestMethod.SERVER else ExecutionKind.MOVE
         targets = request.targets.aggregate(n=Sum("messages"), c=Count("id"))
         execution = Execution.objects.create(
@@ -171,6 +180,34 @@ def start_request(request_id: int, *, now=None) -> Execution | None:
             },
         )
     return execution
+
+
+def needs_evidence(request: DeletionRequest) -> bool:
+    """High-sensitivity records in scope, or an archiving rule: no run without an export."""
+    archive = request.method == RequestMethod.RETENTION and request.scope.get("action") == "archive"
+    return archive or bool(request.preview.get("high_sensitivity"))
+
+
+def _wait_for_evidence(request: DeletionRequest) -> None:
+    """Say once on the timeline why the run waits; an archiving rule asks for the export
+    itself. The watchdog starts the request once the export is ready."""
+    if request.method == RequestMethod.RETENTION and not exports.evidence_export_pending(request):
+        exports.do_request_export(
+            request, fmt="jsonl", acting_user=request.requester, on_behalf_of_system=True
+        )
+    said = AuditEvent.objects.filter(
+        event_type=EventType.REQUEST_AWAITS_EVIDENCE,
+        target_type=request._meta.label_lower,
+        target_id=str(request.pk),
+    ).exists()
+    if not said:
+        audit.record(
+            EventType.REQUEST_AWAITS_EVIDENCE,
+            target=request,
+            department_id=request.scope_root_id,
+            details={"high_sensitivity": request.preview.get("high_sensitivity", 0)},
+        )
+        notify.awaits_evidence(request)
 
 
 # --- the run loop -----------------------------------------------------------------------
@@ -423,7 +460,7 @@ def _move_batch(
     execution: Execution, request: DeletionRequest, units: list[Unit], worker: str
 ) -> None:
     started = time.monotonic()
-    purge_after = timezone.now() + timedelta(days=get_policy("recycle_bin_days"))
+    purge_after = _purge_after(request)
     with transaction.atomic():
         locked = _locked_run(execution, worker)
         hold_guard_shared()
@@ -457,6 +494,15 @@ def _move_batch(
         Tombstone.objects.bulk_create(tombstones)
         refresh_last_message({t.conversation_id for t in tombstones})
         _checkpoint(locked, units[-1], started)
+
+
+def _purge_after(request: DeletionRequest):
+    """When binned records go for good: after the recycle-bin period, or at once for a
+    retention rule that purges (the hourly purge job takes them)."""
+    now = timezone.now()
+    if request.method == RequestMethod.RETENTION and request.scope.get("action") != "bin":
+        return now
+    return now + timedelta(days=get_policy("recycle_bin_days"))
 
 
 def _finish_move(execution: Execution, request: DeletionRequest, worker: str) -> None:
@@ -503,6 +549,11 @@ def _complete(locked: Execution, request: DeletionRequest) -> None:
         details=outcome_of(locked),
     )
     notify.executed(request, locked)
+    if request.method == RequestMethod.RETENTION and request.scope.get("action") != "bin":
+        # A purging rule's records are due at once: purge them now, not at the next hour.
+        transaction.on_commit(
+            lambda: django_rq.get_queue("maintenance").enqueue("retention.jobs.purge_recycle_bin")
+        )
 
 
 def _end(execution: Execution, status: str) -> None:

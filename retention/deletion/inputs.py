@@ -44,7 +44,10 @@ class ScopeSerializer(StrictSerializer):
 
 
 class RequestInputSerializer(StrictSerializer):
-    method = serializers.ChoiceField(choices=RequestMethod.choices)
+    # Retention runs are filed by their rules, never by hand.
+    method = serializers.ChoiceField(
+        choices=[c for c in RequestMethod.choices if c[0] != RequestMethod.RETENTION]
+    )
     reason = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
     scope = ScopeSerializer()
     confirm_protected = id_list()

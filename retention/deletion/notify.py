@@ -32,9 +32,15 @@ SCHEDULED = "scheduled"
 EXECUTED = "executed"
 FAILED = "failed"
 RESTORED = "restored"
+AWAITS_EVIDENCE = "awaits_evidence"
+RULE_NEEDS_APPROVAL = "rule_needs_approval"
+RULE_SCHEDULED = "rule_scheduled"
+RULES_UNHEALTHY = "rules_unhealthy"
 
 
-def _send(recipients, verb: str, request: DeletionRequest, params: dict | None = None) -> None:
+def _send(
+    recipients, verb: str, request: DeletionRequest | None, params: dict | None = None
+) -> None:
     rows = Notification.objects.bulk_create(
         [
             Notification(recipient=m, verb=verb, request=request, params=params or {})
@@ -104,6 +110,33 @@ def failed(request: DeletionRequest, execution) -> None:
     _send([request.requester, *admins], FAILED, request, {"reason": execution.last_error[:300]})
 
 
+def awaits_evidence(request: DeletionRequest) -> None:
+    _send([request.requester], AWAITS_EVIDENCE, request, {})
+
+
+def rule_needs_approval(rule, admins) -> None:
+    _send(admins, RULE_NEEDS_APPROVAL, None, {"rule": rule.pk, "name": rule.name})
+
+
+def rule_scheduled(rule, members) -> None:
+    """Members of conversations a rule will govern hear what it keeps and from when."""
+    _send(
+        members,
+        RULE_SCHEDULED,
+        None,
+        {
+            "rule": rule.pk,
+            "name": rule.name,
+            "keep_days": rule.next_keep_days or rule.keep_days,
+            "from": (rule.next_keep_from or rule.effective_from).isoformat(),
+        },
+    )
+
+
+def rules_unhealthy(rules, admins) -> None:
+    _send(admins, RULES_UNHEALTHY, None, {"rules": [r.name for r in rules]})
+
+
 def text_of(notification: Notification) -> str:
     """The notice in the current language."""
     request_id = notification.request_id
@@ -139,6 +172,27 @@ def text_of(notification: Notification) -> str:
         return _("Deletion request #%(id)s failed and was stopped: %(reason)s") % {
             "id": request_id,
             "reason": params.get("reason", ""),
+        }
+    if notification.verb == AWAITS_EVIDENCE:
+        return _(
+            "Deletion request #%(id)s has high-sensitivity records in scope: it runs only "
+            "once an evidence export of it is ready. Export it from the request page."
+        ) % {"id": request_id}
+    if notification.verb == RULE_NEEDS_APPROVAL:
+        return _("Retention rule “%(name)s” awaits a second admin's approval.") % {
+            "name": params.get("name")
+        }
+    if notification.verb == RULE_SCHEDULED:
+        when = params.get("from")
+        if when:
+            when = timezone.localtime(datetime.fromisoformat(when)).strftime("%Y-%m-%d")
+        return _(
+            "From %(when)s, retention rule “%(name)s” deletes records older than %(days)s "
+            "days in conversations you take part in."
+        ) % {"when": when, "name": params.get("name"), "days": params.get("keep_days")}
+    if notification.verb == RULES_UNHEALTHY:
+        return _("Retention rules need attention: %(names)s") % {
+            "names": ", ".join(params.get("rules", []))
         }
     return notification.verb
 

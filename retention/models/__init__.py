@@ -39,6 +39,7 @@ from retention.models.requests import (
     RequestStatus,
     StepStatus,
 )
+from retention.models.rules import RetentionRule, RuleAction, RuleStatus
 
 __all__ = [
     "HIDING_STATES",
@@ -68,6 +69,9 @@ __all__ = [
     "RequestConversation",
     "RequestMethod",
     "RequestStatus",
+    "RetentionRule",
+    "RuleAction",
+    "RuleStatus",
     "Sensitivity",
     "SignInDay",
     "StepStatus",

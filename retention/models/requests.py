@@ -12,6 +12,8 @@ class RequestMethod(models.TextChoices):
     PERSONAL = "personal", _("personal deletion")
     BATCH = "batch", _("batch deletion")
     SERVER = "server", _("server-side wipe")
+    # Filed by a retention rule's daily run, approved by the rule's own approval.
+    RETENTION = "retention", _("retention rule run")
 
 
 class RequestStatus(models.TextChoices):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from retention.web import exports, recycle, requests, runs, views
+from retention.web import exports, recycle, requests, rules, runs, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -61,6 +61,15 @@ urlpatterns = [
         name="conversation-exports",
     ),
     path("exports/<int:export_id>/download/", exports.export_download, name="export-download"),
+    # Retention rules.
+    path("rules/", rules.rule_list, name="rules"),
+    path("rules/new/", rules.rule_create, name="rule-create"),
+    path("rules/<int:rule_id>/", rules.rule_detail, name="rule"),
+    path(
+        "rules/<int:rule_id>/<str:action>/",
+        rules.rule_action,
+        name="rule-action",
+    ),
     # The recycle bin.
     path("recycle-bin/", recycle.recycle_bin, name="recycle-bin"),
     path("recycle-bin/<int:request_id>/", recycle.recycle_bin_request, name="recycle-bin-request"),

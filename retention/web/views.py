@@ -13,6 +13,7 @@ from audit.selectors import recent_events
 from retention import selectors
 from retention.actions import do_record_failed_sign_in, do_record_sign_in, do_record_sign_out
 from retention.crypto import KeyDestroyedError
+from retention.deletion import rules
 from retention.forms import ConversationFilterForm
 from retention.roles import Role
 
@@ -51,6 +52,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["department_stats"] = selectors.department_stats(viewer)
     if viewer.has_role(Role.AUDITOR, Role.ADMIN):
         context["recent_events"] = recent_events(limit=10)
+    if viewer.has_role(Role.ADMIN):
+        context["unhealthy_rules"] = rules.unhealthy_rules()
     return render(request, "retention/dashboard.html", context)
 
 
@@ -103,5 +106,6 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
             "rows": rows,
             "can_read": can_read,
             "key_destroyed": key_destroyed,
+            "effective": rules.effective_policy(conversation),
         },
     )

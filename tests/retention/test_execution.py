@@ -539,3 +539,35 @@ def test_rows_a_hold_kept_during_a_wipes_purge_go_once_it_is_released(
     assert runs.run_execution(purge_id).status == ExecutionStatus.COMPLETED
     assert not (in_scope & stored_ids(store["group"]))
     assert len(stored_ids(store["group"])) == 1
+
+
+def test_high_sensitivity_records_wait_for_an_evidence_export(people, org, store):
+    from retention.exports import build_export, do_request_export
+
+    add_messages(
+        store["group"],
+        [
+            NewMessage(
+                sender=people.staff,
+                sender_name="staff",
+                sent_at=timezone.now() - timedelta(hours=2),
+                body="客户手机 13812345678",
+            )
+        ],
+    )
+    request = approved(
+        people.staff,
+        [people.manager, people.security],
+        RequestMethod.BATCH,
+        departments=[org.hangzhou.pk],
+    )
+    assert request.preview["high_sensitivity"] == 1
+    for _attempt in range(2):
+        assert runs.start_request(request.pk, now=request.scheduled_for) is None
+    assert timeline(request, EventType.REQUEST_AWAITS_EVIDENCE).count() == 1
+    assert Notification.objects.filter(request=request, verb="awaits_evidence").count() == 1
+    assert not Tombstone.objects.exists()
+
+    export = do_request_export(request, fmt="jsonl", acting_user=people.staff)
+    build_export(export.pk)
+    assert run(request).status == ExecutionStatus.COMPLETED
