@@ -440,3 +440,18 @@ def test_an_archiving_rule_exports_first_then_purges(admins, org, chats):
     (purge_id,) = runs.start_due_purges(now=NOW + timedelta(minutes=1))
     runs.run_execution(purge_id)
     assert Message.all_rows.filter(conversation=chats["south"]).count() == 2
+
+
+def test_a_rule_run_has_a_request_page_and_api_view(client, admins, org, chats):
+    enabled(new_rule(admins, name="杭州 90 天", department=org.hangzhou), admins)
+    (request,) = run_rules()
+    client.force_login(admins.admin)
+    page = client.get(reverse("request", args=[request.pk]))
+    assert page.status_code == 200
+    assert "杭州 90 天" in page.content.decode()
+    detail = api_for(admins.admin).get(f"/api/v1/requests/{request.pk}/")
+    assert detail.status_code == 200
+    assert detail.json()["method"] == "retention"
+    assert detail.json()["progress"]["done_messages"] == 6
+    listed = client.get(reverse("requests") + "?method=retention")
+    assert listed.status_code == 200 and f"#{request.pk}" in listed.content.decode()
