@@ -236,7 +236,7 @@ QINGLI_AUDITOR_READS_BODIES = env.bool("QINGLI_AUDITOR_READS_BODIES", default=Fa
 
 # --- running deletions ---------------------------------------------------------------------
 # Messages per batch: each batch is one short transaction followed by a checkpoint.
-QINGLI_WIPE_BATCH_MESSAGES = env.int("QINGLI_WIPE_BATCH_MESSAGES", default=20_000)
+QINGLI_WIPE_BATCH_MESSAGES = env.int("QINGLI_WIPE_BATCH_MESSAGES", default=5_000)
 # A worker holds a run for this long after each batch; a killed worker's run is taken
 # over by another once it expires (the watchdog looks every minute).
 QINGLI_WIPE_LEASE_SECONDS = env.int("QINGLI_WIPE_LEASE_SECONDS", default=60)

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import reduce
@@ -66,12 +67,17 @@ from retention.store import refresh_last_message
 logger = logging.getLogger(__name__)
 
 QUEUE = "wipes"
-# Conversations per batch when a batch does not count messages (the shred phase).
-SHRED_BATCH_CONVERSATIONS = 1000
+# Conversations per batch when a batch only touches keys or tombstones (a wipe's first
+# phases): one short statement each, so unreadable comes fast at any size.
+SHRED_BATCH_CONVERSATIONS = 5000
 # Conversations whose remaining messages are counted or deleted in one statement.
 UNITS_PER_BATCH = 500
+# Moving to the recycle bin only counts rows: it takes this many times the batch size
+# that a deleting batch takes.
+MOVE_BUDGET_FACTOR = 4
 
-SHRED, PURGE = "shred", "purge"
+# A server-side wipe's phases: destroy keys, hide the scope, remove the rows.
+SHRED, HIDE, PURGE = "shred", "hide", "purge"
 
 
 class LeaseLost(Exception):
@@ -285,31 +291,40 @@ def _locked_run(execution: Execution, worker: str) -> Execution:
     return locked
 
 
-def _checkpoint(locked: Execution, unit: Unit | None, started: float) -> None:
+def _checkpoint(locked: Execution, unit: Unit | None) -> None:
     if unit is not None:
         locked.cursor_conversation, locked.cursor_id = unit.conversation_id, unit.up_to_id
     locked.batches += 1
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    locked.longest_batch_ms = max(locked.longest_batch_ms, elapsed_ms)
     locked.lease_expires_at = timezone.now() + timedelta(seconds=settings.QINGLI_WIPE_LEASE_SECONDS)
     locked.save()
+
+
+def _timed(execution: Execution, started: float) -> None:
+    """Record the batch's whole transaction time, commit included, if it is a new high."""
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    Execution.objects.filter(pk=execution.pk, longest_batch_ms__lt=elapsed_ms).update(
+        longest_batch_ms=elapsed_ms
+    )
 
 
 def _step(execution: Execution, worker: str) -> bool:
     """One batch. False once the run is finished."""
     request = execution.request
     if execution.kind == ExecutionKind.MOVE:
-        units = _target_units(execution, request, settings.QINGLI_WIPE_BATCH_MESSAGES)
+        budget = settings.QINGLI_WIPE_BATCH_MESSAGES * MOVE_BUDGET_FACTOR
+        units = _target_units(execution, request, budget)
         if not units:
             _finish_move(execution, request, worker)
             return False
         _move_batch(execution, request, units, worker)
-    elif execution.kind == ExecutionKind.WIPE and execution.phase == SHRED:
+    elif execution.kind == ExecutionKind.WIPE and execution.phase in (SHRED, HIDE):
         conversation_ids = _next_target_conversations(execution, request)
         if not conversation_ids:
-            _end_shred(execution, worker)
-        else:
+            _next_phase(execution, worker)
+        elif execution.phase == SHRED:
             _shred_batch(execution, request, conversation_ids, worker)
+        else:
+            _hide_batch(execution, request, conversation_ids, worker)
     else:
         units = _tombstone_units(execution, request, settings.QINGLI_WIPE_BATCH_MESSAGES)
         if not units:
@@ -411,19 +426,25 @@ def _sent_q(request: DeletionRequest, prefix: str = "") -> Q:
     return q
 
 
-def _units_q(units: list[Unit], prefix: str = "") -> Q:
-    id_field = f"{prefix}id" if prefix else "id"
+def _units_q(
+    units: list[Unit], *, conversation: str = "conversation_id", id_field: str = "id"
+) -> Q:
+    """The rows of the units, grouped by id range: whole conversations all share one range,
+    so a batch is a few ``conversation IN (...) AND id range`` terms, not one per unit."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for unit in units:
+        groups[(unit.after_id, unit.up_to_id)].append(unit.conversation_id)
     return reduce(
         or_,
         [
             Q(
                 **{
-                    f"{prefix}conversation_id": u.conversation_id,
-                    f"{id_field}__gt": u.after_id,
-                    f"{id_field}__lte": u.up_to_id,
+                    f"{conversation}__in": ids,
+                    f"{id_field}__gt": after_id,
+                    f"{id_field}__lte": up_to_id,
                 }
             )
-            for u in units
+            for (after_id, up_to_id), ids in groups.items()
         ],
     )
 
@@ -474,26 +495,28 @@ def _move_batch(
                 continue
             if unit.after_id == 0:
                 locked.done_conversations += 1
-            if n:
-                locked.done_messages += n
-                tombstones.append(
-                    Tombstone(
-                        request=request,
-                        conversation_id=unit.conversation_id,
-                        after_id=unit.after_id,
-                        up_to_id=unit.up_to_id,
-                        sent_after=request.sent_after,
-                        sent_before=request.sent_before,
-                        messages=n,
-                        bytes=size,
-                        state=TombstoneState.BINNED,
-                        purge_after=purge_after,
-                    )
+            locked.done_messages += n
+            # Even an empty range gets its tombstone: the run's coverage is then explicit,
+            # and the final check needs to look at tombstones only.
+            tombstones.append(
+                Tombstone(
+                    request=request,
+                    conversation_id=unit.conversation_id,
+                    after_id=unit.after_id,
+                    up_to_id=unit.up_to_id,
+                    sent_after=request.sent_after,
+                    sent_before=request.sent_before,
+                    messages=n,
+                    bytes=size,
+                    state=TombstoneState.BINNED,
+                    purge_after=purge_after,
                 )
+            )
         _note_held(locked, held)
         Tombstone.objects.bulk_create(tombstones)
-        refresh_last_message({t.conversation_id for t in tombstones})
-        _checkpoint(locked, units[-1], started)
+        refresh_last_message({t.conversation_id for t in tombstones if t.messages})
+        _checkpoint(locked, units[-1])
+    _timed(execution, started)
 
 
 def _purge_after(request: DeletionRequest):
@@ -506,19 +529,21 @@ def _purge_after(request: DeletionRequest):
 
 
 def _finish_move(execution: Execution, request: DeletionRequest, worker: str) -> None:
-    # Read-only check before the final transaction: nothing of the scope is still visible
-    # outside the held conversations.
-    left = Message.objects.filter(
-        _sent_q(request),
-        conversation_id__in=RequestConversation.objects.filter(request=request)
-        .exclude(conversation_id__in=execution.held_conversation_ids)
-        .values("conversation_id"),
-        id__lte=request.max_message_id,
-    ).exists()
     with transaction.atomic():
         locked = _locked_run(execution, worker)
-        if left:
-            raise ReconciliationError("records of the scope are still visible after the last batch")
+        # Every conversation of the scope that no hold kept has tombstones up to the
+        # high-water mark: nothing of the approved scope can still be visible.
+        uncovered = (
+            RequestConversation.objects.filter(request=request)
+            .exclude(conversation_id__in=locked.held_conversation_ids)
+            .exclude(
+                conversation_id__in=Tombstone.objects.filter(
+                    request=request, up_to_id=request.max_message_id
+                ).values("conversation_id")
+            )
+        )
+        if uncovered.exists():
+            raise ReconciliationError("conversations of the scope were left uncovered")
         _complete(locked, request)
 
 
@@ -603,38 +628,76 @@ def outcome_of(execution: Execution) -> dict:
 def _shred_batch(
     execution: Execution, request: DeletionRequest, conversation_ids: list[int], worker: str
 ) -> None:
+    """Phase 1: destroy the data key of every conversation whose stored records all lie in
+    the scope. Nothing else happens here, so the whole scope is unreadable within a few
+    short statements per 5,000 conversations."""
     started = time.monotonic()
-    now = timezone.now()
     with transaction.atomic():
         locked = _locked_run(execution, worker)
         hold_guard_shared()
         held = _held(conversation_ids)
-        held_counts = (
-            Message.objects.filter(
+        if held:
+            locked.held_messages += Message.objects.filter(
                 _sent_q(request), conversation_id__in=held, id__lte=request.max_message_id
             ).count()
-            if held
-            else 0
-        )
-        locked.held_messages += held_counts
-        _note_held(locked, held)
+            _note_held(locked, held)
         wiped = [c for c in conversation_ids if c not in held]
-        # Lock the keys: an ingest writing to one of these conversations waits, or is seen.
+        # Lock the keys first; the rows are looked at in a later statement, which then
+        # sees any message an ingest (holding the key share-locked) committed meanwhile.
         list(
-            DataKey.objects.select_for_update().filter(conversation_id__in=wiped).values_list("pk")
+            DataKey.objects.select_for_update()
+            .filter(conversation_id__in=wiped)
+            .values_list("pk", flat=True)
         )
         outside_scope = Message.all_rows.filter(conversation=OuterRef("pk")).filter(
             ~Q(id__lte=request.max_message_id) | ~_sent_q(request)
             if (request.sent_after or request.sent_before)
             else Q(id__gt=request.max_message_id)
         )
-        # Conversations with records outside the scope keep their key; their rows in
-        # scope are hidden now and removed in the purge phase.
-        whole = set(
+        # Conversations with records outside the scope keep their key: those records
+        # stay readable; the scoped rows are hidden next and removed in the purge phase.
+        whole = list(
             Conversation.objects.filter(pk__in=wiped)
             .exclude(Exists(outside_scope))
             .values_list("pk", flat=True)
         )
+        destroyed = DataKey.objects.filter(
+            conversation_id__in=whole, wrapped_key__isnull=False
+        ).update(wrapped_key=None, destroyed_at=timezone.now())
+        locked.keys_destroyed += destroyed
+        _checkpoint(locked, Unit(conversation_ids[-1], 0, 0))
+        if destroyed:
+            audit.record(
+                EventType.KEYS_DESTROYED_BY_WIPE,
+                target=request,
+                department_id=request.scope_root_id,
+                details={
+                    "keys": destroyed,
+                    "conversations": whole[:200],
+                    "kept_key_for_records_outside_scope": len(wiped) - len(whole),
+                },
+            )
+    _timed(execution, started)
+
+
+def _hide_batch(
+    execution: Execution, request: DeletionRequest, conversation_ids: list[int], worker: str
+) -> None:
+    """Phase 2: hide the scope from every read (tombstones that cannot be restored)."""
+    started = time.monotonic()
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _locked_run(execution, worker)
+        hold_guard_shared()
+        # Held when the run reached them (phase 1) or now: skipped either way.
+        held = _held(conversation_ids) | (set(locked.held_conversation_ids) & set(conversation_ids))
+        new_held = held - set(locked.held_conversation_ids)
+        if new_held:
+            locked.held_messages += Message.objects.filter(
+                _sent_q(request), conversation_id__in=new_held, id__lte=request.max_message_id
+            ).count()
+            _note_held(locked, new_held)
+        wiped = [c for c in conversation_ids if c not in held]
         frozen = dict(
             RequestConversation.objects.filter(
                 request=request, conversation_id__in=wiped
@@ -657,31 +720,28 @@ def _shred_batch(
             ],
             ignore_conflicts=True,
         )
-        destroyed = DataKey.objects.filter(
-            conversation_id__in=whole, wrapped_key__isnull=False
-        ).update(wrapped_key=None, destroyed_at=now)
-        locked.keys_destroyed += destroyed
         locked.done_conversations += len(wiped)
-        refresh_last_message(wiped)
-        _checkpoint(locked, Unit(conversation_ids[-1], 0, 0), started)
-        if destroyed:
-            audit.record(
-                EventType.KEYS_DESTROYED_BY_WIPE,
-                target=request,
-                department_id=request.scope_root_id,
-                details={
-                    "keys": destroyed,
-                    "conversations": sorted(whole)[:1000],
-                    "kept_key_for_records_outside_scope": len(wiped) - len(whole),
-                },
+        # A conversation whose key is gone had nothing outside the scope: it has no last
+        # message any more. The others are recomputed.
+        shredded = set(
+            DataKey.objects.filter(conversation_id__in=wiped, wrapped_key__isnull=True).values_list(
+                "conversation_id", flat=True
             )
+        )
+        Conversation.objects.filter(pk__in=shredded).update(last_message_at=None)
+        refresh_last_message(set(wiped) - shredded)
+        _checkpoint(locked, Unit(conversation_ids[-1], 0, 0))
+    _timed(execution, started)
 
 
-def _end_shred(execution: Execution, worker: str) -> None:
+def _next_phase(execution: Execution, worker: str) -> None:
     with transaction.atomic():
         locked = _locked_run(execution, worker)
-        locked.phase = PURGE
-        locked.unreadable_at = timezone.now()
+        if locked.phase == SHRED:
+            locked.phase = HIDE
+            locked.unreadable_at = timezone.now()
+        else:
+            locked.phase = PURGE
         locked.cursor_conversation, locked.cursor_id = 0, 0
         locked.save()
 
@@ -692,20 +752,28 @@ def _end_shred(execution: Execution, worker: str) -> None:
 def _purge_batch(
     execution: Execution, request: DeletionRequest, units: list[Unit], worker: str
 ) -> None:
-    in_scope = _units_q(units, prefix="message__") & _sent_q(request, prefix="message__")
+    # The rows of the units; attachments and personal removals by their own conversation
+    # and message-id columns, so that each statement is an index range scan.
+    def rows_of(units: list[Unit], *, via: str = ""):
+        q = _units_q(units, id_field=f"{via}_id" if via else "id")
+        return q & _sent_q(request, prefix=f"{via}__" if via else "")
+
     # Files first: if the worker dies after this, the rows are still there and the next
     # attempt deletes them (and the already missing files) again. The other order could
     # leave files that no row points to.
-    for name in Attachment.objects.filter(in_scope).values_list("file", flat=True).iterator():
+    for name in (
+        Attachment.objects.filter(rows_of(units, via="message"))
+        .values_list("file", flat=True)
+        .iterator()
+    ):
         default_storage.delete(name)
     started = time.monotonic()
     with transaction.atomic():
         locked = _locked_run(execution, worker)
         hold_guard_shared()
-        held = _held(u.conversation_id for u in units)
+        held = _held({u.conversation_id for u in units})
         if held:
             # A hold placed after the records were binned: they stay, in the bin.
-            units_to_purge = [u for u in units if u.conversation_id not in held]
             Tombstone.objects.filter(
                 pk__in=[u.tombstone_id for u in units if u.conversation_id in held],
                 state=TombstoneState.PURGING,
@@ -715,31 +783,28 @@ def _purge_batch(
                 else TombstoneState.PURGING
             )
             _note_held(locked, held)
-        else:
-            units_to_purge = units
-        if units_to_purge:
-            rows_q = _units_q(units_to_purge) & _sent_q(request)
-            message_ids = Message.all_rows.filter(rows_q).values("pk")
-            PersonalRemoval.objects.filter(message__in=message_ids)._raw_delete(
-                PersonalRemoval.objects.db
-            )
+        purging = [u for u in units if u.conversation_id not in held]
+        if purging:
+            db = Message.objects.db
+            PersonalRemoval.objects.filter(rows_of(purging, via="message"))._raw_delete(db)
             locked.attachments_removed += Attachment.objects.filter(
-                message__in=message_ids
-            )._raw_delete(Attachment.objects.db)
-            deleted = Message.all_rows.filter(rows_q)._raw_delete(Message.objects.db)
-            locked.done_messages += deleted
-            finished = [u.tombstone_id for u in units_to_purge if u.ends_tombstone]
-            Tombstone.objects.filter(pk__in=finished).update(
+                rows_of(purging, via="message")
+            )._raw_delete(db)
+            locked.done_messages += Message.all_rows.filter(rows_of(purging))._raw_delete(db)
+            finished = [u for u in purging if u.ends_tombstone]
+            Tombstone.objects.filter(pk__in=[u.tombstone_id for u in finished]).update(
                 state=TombstoneState.PURGED, purged_at=timezone.now()
             )
-        _checkpoint(locked, units[-1], started)
+            locked.keys_destroyed += _destroy_keys_of_emptied(
+                {u.conversation_id for u in finished}, execution.kind
+            )
+        _checkpoint(locked, units[-1])
+    _timed(execution, started)
 
 
 def _finish_purge(execution: Execution, request: DeletionRequest, worker: str) -> None:
     with transaction.atomic():
         locked = _locked_run(execution, worker)
-        hold_guard_shared()
-        locked.keys_destroyed += _destroy_keys_of_emptied(request, execution.kind)
         if execution.kind == ExecutionKind.WIPE:
             _complete(locked, request)
             kind = ReviewKind.SERVER_WIPE
@@ -757,25 +822,18 @@ def _finish_purge(execution: Execution, request: DeletionRequest, worker: str) -
         )
 
 
-def _destroy_keys_of_emptied(request: DeletionRequest, kind: str) -> int:
+def _destroy_keys_of_emptied(conversation_ids: set[int], kind: str) -> int:
     """A conversation the run left with no rows at all loses its data key, so that no
     copy of its records (a backup) can ever be read again. After a recycle-bin purge the
     conversation gets a fresh key and lives on; after a server-side wipe it is closed.
     """
-    candidates = list(
-        Conversation.objects.filter(
-            pk__in=Tombstone.objects.filter(request=request, state=TombstoneState.PURGED).values(
-                "conversation_id"
-            )
-        )
-        .exclude(held_conversations_q())
-        .values_list("pk", flat=True)
-    )
+    if not conversation_ids:
+        return 0
     # Lock the keys first, then look for rows in a later statement: an ingest that
     # share-locked a key and committed a message meanwhile is then seen, not missed.
     locked = list(
         DataKey.objects.select_for_update()
-        .filter(conversation_id__in=candidates, wrapped_key__isnull=False)
+        .filter(conversation_id__in=conversation_ids, wrapped_key__isnull=False)
         .values_list("conversation_id", flat=True)
     )
     emptied = set(locked) - set(
@@ -788,11 +846,12 @@ def _destroy_keys_of_emptied(request: DeletionRequest, kind: str) -> int:
         return DataKey.objects.filter(conversation_id__in=emptied).update(
             wrapped_key=None, destroyed_at=now
         )
-    for conversation_id in emptied:
-        DataKey.objects.filter(conversation_id=conversation_id).update(
-            wrapped_key=new_wrapped_key(conversation_id), destroyed_at=now
-        )
-    return len(emptied)
+    fresh = [
+        DataKey(conversation_id=c, wrapped_key=new_wrapped_key(c), destroyed_at=now)
+        for c in emptied
+    ]
+    DataKey.objects.bulk_update(fresh, ["wrapped_key", "destroyed_at"])
+    return len(fresh)
 
 
 def review_summary(request: DeletionRequest, execution: Execution) -> dict:

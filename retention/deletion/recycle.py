@@ -32,7 +32,7 @@ from retention.selectors import departments_for
 from retention.store import refresh_last_message
 
 # Tombstones restored in one transaction; a restore of more runs as a job.
-RESTORE_BATCH = 2000
+RESTORE_BATCH = 1000
 
 
 def bin_requests_for(viewer: Member) -> QuerySet[DeletionRequest]:

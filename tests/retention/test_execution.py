@@ -62,7 +62,7 @@ def people(cast, org):
 @pytest.fixture
 def small_batches(settings):
     # Tiny batches so that even a handful of messages takes several batches and chunks.
-    settings.QINGLI_WIPE_BATCH_MESSAGES = 3
+    settings.QINGLI_WIPE_BATCH_MESSAGES = 1  # moves take 4, purges 1
     settings.QINGLI_WIPE_LEASE_SECONDS = 60
 
 
@@ -453,7 +453,11 @@ def test_a_server_wipe_destroys_keys_first_then_the_rows(people, org, store, sma
     customer_row = Message.all_rows.filter(conversation=store["customer"]).first()
     with pytest.raises(KeyDestroyedError):
         read_body(ConversationCipher.for_conversation(store["customer"]), customer_row)
+    # Then the scope is hidden from every read, before any row is removed.
+    while Execution.objects.get(pk=started.pk).phase == runs.HIDE:
+        runs._step(Execution.objects.get(pk=started.pk), worker)
     assert visible_ids(store["customer"], store["group"], store["warehouse"]) == {late.pk}
+    assert stored_ids(store["customer"]) and Execution.objects.get(pk=started.pk).done_messages == 0
 
     done = runs.run_execution(started.pk, worker=worker)
     assert done.status == ExecutionStatus.COMPLETED
@@ -520,7 +524,7 @@ def test_rows_a_hold_kept_during_a_wipes_purge_go_once_it_is_released(
     )
     started = runs.start_request(request.pk, now=request.scheduled_for)
     runs._acquire(started.pk, "w")
-    while Execution.objects.get(pk=started.pk).phase == runs.SHRED:
+    while Execution.objects.get(pk=started.pk).phase in (runs.SHRED, runs.HIDE):
         runs._step(Execution.objects.get(pk=started.pk), "w")
     hold = do_place_hold(
         acting_user=people.security,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext
 
 from retention.deletion import execution as runs
 from retention.deletion.actions import do_file_request, do_restore_personal
@@ -71,7 +73,9 @@ def test_a_manager_restores_chosen_conversations_on_the_page(client, people, sto
         follow=True,
     )
     assert response.status_code == 200
-    assert "Restored 4 messages in 1 conversations." in response.content.decode()
+    with translation.override("zh-hans"):  # the default language of the pages
+        said = gettext("Restored %(messages)s messages in %(conversations)s conversations.")
+    assert said % {"messages": 4, "conversations": 1} in response.content.decode()
     assert len(visible_ids(store["group"])) == 4
     assert visible_ids(store["customer"], store["warehouse"]) == set()
 
@@ -153,5 +157,6 @@ def test_staff_see_and_restore_their_personal_deletions(client, people, store):
     assert conversation.title in page
     do_restore_personal(request, acting_user=people.staff)
     page = client.get(reverse("recycle-bin")).content.decode()
-    assert "You have no personal deletions to restore." in page
+    with translation.override("zh-hans"):
+        assert gettext("You have no personal deletions to restore.") in page
     assert Message.objects.filter(conversation=conversation).exists()
