@@ -53,6 +53,8 @@ class EventType(models.IntegerChoices):
     EXPORT_COMPLETED = 451, _("export completed")
     EXPORT_FAILED = 452, _("export failed")
     EXPORT_DOWNLOADED = 453, _("export downloaded")
+    EXPORT_EXPIRED = 454, _("export expired: file deleted, key destroyed")
+    EXPORT_RESTARTED = 455, _("export restarted after its worker stopped")
     PERSONAL_DELETED = 410, _("personal deletion")
     PERSONAL_RESTORED = 411, _("personal deletion restored")
     CONVERSATION_HIDDEN = 420, _("conversation hidden")

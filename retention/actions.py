@@ -11,7 +11,7 @@ from django.utils import timezone
 from audit import log as audit
 from audit.events import EventType
 from retention import crypto
-from retention.models import Conversation, DataKey, Member, SignInDay
+from retention.models import Conversation, DataKey, Export, Member, SignInDay
 from retention.roles import Role
 
 
@@ -83,7 +83,8 @@ def do_destroy_conversation_key(
 
 
 def do_rotate_master_key(*, actor: Member | None, batch_size: int = 1000) -> dict[str, int]:
-    """Re-wrap every live data key with the current master key, in short batches.
+    """Re-wrap every live data key (conversations' and export files') with the current
+    master key, in short batches.
 
     Each row changes only if it still holds what was read (compare-and-swap), so a key
     destroyed meanwhile stays destroyed. Once nothing is left under a retired master key,
@@ -94,25 +95,29 @@ def do_rotate_master_key(*, actor: Member | None, batch_size: int = 1000) -> dic
         raise PermissionDenied("only an admin may rotate the master key")
     current = crypto.current_master_key_id()
     rewrapped = already = 0
-    last_pk = 0
-    while True:
-        rows = list(
-            DataKey.objects.filter(conversation_id__gt=last_pk, wrapped_key__isnull=False)
-            .order_by("conversation_id")
-            .values_list("conversation_id", "wrapped_key")[:batch_size]
-        )
-        if not rows:
-            break
-        last_pk = rows[-1][0]
-        with transaction.atomic():
-            for conversation_id, wrapped in rows:
-                wrapped = bytes(wrapped)
-                if crypto.wrapped_with(wrapped) == current:
-                    already += 1
-                    continue
-                rewrapped += DataKey.objects.filter(
-                    conversation_id=conversation_id, wrapped_key=wrapped
-                ).update(wrapped_key=crypto.rewrapped(conversation_id, wrapped))
+    for model, owner, rewrap in (
+        (DataKey, "conversation_id", crypto.rewrapped),
+        (Export, "id", crypto.rewrapped_export_key),
+    ):
+        last_pk = 0
+        while True:
+            rows = list(
+                model.objects.filter(**{f"{owner}__gt": last_pk, "wrapped_key__isnull": False})
+                .order_by(owner)
+                .values_list(owner, "wrapped_key")[:batch_size]
+            )
+            if not rows:
+                break
+            last_pk = rows[-1][0]
+            with transaction.atomic():
+                for pk, wrapped in rows:
+                    wrapped = bytes(wrapped)
+                    if crypto.wrapped_with(wrapped) == current:
+                        already += 1
+                        continue
+                    rewrapped += model.objects.filter(**{owner: pk, "wrapped_key": wrapped}).update(
+                        wrapped_key=rewrap(pk, wrapped)
+                    )
     outcome = {"rewrapped": rewrapped, "already_current": already}
     with transaction.atomic():
         audit.record(
@@ -125,13 +130,14 @@ def do_rotate_master_key(*, actor: Member | None, batch_size: int = 1000) -> dic
 
 
 def data_keys_by_master_key() -> dict[str, int]:
-    """How many live data keys each master key (by id) wraps."""
+    """How many live data keys (conversations' and export files') each master key wraps."""
     counts: dict[str, int] = {}
-    for wrapped in (
-        DataKey.objects.filter(wrapped_key__isnull=False)
-        .values_list("wrapped_key", flat=True)
-        .iterator(chunk_size=5000)
-    ):
-        key_id = crypto.wrapped_with(bytes(wrapped)).hex()
-        counts[key_id] = counts.get(key_id, 0) + 1
+    for model in (DataKey, Export):
+        for wrapped in (
+            model.objects.filter(wrapped_key__isnull=False)
+            .values_list("wrapped_key", flat=True)
+            .iterator(chunk_size=5000)
+        ):
+            key_id = crypto.wrapped_with(bytes(wrapped)).hex()
+            counts[key_id] = counts.get(key_id, 0) + 1
     return counts

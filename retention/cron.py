@@ -10,8 +10,10 @@ from rq import cron
 from audit.jobs import verify_audit_chain
 from retention.jobs import (
     check_retention_rules,
+    expire_exports,
     expire_stale_requests,
     purge_recycle_bin,
+    requeue_stalled_exports,
     run_retention_rules,
     watch_executions,
 )
@@ -22,3 +24,5 @@ cron.register(expire_stale_requests, queue_name="maintenance", cron="*/15 * * * 
 cron.register(run_retention_rules, queue_name="maintenance", cron="15 2 * * *")
 cron.register(check_retention_rules, queue_name="maintenance", cron="0 9 * * *")
 cron.register(verify_audit_chain, queue_name="maintenance", cron="30 3 * * *")
+cron.register(requeue_stalled_exports, queue_name="maintenance", cron="*/5 * * * *")
+cron.register(expire_exports, queue_name="maintenance", cron="45 3 * * *")

@@ -7,7 +7,8 @@ holds the wrapped key, under the master key of its day; rotating the master key
 key be destroyed, after which those backups read nothing either.
 
 A wrapped key is ``b"QK1" ‖ master key id (8 bytes) ‖ nonce ‖ ciphertext``, so each
-names the master key that can open it.
+names the master key that can open it. Export files have data keys of their own, wrapped
+the same way and bound to their export (see ``retention.export_files``).
 """
 
 from __future__ import annotations
@@ -107,39 +108,64 @@ def _record_aad(conversation_id: int) -> bytes:
     return b"qingli:record:%d" % conversation_id
 
 
-def _wrap(conversation_id: int, data_key: bytes) -> bytes:
+def _export_wrap_aad(export_id: int) -> bytes:
+    return b"qingli:data-key:export:%d" % export_id
+
+
+def _wrap(aad: bytes, data_key: bytes) -> bytes:
     key = master_key()
     nonce = os.urandom(NONCE_BYTES)
-    sealed = AESGCM(key).encrypt(nonce, data_key, _wrap_aad(conversation_id))
+    sealed = AESGCM(key).encrypt(nonce, data_key, aad)
     return WRAP_FORMAT + master_key_id(key) + nonce + sealed
 
 
-def _unwrap(conversation_id: int, wrapped: bytes) -> bytes:
+def _unwrap(aad: bytes, wrapped: bytes, owner: str) -> bytes:
+    """The data key of ``owner`` ("conversation 7", "export 3"), for error messages."""
     if not wrapped.startswith(WRAP_FORMAT):
-        raise DecryptionError(f"conversation {conversation_id}: unknown key format")
+        raise DecryptionError(f"{owner}: unknown key format")
     key = master_keys().get(wrapped_with(wrapped))
     if key is None:
         raise DecryptionError(
-            f"conversation {conversation_id}: its key was wrapped by a master key that is "
-            "no longer configured (retired)"
+            f"{owner}: its key was wrapped by a master key that is no longer configured (retired)"
         )
     body = wrapped[len(WRAP_FORMAT) + KEY_ID_BYTES :]
     try:
-        return AESGCM(key).decrypt(
-            body[:NONCE_BYTES], body[NONCE_BYTES:], _wrap_aad(conversation_id)
-        )
+        return AESGCM(key).decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], aad)
     except InvalidTag as exc:
-        raise DecryptionError(f"conversation {conversation_id}: cannot unwrap key") from exc
+        raise DecryptionError(f"{owner}: cannot unwrap key") from exc
 
 
 def new_wrapped_key(conversation_id: int) -> bytes:
     """A fresh data key for a conversation, returned wrapped by the current master key."""
-    return _wrap(conversation_id, AESGCM.generate_key(bit_length=256))
+    return _wrap(_wrap_aad(conversation_id), AESGCM.generate_key(bit_length=256))
 
 
 def rewrapped(conversation_id: int, wrapped: bytes | memoryview) -> bytes:
     """The same data key, wrapped by the current master key (for rotation)."""
-    return _wrap(conversation_id, _unwrap(conversation_id, bytes(wrapped)))
+    aad = _wrap_aad(conversation_id)
+    return _wrap(aad, _unwrap(aad, bytes(wrapped), f"conversation {conversation_id}"))
+
+
+# An export file has a data key of its own, wrapped the same way but bound to the export.
+
+
+def new_export_key(export_id: int) -> tuple[bytes, bytes]:
+    """A fresh data key for an export's file: (the key, the key wrapped by the current
+    master key, for the export's row)."""
+    data_key = AESGCM.generate_key(bit_length=256)
+    return data_key, _wrap(_export_wrap_aad(export_id), data_key)
+
+
+def export_key(export_id: int, wrapped: bytes | memoryview | None) -> bytes:
+    """The data key of an export's file. None (destroyed when it expired) is gone."""
+    if wrapped is None:
+        raise KeyDestroyedError(f"export {export_id}: data key destroyed")
+    return _unwrap(_export_wrap_aad(export_id), bytes(wrapped), f"export {export_id}")
+
+
+def rewrapped_export_key(export_id: int, wrapped: bytes | memoryview) -> bytes:
+    """An export's data key, wrapped by the current master key (for rotation)."""
+    return _wrap(_export_wrap_aad(export_id), export_key(export_id, wrapped))
 
 
 def current_master_key_id() -> bytes:
@@ -152,7 +178,10 @@ class ConversationCipher:
     def __init__(self, conversation_id: int, wrapped_key: bytes | memoryview | None):
         if wrapped_key is None:
             raise KeyDestroyedError(f"conversation {conversation_id}: data key destroyed")
-        self._aead = AESGCM(_unwrap(conversation_id, bytes(wrapped_key)))
+        data_key = _unwrap(
+            _wrap_aad(conversation_id), bytes(wrapped_key), f"conversation {conversation_id}"
+        )
+        self._aead = AESGCM(data_key)
         self._aad = _record_aad(conversation_id)
         self.conversation_id = conversation_id
 

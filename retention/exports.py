@@ -5,8 +5,15 @@ Asking for one (``do_request_export``) is an action: permission, a queued ``Expo
 and the audit event in one transaction, the job enqueued on commit. The job
 (``build_export``) reads in bounded batches, walking each conversation by id ranges,
 decrypts with the conversation's key (a destroyed key: the body is null and the row says
-so), writes the file to the default storage under a random name and records its SHA-256,
-size and counts, in the row and in the audit log. Every download is audited.
+so), encrypts the file under a fresh data key of its own (``retention.export_files``; the
+key is kept on the row, wrapped by the master key), writes it to the default storage under
+a random name and records the SHA-256, size and counts of the plaintext, in the row and in
+the audit log. Every download is audited, and decrypted as it streams.
+
+The job touches the row's heartbeat every batch; a running export whose heartbeat stopped
+(a killed worker) is queued again and starts from scratch (``requeue_stalled_exports``).
+After the ``export_keep_days`` policy an export expires: its file is deleted, its key
+destroyed, and its row and checksum stay (``expire_exports``).
 
 A request export covers exactly the frozen scope (its conversations, ids up to its
 high-water mark, its date range) and reads every stored row, so records already in the
@@ -27,8 +34,9 @@ import json
 import logging
 import tempfile
 import uuid
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Generator, Iterator
+from datetime import datetime, timedelta
+from typing import Any
 
 import django_rq
 from django.conf import settings
@@ -36,17 +44,20 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import F, Max, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 
 from audit import log as audit
 from audit.events import EventType
+from retention import crypto
 from retention.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
 from retention.deletion import approvals
 from retention.deletion.errors import Conflict
 from retention.deletion.selectors import requests_for
+from retention.export_files import SealedWriter, opened
 from retention.models import (
     Attachment,
     Conversation,
@@ -62,6 +73,7 @@ from retention.models import (
     Sensitivity,
     StepStatus,
 )
+from retention.policies import get_policy
 from retention.roles import Role
 from retention.selectors import can_read_bodies, conversations_for, messages_of
 
@@ -72,6 +84,10 @@ QUEUE = "default"
 BATCH_MESSAGES = 2000
 # Conversations of a request's scope loaded per query.
 CONVERSATIONS_PER_QUERY = 500
+# A running export whose heartbeat is older than this was left by a dead worker.
+STALLED_AFTER = timedelta(minutes=10)
+# Runs an export gets: one whose writing kills its worker every time fails in the end.
+MAX_ATTEMPTS = 3
 
 KEY_DESTROYED, DECRYPTION_FAILED = "key_destroyed", "decryption_failed"
 CSV_COLUMNS = [
@@ -187,60 +203,128 @@ def _department_id(target: Target) -> int | None:
     return target.department_id
 
 
+def _audit(
+    event_type: EventType,
+    export: Export,
+    *,
+    actor: Member | None = None,
+    ip_address: str | None = None,
+    **details: Any,
+) -> None:
+    """An event of an export, on the timeline of its request or conversation."""
+    audit.record(
+        event_type,
+        actor=actor,
+        target=export.target,
+        department_id=_department_id(export.target),
+        ip_address=ip_address,
+        details={"export": export.pk, "format": export.format, **details},
+    )
+
+
 # --- the job ------------------------------------------------------------------------------
 
 
+class _Superseded(Exception):
+    """This run was taken for dead and the export queued again: it stops, writing nothing."""
+
+
 def build_export(export_id: int) -> Export:
-    """Write the export's file. A second run of the same job does nothing."""
-    claimed = Export.objects.filter(pk=export_id, status=ExportStatus.QUEUED).update(
-        status=ExportStatus.RUNNING, started_at=timezone.now()
-    )
-    export = Export.objects.select_related("request", "conversation", "requested_by").get(
-        pk=export_id
-    )
-    if not claimed:
+    """Write the export's file, encrypted under a fresh data key. A second run of the same
+    job does nothing; a run of a restarted export starts from scratch, removing whatever
+    file an earlier run left."""
+    export, data_key = _claim(export_id)
+    if data_key is None:
         return export
-    name = ""
+    name = export.file.name
     try:
         with (
             tempfile.TemporaryFile() as handle,
             translation.override(export.language or settings.LANGUAGE_CODE),
         ):
-            sink = _Sink(handle)
+            sink = _Sink(SealedWriter(handle, data_key, export.pk))
             WRITERS[export.format](export, sink)
+            sink.close()
+            _beat(export)
             handle.seek(0)
-            name = default_storage.save(f"exports/{uuid.uuid4().hex}.{export.format}", File(handle))
-        _finish(export, name, sink)
+            name = default_storage.save(name, File(handle))
+        if not _finish(export, name, sink):
+            raise _Superseded
+    except _Superseded:
+        logger.warning("export %s: run %s was superseded by a restart", export_id, export.attempts)
+        default_storage.delete(name)
     except Exception as exc:
         logger.exception("export %s failed", export_id)
-        if name:
-            default_storage.delete(name)
-        _fail(export, exc)
+        _fail(export, f"{type(exc).__name__}: {exc}")
+        default_storage.delete(name)  # this run's own name: safe whoever runs now
     export.refresh_from_db()
     return export
 
 
-class _Sink:
-    """Bytes to the temporary file, counted and hashed on the way."""
+def _claim(export_id: int) -> tuple[Export, bytes | None]:
+    """Take a queued export (compare-and-swap) for a new run with a fresh data key and a
+    fresh file name, both on the row before any byte is written. None: not queued."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Export.objects.filter(pk=export_id, status=ExportStatus.QUEUED).update(
+            status=ExportStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+        )
+        export = Export.objects.select_related("request", "conversation", "requested_by").get(
+            pk=export_id
+        )
+        if not claimed:
+            return export, None
+        left_behind = export.file.name
+        data_key, export.wrapped_key = crypto.new_export_key(export.pk)
+        export.file = f"exports/{uuid.uuid4().hex}.enc"
+        export.save(update_fields=["file", "wrapped_key"])
+    if left_behind:
+        default_storage.delete(left_behind)  # an earlier run's, if it got that far
+    return export, data_key
 
-    def __init__(self, handle: IO[bytes]) -> None:
-        self.handle = handle
+
+def _this_run(export: Export) -> QuerySet[Export]:
+    """The row, as long as this run is still the export's latest."""
+    return Export.objects.filter(
+        pk=export.pk, status=ExportStatus.RUNNING, attempts=export.attempts
+    )
+
+
+def _beat(export: Export) -> None:
+    """Alive (every batch). A run that is no longer the latest stops here."""
+    if not _this_run(export).update(heartbeat_at=timezone.now()):
+        raise _Superseded
+
+
+class _Sink:
+    """Plaintext to the sealed file, counted and hashed on the way: the checksum and size
+    are those of what a download gives back."""
+
+    def __init__(self, out: SealedWriter) -> None:
+        self.out = out
         self.digest = hashlib.sha256()
         self.size = 0
         self.messages = 0
         self.unreadable = 0
 
     def write(self, data: bytes) -> None:
-        self.handle.write(data)
+        self.out.write(data)
         self.digest.update(data)
         self.size += len(data)
+
+    def close(self) -> None:
+        self.out.close()
 
     def count(self, records: list[dict[str, Any]]) -> None:
         self.messages += len(records)
         self.unreadable += sum(1 for r in records if r["unreadable"])
 
 
-def _finish(export: Export, name: str, sink: _Sink) -> None:
+def _finish(export: Export, name: str, sink: _Sink) -> bool:
+    """Ready, and audited; False if this run was superseded meanwhile."""
     done = {
         "status": ExportStatus.READY,
         "finished_at": timezone.now(),
@@ -251,31 +335,116 @@ def _finish(export: Export, name: str, sink: _Sink) -> None:
         "unreadable": sink.unreadable,
     }
     with transaction.atomic():
-        Export.objects.filter(pk=export.pk).update(**done)
-        audit.record(
+        if not _this_run(export).update(**done):
+            return False
+        _audit(
             EventType.EXPORT_COMPLETED,
-            target=export.target,
-            department_id=_department_id(export.target),
-            details={
-                "export": export.pk,
-                "format": export.format,
-                **{k: done[k] for k in ("sha256", "size", "messages", "unreadable")},
-            },
+            export,
+            **{k: done[k] for k in ("sha256", "size", "messages", "unreadable")},
         )
+    return True
 
 
-def _fail(export: Export, exc: Exception) -> None:
-    error = f"{type(exc).__name__}: {exc}"[:2000]
+def _fail(export: Export, error: str, *, still: Q | None = None) -> bool:
+    """Failed and audited, with neither file nor key; False if a restart took over (or
+    the row no longer matches ``still``). The caller deletes the file."""
+    error = error[:2000]
     with transaction.atomic():
-        Export.objects.filter(pk=export.pk).update(
-            status=ExportStatus.FAILED, finished_at=timezone.now(), error=error
+        failed = (
+            _this_run(export)
+            .filter(still or Q())
+            .update(
+                status=ExportStatus.FAILED,
+                finished_at=timezone.now(),
+                error=error,
+                file="",
+                wrapped_key=None,
+            )
         )
-        audit.record(
-            EventType.EXPORT_FAILED,
-            target=export.target,
-            department_id=_department_id(export.target),
-            details={"export": export.pk, "format": export.format, "error": error},
-        )
+        if failed:
+            _audit(EventType.EXPORT_FAILED, export, error=error)
+    return bool(failed)
+
+
+def requeue_stalled_exports(*, now: datetime | None = None) -> list[int]:
+    """Every few minutes: a running export with no heartbeat for ``STALLED_AFTER`` was
+    left by a dead worker. It is queued again (audited) and its job enqueued on commit;
+    the new run starts from scratch. After ``MAX_ATTEMPTS`` runs it fails instead."""
+    now = now or timezone.now()
+    stale = Q(heartbeat_at__lt=now - STALLED_AFTER) | Q(
+        heartbeat_at__isnull=True, started_at__lt=now - STALLED_AFTER
+    )
+    stalled = list(
+        Export.objects.filter(status=ExportStatus.RUNNING)
+        .annotate(beat=Coalesce("heartbeat_at", "started_at", "created_at"))
+        .filter(beat__lt=now - STALLED_AFTER)
+        .select_related("request", "conversation")
+        .order_by("pk")
+    )
+    requeued = []
+    for export in stalled:
+        if export.attempts >= MAX_ATTEMPTS:
+            message = _("Its worker stopped %(n)d times while writing it.") % {"n": export.attempts}
+            if _fail(export, message, still=stale) and export.file.name:
+                default_storage.delete(export.file.name)
+            continue
+        with transaction.atomic():
+            if not _this_run(export).filter(stale).update(status=ExportStatus.QUEUED):
+                continue  # it beat meanwhile, or finished
+            _audit(
+                EventType.EXPORT_RESTARTED,
+                export,
+                attempts=export.attempts,
+                heartbeat_at=export.beat.isoformat(),
+            )
+            export_id = export.pk
+            transaction.on_commit(
+                lambda export_id=export_id: django_rq.get_queue(QUEUE).enqueue(
+                    "retention.jobs.build_export", export_id
+                )
+            )
+        requeued.append(export.pk)
+    return requeued
+
+
+def expire_exports(*, now: datetime | None = None) -> list[int]:
+    """Daily: a ready export written more than ``export_keep_days`` ago expires. Its key
+    is destroyed first (so the file is unreadable even if deleting it fails), then its
+    file is deleted; the row, its checksum and counts stay, and each expiry is audited.
+    A file written before exports were encrypted (no key) expires at once."""
+    now = now or timezone.now()
+    keep_days = get_policy("export_keep_days")
+    due = Export.objects.filter(
+        Q(finished_at__lt=now - timedelta(days=keep_days)) | Q(wrapped_key__isnull=True),
+        status=ExportStatus.READY,
+    )
+    expired = []
+    for export in list(due.select_related("request", "conversation").order_by("pk")):
+        with transaction.atomic():
+            taken = Export.objects.filter(pk=export.pk, status=ExportStatus.READY).update(
+                status=ExportStatus.EXPIRED, expired_at=now, wrapped_key=None, file=""
+            )
+            if not taken:
+                continue
+            _audit(
+                EventType.EXPORT_EXPIRED,
+                export,
+                sha256=export.sha256,
+                finished_at=export.finished_at.isoformat() if export.finished_at else None,
+                keep_days=keep_days,
+                encrypted=export.wrapped_key is not None,
+            )
+        expired.append(export.pk)
+        if export.file.name:
+            try:
+                default_storage.delete(export.file.name)
+            except Exception:
+                logger.exception(
+                    "export %s expired (key destroyed) but %s could not be deleted",
+                    export.pk,
+                    export.file.name,
+                )
+    return expired
 
 
 # --- reading the scope --------------------------------------------------------------------
@@ -335,6 +504,7 @@ def _records(export: Export) -> Iterator[tuple[Conversation, list[dict[str, Any]
                 break
             yield conversation, _decrypt(conversation, cipher, batch), first
             after, first = batch[-1].pk, False
+            _beat(export)
 
 
 def _cipher(conversation: Conversation) -> ConversationCipher | None:
@@ -476,10 +646,28 @@ WRITERS = {
 # --- downloading --------------------------------------------------------------------------
 
 
-def open_download(export: Export, member: Member, *, ip_address: str | None = None) -> IO[bytes]:
-    """The export's file, opened for reading, with the download audited."""
+class ExportExpired(Conflict):
+    """The export's file and key are gone for good (HTTP 410 over the API)."""
+
+
+def open_download(
+    export: Export, member: Member, *, ip_address: str | None = None
+) -> Iterator[bytes]:
+    """The export's plaintext, decrypted a chunk at a time as it streams, with the
+    download audited. The key and the first chunk are checked before anything is audited
+    or sent; a later chunk that does not authenticate stops the stream with
+    DecryptionError, never with garbage."""
     if not may_download(export, member):
         raise PermissionDenied(_("You may not download this export."))
+    if export.status == ExportStatus.EXPIRED:
+        expired_on = formats.date_format(timezone.localtime(export.expired_at), "DATE_FORMAT")
+        raise ExportExpired(
+            _(
+                "This export expired on %(date)s: its file was deleted. "
+                "Ask for a new export if you need one."
+            )
+            % {"date": expired_on}
+        )
     if export.status != ExportStatus.READY:
         raise Conflict(_("This export is not ready."))
     try:
@@ -487,16 +675,36 @@ def open_download(export: Export, member: Member, *, ip_address: str | None = No
     except FileNotFoundError as exc:
         raise Conflict(_("This export's file is missing.")) from exc
     try:
+        chunks = opened(handle, crypto.export_key(export.pk, export.wrapped_key), export.pk)
+        first = next(chunks, b"")
+    except (DecryptionError, KeyDestroyedError) as exc:
+        handle.close()
+        logger.error("export %s cannot be decrypted: %s", export.pk, exc)
+        raise Conflict(
+            _("This export's file cannot be decrypted: it is damaged or was altered.")
+        ) from exc
+    try:
         with transaction.atomic():
-            audit.record(
+            _audit(
                 EventType.EXPORT_DOWNLOADED,
+                export,
                 actor=member,
-                target=export.target,
-                department_id=_department_id(export.target),
                 ip_address=ip_address,
-                details={"export": export.pk, "format": export.format, "sha256": export.sha256},
+                sha256=export.sha256,
             )
     except Exception:
-        handle.close()
+        chunks.close()
         raise
-    return handle
+    return _streamed(export, first, chunks)
+
+
+def _streamed(export: Export, first: bytes, rest: Generator[bytes, None, None]) -> Iterator[bytes]:
+    try:
+        if first:
+            yield first
+        yield from rest
+    except DecryptionError:
+        logger.error("export %s: a chunk failed authentication mid-download", export.pk)
+        raise
+    finally:
+        rest.close()

@@ -42,6 +42,16 @@ def build_export(export_id: int) -> str:
     return exports.build_export(export_id).status
 
 
+def requeue_stalled_exports() -> list[int]:
+    """Every 5 minutes: exports whose worker died mid-run are queued again."""
+    return exports.requeue_stalled_exports()
+
+
+def expire_exports() -> list[int]:
+    """Daily: exports older than the export_keep_days policy lose their file and key."""
+    return exports.expire_exports()
+
+
 def run_retention_rules() -> list[int]:
     """Daily: every approved rule past its grace period runs (its dry run of this moment)."""
     return rules.run_due_rules()

@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "approval_chains": {"batch": ["manager"], "server": ["manager", "security", "admin"]},
     "retention_grace_days": 7,
     "approval_expiry_days": 14,
+    # Days an export's file is kept before it is deleted and its key destroyed.
+    "export_keep_days": 30,
 }
 APPROVER_ROLES = {Role.MANAGER.value, Role.SECURITY.value, Role.ADMIN.value}
 
@@ -56,8 +58,13 @@ def all_policies() -> dict[str, Any]:
 # --- validation -------------------------------------------------------------------------
 
 
-def _non_negative_int(value: Any, *, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+def _non_negative_int(value: Any, *, maximum: int, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        if minimum:
+            raise ValidationError(
+                _("Must be a whole number from %(min)d to %(max)d.")
+                % {"min": minimum, "max": maximum}
+            )
         raise ValidationError(_("Must be a whole number from 0 to %(max)d.") % {"max": maximum})
     return value
 
@@ -131,6 +138,7 @@ VALIDATORS = {
     "approval_chains": _chains,
     "retention_grace_days": lambda v: _non_negative_int(v, maximum=365),
     "approval_expiry_days": lambda v: _non_negative_int(v, maximum=365),
+    "export_keep_days": lambda v: _non_negative_int(v, minimum=1, maximum=3650),
 }
 
 

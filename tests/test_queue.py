@@ -97,4 +97,6 @@ def test_the_cron_config_registers_the_periodic_jobs():
         "purge_recycle_bin",
         "run_retention_rules",
         "check_retention_rules",
+        "requeue_stalled_exports",
+        "expire_exports",
     }

@@ -8,13 +8,13 @@ who may export or download (403) and audits; the job writes the file.
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from audit.log import client_ip
 from retention import exports
+from retention.api.request_serializers import DetailSerializer
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
 from retention.deletion.selectors import requests_for
 from retention.models import Export, ExportFormat, ExportStatus
@@ -45,9 +46,11 @@ class ExportSerializer(serializers.ModelSerializer):
     )
     format = serializers.ChoiceField(choices=ExportFormat.choices)
     # A plain string in the schema, as elsewhere: another "status" enum would collide.
-    status = serializers.CharField(help_text="queued, running, ready or failed")
+    status = serializers.CharField(help_text="queued, running, ready, failed or expired")
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    sha256 = serializers.CharField(help_text="Hex SHA-256 of the file; empty until ready.")
+    sha256 = serializers.CharField(
+        help_text="Hex SHA-256 of the file as downloaded; empty until ready, kept once expired."
+    )
     size = serializers.IntegerField(help_text="Bytes of the file.")
     messages = serializers.IntegerField(help_text="Messages in the file.")
     unreadable = serializers.IntegerField(
@@ -68,6 +71,7 @@ class ExportSerializer(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "expired_at",
             "sha256",
             "size",
             "messages",
@@ -84,6 +88,15 @@ class ExportSerializer(serializers.ModelSerializer):
         return self.context["request"].build_absolute_uri(url)
 
 
+class GoneError(exceptions.APIException):
+    status_code = status.HTTP_410_GONE
+    default_detail = _("This export expired: its file was deleted.")
+    default_code = "gone"
+
+
+GONE = OpenApiResponse(
+    DetailSerializer, description="The export expired: its file was deleted, its key destroyed."
+)
 EXPORT_STARTED = {202: ExportSerializer, 400: FIELD_ERRORS, 403: FORBIDDEN, 404: NOT_FOUND}
 
 
@@ -144,7 +157,8 @@ class ExportDownloadView(APIView):
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
                 response=[200],
-                description="Hex SHA-256 of the file, as recorded when it was written.",
+                description="Hex SHA-256 of the file (as downloaded, decrypted), as recorded "
+                "when it was written.",
             )
         ],
         responses={
@@ -154,11 +168,16 @@ class ExportDownloadView(APIView):
             403: FORBIDDEN,
             404: NOT_FOUND,
             409: CONFLICT,
+            410: GONE,
         },
         tags=["exports"],
     )
-    def get(self, request: Request, export_id: int) -> FileResponse:
-        """The export's file. Every download is audited."""
+    def get(self, request: Request, export_id: int) -> StreamingHttpResponse:
+        """The export's file, decrypted as it streams. Every download is audited; an
+        expired export is 410 Gone."""
         export = _visible_export(request, export_id)
-        handle = exports.open_download(export, request.user, ip_address=client_ip(request))
-        return file_response(export, handle)
+        try:
+            chunks = exports.open_download(export, request.user, ip_address=client_ip(request))
+        except exports.ExportExpired as exc:
+            raise GoneError(str(exc)) from exc
+        return file_response(export, chunks)

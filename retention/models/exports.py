@@ -3,7 +3,9 @@
 A backup before deletion and the evidence of what a deletion took. The row is the truth
 about the job that writes the file (status, times, counts, error); the file lives in the
 default storage under a name that says nothing about it, and its SHA-256 checksum is
-recorded here and in the audit log.
+recorded here and in the audit log. The file is encrypted under a data key of its own,
+kept here wrapped by the master key (``retention.export_files``); an export expires after
+the ``export_keep_days`` policy: its file is deleted and its key destroyed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class ExportStatus(models.TextChoices):
     RUNNING = "running", _("running")
     READY = "ready", _("ready")
     FAILED = "failed", _("failed")
+    EXPIRED = "expired", _("expired")
 
 
 class Export(models.Model):
@@ -61,8 +64,18 @@ class Export(models.Model):
     max_message_id = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Touched by the writing job every batch: a running export whose heartbeat stops was
+    # left by a dead worker, and is started again.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Runs started: each restart starts from scratch, and a run that is no longer the
+    # latest may not write to the row.
+    attempts = models.PositiveSmallIntegerField(default=0)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    expired_at = models.DateTimeField(_("expired"), null=True, blank=True)
     file = models.FileField(max_length=255, blank=True)
+    # The file's AES-256-GCM data key, wrapped by the master key and bound to this export;
+    # null before the file is written, after a failure, and once the export expired.
+    wrapped_key = models.BinaryField(null=True, editable=False)
     sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
     size = models.PositiveBigIntegerField(_("size"), default=0)
     messages = models.PositiveIntegerField(_("messages"), default=0)
@@ -86,6 +99,7 @@ class Export(models.Model):
         indexes = [
             models.Index(fields=["request", "status"]),
             models.Index(fields=["conversation", "created_at"]),
+            models.Index(fields=["status", "finished_at"]),
         ]
 
     def __str__(self) -> str:

@@ -8,14 +8,16 @@ URL while an export is being written. Who may export and download is decided in
 from __future__ import annotations
 
 import base64
-from typing import IO, Any
+from collections.abc import Iterator
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -118,21 +120,20 @@ def conversation_exports(request: HttpRequest, conversation_id: int) -> HttpResp
 def export_download(request: HttpRequest, export_id: int) -> HttpResponse:
     export = get_object_or_404(exports_for(request.user), pk=export_id)
     try:
-        handle = open_download(export, request.user, ip_address=client_ip(request))
-    except Conflict as exc:
+        chunks = open_download(export, request.user, ip_address=client_ip(request))
+    except Conflict as exc:  # not ready, expired, missing or damaged: the page says so
         messages.error(request, str(exc))
         return redirect(_page_of(export.target) + "#exports")
-    return file_response(export, handle)
+    return file_response(export, chunks)
 
 
-def file_response(export: Export, handle: IO[bytes]) -> FileResponse:
-    """The file as an attachment, with its recorded checksum (for the API too)."""
-    response = FileResponse(
-        handle,
-        as_attachment=True,
-        filename=export.download_name,
-        content_type=CONTENT_TYPES[export.format],
-    )
+def file_response(export: Export, chunks: Iterator[bytes]) -> StreamingHttpResponse:
+    """The file as an attachment, decrypted as it streams, with its recorded checksum
+    (for the API too). Content-Length is the plaintext's: a download cut short by a chunk
+    that does not authenticate shows as incomplete."""
+    response = StreamingHttpResponse(chunks, content_type=CONTENT_TYPES[export.format])
+    response["Content-Disposition"] = content_disposition_header(True, export.download_name)
+    response["Content-Length"] = str(export.size)
     response["X-Content-SHA256"] = export.sha256
     digest = base64.b64encode(bytes.fromhex(export.sha256)).decode()
     response["Repr-Digest"] = f"sha-256=:{digest}:"

@@ -4,15 +4,18 @@ checksums that match the bytes, who may export and download, and the audit trail
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
 import json
+import os
 import re
 from datetime import timedelta
 
 import django_rq
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.urls import reverse
 from django.utils import timezone
@@ -20,10 +23,13 @@ from rq import SimpleWorker
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention import exports, jobs
+from retention import crypto, export_files, exports, jobs
+from retention.actions import data_keys_by_master_key, do_rotate_master_key
+from retention.crypto import DecryptionError
 from retention.deletion import execution as runs
 from retention.deletion.actions import do_approve_step, do_file_request
 from retention.deletion.scope import resolve_scope
+from retention.export_files import opened
 from retention.models import (
     DataKey,
     DeletionRequest,
@@ -33,6 +39,7 @@ from retention.models import (
     RequestMethod,
     RequestStatus,
 )
+from retention.policies import do_update_policies, get_policy
 from retention.roles import Role
 from retention.store import NewMessage, add_messages
 from tests.conftest import make_chat, make_member
@@ -96,6 +103,12 @@ def export_of(django_capture_on_commit_callbacks):
 
 
 def file_bytes(export: Export) -> bytes:
+    """The export's plaintext: its stored file, decrypted with its own key."""
+    key = crypto.export_key(export.pk, export.wrapped_key)
+    return b"".join(opened(default_storage.open(export.file.name, "rb"), key, export.pk))
+
+
+def stored_bytes(export: Export) -> bytes:
     with default_storage.open(export.file.name, "rb") as handle:
         return handle.read()
 
@@ -284,7 +297,7 @@ def test_the_job_runs_on_the_default_queue_after_commit(
     export.refresh_from_db()
     assert export.status == ExportStatus.READY
     assert export.finished_at is not None
-    assert re.fullmatch(r"exports/[0-9a-f]{32}\.csv", export.file.name)  # nothing guessable
+    assert re.fullmatch(r"exports/[0-9a-f]{32}\.enc", export.file.name)  # nothing guessable
     assert exports.build_export(export.pk).status == ExportStatus.READY  # a rerun: no-op
 
 
@@ -538,3 +551,336 @@ def test_a_request_with_high_sensitivity_records_asks_for_evidence(
     export_of(request, people.security)  # an approver of its security step
     assert exports.has_evidence_export(request)
     assert 'data-testid="evidence-needed"' not in client.get(page_url).content.decode()
+
+
+# --- encryption at rest -------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    # Chunks of 64 bytes: even a small export is many chunks.
+    monkeypatch.setattr(export_files, "CHUNK_BYTES", 64)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_stored_file_is_encrypted_under_a_key_of_its_own(
+    people, store, hangzhou_request, export_of, fmt
+):
+    export = export_of(hangzhou_request, people.staff, fmt)
+    other = export_of(hangzhou_request, people.staff, fmt)
+
+    stored = stored_bytes(export)
+    assert stored.startswith(export_files.MAGIC)
+    for text in ("客户消息0", "店内群1", "盘点2", "客户"):
+        assert text.encode() not in stored
+    plaintext = file_bytes(export)
+    assert "客户消息0".encode() in plaintext
+    # The checksum and size are those of what a download gives back, not of the ciphertext.
+    assert hashlib.sha256(plaintext).hexdigest() == export.sha256
+    assert len(plaintext) == export.size
+    assert hashlib.sha256(stored).hexdigest() != export.sha256
+    # Each export has its own key, wrapped by the master key and bound to its export.
+    wrapped = bytes(export.wrapped_key)
+    assert wrapped.startswith(crypto.WRAP_FORMAT)
+    assert crypto.wrapped_with(wrapped) == crypto.current_master_key_id()
+    assert crypto.export_key(export.pk, wrapped) != crypto.export_key(other.pk, other.wrapped_key)
+    with pytest.raises(DecryptionError):
+        crypto.export_key(other.pk, wrapped)
+    with pytest.raises(DecryptionError):  # nor does a conversation's unwrapping open it
+        crypto.rewrapped(export.pk, wrapped)
+
+
+def test_a_large_export_is_sealed_in_chunks_and_downloads_whole(
+    people, store, hangzhou_request, export_of, small_chunks, small_reads
+):
+    export = export_of(hangzhou_request, people.manager, "html")
+    assert len(stored_bytes(export)) > 20 * 64  # many chunks
+
+    response = api_for(people.manager).get(f"/api/v1/exports/{export.pk}/download/")
+
+    assert response.status_code == 200
+    assert response.streaming  # decrypted as it streams, never whole in memory
+    pieces = list(response.streaming_content)
+    assert len(pieces) > 20 and all(len(piece) <= 64 for piece in pieces)
+    body = b"".join(pieces)
+    assert hashlib.sha256(body).hexdigest() == export.sha256
+    assert int(response["Content-Length"]) == export.size == len(body)
+    assert "客户消息6" in body.decode()
+
+
+def overwrite_byte(export: Export, offset: int) -> None:
+    data = bytearray(stored_bytes(export))
+    data[offset] ^= 0x01
+    default_storage.delete(export.file.name)
+    default_storage.save(export.file.name, io.BytesIO(bytes(data)))
+
+
+def test_a_download_stops_at_a_chunk_that_does_not_authenticate(
+    people, hangzhou_request, export_of, small_chunks
+):
+    export = export_of(hangzhou_request, people.staff, "jsonl")
+    plaintext = file_bytes(export)
+    sealed = export_files.NONCE_BYTES + 64 + export_files.TAG_BYTES
+    overwrite_byte(export, export_files.HEADER.size + 3 * sealed + 20)  # the fourth chunk
+
+    response = api_for(people.staff).get(f"/api/v1/exports/{export.pk}/download/")
+
+    assert response.status_code == 200  # the first chunks are sound
+    received = b""
+    with pytest.raises(DecryptionError, match="chunk 3"):
+        for piece in response.streaming_content:
+            received += piece
+    assert received == plaintext[: 3 * 64]  # the sound part, then nothing: never garbage
+    response.close()
+
+
+def test_a_file_that_fails_at_once_is_an_error_and_no_download(
+    people, client, hangzhou_request, export_of, small_chunks
+):
+    export = export_of(hangzhou_request, people.staff, "csv")
+    overwrite_byte(export, export_files.HEADER.size + 30)  # the first chunk
+
+    response = api_for(people.staff).get(f"/api/v1/exports/{export.pk}/download/")
+    assert response.status_code == 409
+    assert "cannot be decrypted" in response.json()["detail"]
+
+    Export.objects.filter(pk=export.pk).update(wrapped_key=crypto.new_wrapped_key(export.pk))
+    assert api_for(people.staff).get(f"/api/v1/exports/{export.pk}/download/").status_code == 409
+    client.force_login(people.staff)
+    page = client.get(reverse("export-download", args=[export.pk]), follow=True)
+    assert page.redirect_chain and "#exports" in page.redirect_chain[-1][0]
+    assert not AuditEvent.objects.filter(event_type=EventType.EXPORT_DOWNLOADED).exists()
+
+
+def test_rotation_rewraps_export_keys_and_downloads_survive_the_old_master_key(
+    request, people, hangzhou_request, export_of, settings
+):
+    export = export_of(hangzhou_request, people.staff, "jsonl")
+    expected = file_bytes(export)
+    # A new master key comes in; the one the export's key is under is being retired.
+    settings.QINGLI_RETIRED_MASTER_KEYS = [settings.QINGLI_MASTER_KEY]
+    settings.QINGLI_MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
+    crypto.forget_keys()
+    request.addfinalizer(crypto.forget_keys)
+    assert crypto.wrapped_with(bytes(export.wrapped_key)) != crypto.current_master_key_id()
+    assert file_bytes(export) == expected  # still readable through the retiring key
+
+    outcome = do_rotate_master_key(actor=people.admin)
+
+    conversations = DataKey.objects.filter(wrapped_key__isnull=False).count()
+    assert outcome == {"rewrapped": conversations + 1, "already_current": 0}
+    current = crypto.current_master_key_id()
+    assert set(data_keys_by_master_key()) == {current.hex()}
+    assert all(
+        crypto.wrapped_with(bytes(w)) == current
+        for w in Export.objects.exclude(wrapped_key=None).values_list("wrapped_key", flat=True)
+    )
+    settings.QINGLI_RETIRED_MASTER_KEYS = []  # the old master key is destroyed
+    crypto.forget_keys()
+    response = api_for(people.staff).get(f"/api/v1/exports/{export.pk}/download/")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == expected
+    assert do_rotate_master_key(actor=None)["rewrapped"] == 0
+
+
+# --- expiry -------------------------------------------------------------------------------
+
+
+def written_days_ago(export: Export, days: int) -> Export:
+    Export.objects.filter(pk=export.pk).update(
+        finished_at=timezone.now() - timedelta(days=days, minutes=1)
+    )
+    export.refresh_from_db()
+    return export
+
+
+def test_exports_older_than_the_policy_expire(people, hangzhou_request, export_of):
+    old = written_days_ago(export_of(hangzhou_request, people.staff, "csv"), 30)
+    recent = written_days_ago(export_of(hangzhou_request, people.staff, "jsonl"), 29)
+    old_file = old.file.name
+
+    assert jobs.expire_exports() == [old.pk]
+
+    old.refresh_from_db()
+    assert old.status == ExportStatus.EXPIRED and old.expired_at is not None
+    assert old.wrapped_key is None and not old.file
+    assert not default_storage.exists(old_file)
+    assert len(old.sha256) == 64 and old.messages  # what it held stays on record
+    event = AuditEvent.objects.get(event_type=EventType.EXPORT_EXPIRED)
+    assert event.actor_id is None and event.target_id == str(hangzhou_request.pk)
+    assert event.details["export"] == old.pk
+    assert (event.details["sha256"], event.details["keep_days"]) == (old.sha256, 30)
+    recent.refresh_from_db()
+    assert recent.status == ExportStatus.READY and default_storage.exists(recent.file.name)
+    assert exports.expire_exports() == []  # a second run changes nothing
+    assert AuditEvent.objects.filter(event_type=EventType.EXPORT_EXPIRED).count() == 1
+
+
+def test_the_keep_days_policy_is_validated_and_drives_expiry(people, hangzhou_request, export_of):
+    for bad in (0, 3651, -1, True, "30", 2.5):
+        with pytest.raises(ValidationError) as raised:
+            do_update_policies(actor=people.admin, changes={"export_keep_days": bad})
+        assert "export_keep_days" in raised.value.message_dict
+    response = api_for(people.admin).patch(
+        "/api/v1/policies/", {"export_keep_days": 0}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["export_keep_days"] == ["Must be a whole number from 1 to 3650."]
+    assert get_policy("export_keep_days") == 30
+
+    do_update_policies(actor=people.admin, changes={"export_keep_days": 2})
+    export = written_days_ago(export_of(hangzhou_request, people.staff), 2)
+    assert jobs.expire_exports() == [export.pk]
+    assert not exports.has_evidence_export(hangzhou_request)  # evidence must be made again
+
+
+def test_an_expired_export_is_gone_on_the_pages_and_in_the_api(
+    client, people, hangzhou_request, export_of
+):
+    export = written_days_ago(export_of(hangzhou_request, people.staff, "csv"), 31)
+    exports.expire_exports()
+    api = api_for(people.staff)
+
+    detail = api.get(f"/api/v1/exports/{export.pk}/").json()
+    assert (detail["status"], detail["download"]) == ("expired", None)
+    assert detail["expired_at"] and len(detail["sha256"]) == 64
+    response = api.get(f"/api/v1/exports/{export.pk}/download/")
+    assert response.status_code == 410
+    assert "This export expired on" in response.json()["detail"]
+    assert "Ask for a new export" in response.json()["detail"]
+
+    client.force_login(people.staff)
+    client.cookies["django_language"] = "en"
+    page = client.get(reverse("request", args=[hangzhou_request.pk])).content.decode()
+    card = page.split('data-testid="exports"')[1].split("</section>")[0]
+    assert f'data-testid="expired-{export.pk}"' in card and "Expired" in card
+    assert reverse("export-download", args=[export.pk]) not in card
+    followed = client.get(reverse("export-download", args=[export.pk]), follow=True)
+    assert "This export expired on" in followed.content.decode()
+    assert not AuditEvent.objects.filter(event_type=EventType.EXPORT_DOWNLOADED).exists()
+
+
+def test_a_plaintext_file_from_before_encryption_expires_at_once(
+    people, hangzhou_request, export_of
+):
+    export = export_of(hangzhou_request, people.staff, "jsonl")
+    plain = default_storage.save("exports/legacy.jsonl", io.BytesIO(b'{"body": "\\u5ba2"}\n'))
+    Export.objects.filter(pk=export.pk).update(file=plain, wrapped_key=None)
+
+    assert exports.expire_exports() == [export.pk]
+    assert not default_storage.exists(plain)
+    event = AuditEvent.objects.get(event_type=EventType.EXPORT_EXPIRED)
+    assert event.details["encrypted"] is False
+
+
+# --- a worker that dies -------------------------------------------------------------------
+
+
+class WorkerKilled(BaseException):
+    """What a killed worker looks like to the code: it stops, nothing is caught."""
+
+
+def stale(export: Export, minutes: int = 11) -> None:
+    Export.objects.filter(pk=export.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=minutes)
+    )
+
+
+def test_the_heartbeat_is_touched_every_batch(people, hangzhou_request, small_reads, monkeypatch):
+    export = exports.do_request_export(hangzhou_request, fmt="jsonl", acting_user=people.staff)
+    beats = []
+    decrypt = exports._decrypt
+
+    def watched(conversation, cipher, batch):
+        beats.append(Export.objects.get(pk=export.pk).heartbeat_at)
+        return decrypt(conversation, cipher, batch)
+
+    monkeypatch.setattr(exports, "_decrypt", watched)
+    assert exports.build_export(export.pk).status == ExportStatus.READY
+
+    assert len(beats) >= 6  # 13 messages in three conversations, two per read
+    assert beats == sorted(beats) and len(set(beats)) == len(beats)
+
+
+def test_a_stalled_export_is_queued_again_and_rebuilt_from_scratch(
+    people, hangzhou_request, monkeypatch, django_capture_on_commit_callbacks
+):
+    export = exports.do_request_export(hangzhou_request, fmt="jsonl", acting_user=people.staff)
+
+    def killed(*args, **kwargs):
+        raise WorkerKilled  # after the file is in storage, before the row says ready
+
+    with monkeypatch.context() as patch:
+        patch.setattr(exports, "_finish", killed)
+        with pytest.raises(WorkerKilled):
+            exports.build_export(export.pk)
+    export.refresh_from_db()
+    partial, first_key = export.file.name, bytes(export.wrapped_key)
+    assert export.status == ExportStatus.RUNNING and default_storage.exists(partial)
+
+    stale(export, minutes=9)
+    assert jobs.requeue_stalled_exports() == []  # its heartbeat is recent enough
+    stale(export, minutes=11)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert jobs.requeue_stalled_exports() == [export.pk]
+    assert len(callbacks) == 1  # build_export enqueued once the change is committed
+    assert Export.objects.get(pk=export.pk).status == ExportStatus.QUEUED
+    restarted = AuditEvent.objects.get(event_type=EventType.EXPORT_RESTARTED)
+    assert restarted.details["export"] == export.pk and restarted.details["attempts"] == 1
+
+    rebuilt = exports.build_export(export.pk)
+
+    assert rebuilt.status == ExportStatus.READY and rebuilt.attempts == 2
+    assert not default_storage.exists(partial)  # the dead run's file is gone
+    assert rebuilt.file.name != partial and bytes(rebuilt.wrapped_key) != first_key
+    assert default_storage.listdir("exports")[1] == [rebuilt.file.name.split("/")[1]]
+    rows = rows_of(rebuilt)
+    assert len(rows) == len({r["id"] for r in rows}) == hangzhou_request.preview["messages"]
+    assert hashlib.sha256(file_bytes(rebuilt)).hexdigest() == rebuilt.sha256
+
+
+def test_a_run_taken_for_dead_stops_and_leaves_the_new_one_alone(
+    people, hangzhou_request, monkeypatch, small_reads
+):
+    export = exports.do_request_export(hangzhou_request, fmt="jsonl", acting_user=people.staff)
+    write = exports.WRITERS["jsonl"]
+    paused = []
+
+    def slow_writer(export, sink):
+        if not paused:  # the first run stalls here long enough to be taken for dead
+            paused.append(export.attempts)
+            stale(export)
+            assert exports.requeue_stalled_exports() == [export.pk]
+            assert exports.build_export(export.pk).status == ExportStatus.READY
+        write(export, sink)
+
+    monkeypatch.setitem(exports.WRITERS, "jsonl", slow_writer)
+    final = exports.build_export(export.pk)  # the first run wakes up, and stops
+
+    assert paused == [1]
+    assert final.status == ExportStatus.READY and final.attempts == 2
+    assert AuditEvent.objects.filter(event_type=EventType.EXPORT_COMPLETED).count() == 1
+    assert not AuditEvent.objects.filter(event_type=EventType.EXPORT_FAILED).exists()
+    assert default_storage.listdir("exports")[1] == [final.file.name.split("/")[1]]
+    assert len(rows_of(final)) == hangzhou_request.preview["messages"]
+
+
+def test_an_export_that_keeps_killing_its_worker_fails_in_the_end(
+    people, hangzhou_request, monkeypatch
+):
+    export = exports.do_request_export(hangzhou_request, fmt="csv", acting_user=people.staff)
+    monkeypatch.setattr(exports, "_finish", lambda *args: (_ for _ in ()).throw(WorkerKilled))
+    for attempt in range(1, exports.MAX_ATTEMPTS + 1):
+        with pytest.raises(WorkerKilled):
+            exports.build_export(export.pk)
+        stale(export)
+        requeued = exports.requeue_stalled_exports()
+        assert requeued == ([export.pk] if attempt < exports.MAX_ATTEMPTS else [])
+
+    export.refresh_from_db()
+    assert export.status == ExportStatus.FAILED and "stopped 3 times" in export.error
+    assert not export.file and export.wrapped_key is None
+    assert not default_storage.listdir("exports")[1]
+    assert AuditEvent.objects.filter(event_type=EventType.EXPORT_RESTARTED).count() == 2
+    failed = AuditEvent.objects.get(event_type=EventType.EXPORT_FAILED)
+    assert "stopped 3 times" in failed.details["error"]

@@ -126,6 +126,7 @@ def policy_data(w: World, who: str) -> dict:
         "recycle_bin_days": 7,
         "retention_grace_days": 7,
         "approval_expiry_days": 14,
+        "export_keep_days": 30,
         "window_start": "22:00",
         "window_end": "06:00",
         "approval_chains": '{"batch": ["manager"], "server": ["manager", "security", "admin"]}',

@@ -12,7 +12,7 @@ from retention.actions import data_keys_by_master_key, do_rotate_master_key
 
 
 class Command(BaseCommand):
-    help = "Re-wrap every conversation's data key with the current master key."
+    help = "Re-wrap every data key (conversations' and export files') with the current master key."
 
     def add_arguments(self, parser):
         parser.add_argument(
