@@ -5,6 +5,7 @@ from __future__ import annotations
 from retention import exports
 from retention.deletion import execution, recycle, rules
 from retention.deletion.actions import do_expire_stale_requests
+from retention.models import ExportStatus
 
 
 def expire_stale_requests() -> int:
@@ -38,8 +39,12 @@ def restore_tombstones(tombstone_ids: list[int], acting_user_id: int | None) -> 
 
 
 def build_export(export_id: int) -> str:
-    """Write an export's file (a request's frozen scope or a conversation)."""
-    return exports.build_export(export_id).status
+    """Write an export's file (a request's frozen scope or a conversation); a request that
+    waited for it as evidence starts now rather than at the watchdog's next look."""
+    export = exports.build_export(export_id)
+    if export.status == ExportStatus.READY and export.request_id:
+        execution.enqueue_start_if_waiting(export.request_id)
+    return export.status
 
 
 def requeue_stalled_exports() -> list[int]:

@@ -119,6 +119,15 @@ def enqueue_start(request_id: int) -> None:
     django_rq.get_queue(QUEUE).enqueue("retention.jobs.start_request", request_id)
 
 
+def enqueue_start_if_waiting(request_id: int) -> None:
+    """Start an approved request whose time has come (it may have waited for evidence)."""
+    due = DeletionRequest.objects.filter(
+        pk=request_id, status=RequestStatus.APPROVED, scheduled_for__lte=timezone.now()
+    ).exists()
+    if due:
+        enqueue_start(request_id)
+
+
 def enqueue_run(execution: Execution, *, delay_seconds: int = 0) -> None:
     execution_id = execution.pk
 
@@ -773,7 +782,12 @@ def _purge_batch(
         hold_guard_shared()
         held = _held({u.conversation_id for u in units})
         if held:
-            # A hold placed after the records were binned: they stay, in the bin.
+            # A hold placed after the records were binned: they stay, in the bin, and are
+            # counted as held (all rows: the tombstones already hide them from reads).
+            kept = [u for u in units if u.conversation_id in held]
+            locked.held_messages += Message.all_rows.filter(
+                _units_q(kept) & _sent_q(request)
+            ).count()
             Tombstone.objects.filter(
                 pk__in=[u.tombstone_id for u in units if u.conversation_id in held],
                 state=TombstoneState.PURGING,

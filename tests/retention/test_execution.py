@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind
+from retention import jobs
 from retention.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
 from retention.deletion import execution as runs
 from retention.deletion.actions import (
@@ -24,9 +25,11 @@ from retention.deletion.actions import (
 )
 from retention.deletion.recycle import bin_requests_for, do_restore_from_bin
 from retention.deletion.scope import resolve_scope
+from retention.exports import do_request_export
 from retention.models import (
     Attachment,
     DataKey,
+    DeletionRequest,
     Execution,
     ExecutionStatus,
     HoldKind,
@@ -545,8 +548,7 @@ def test_rows_a_hold_kept_during_a_wipes_purge_go_once_it_is_released(
     assert len(stored_ids(store["group"])) == 1
 
 
-def test_high_sensitivity_records_wait_for_an_evidence_export(people, org, store):
-    from retention.exports import build_export, do_request_export
+def test_high_sensitivity_records_wait_for_an_evidence_export(people, org, store, monkeypatch):
 
     add_messages(
         store["group"],
@@ -573,5 +575,10 @@ def test_high_sensitivity_records_wait_for_an_evidence_export(people, org, store
     assert not Tombstone.objects.exists()
 
     export = do_request_export(request, fmt="jsonl", acting_user=people.staff)
-    build_export(export.pk)
+    started = []
+    monkeypatch.setattr(runs, "enqueue_start", started.append)
+    # The export job starts the waiting request at once (past its time, as here).
+    DeletionRequest.objects.filter(pk=request.pk).update(scheduled_for=timezone.now())
+    assert jobs.build_export(export.pk) == "ready"
+    assert started == [request.pk]
     assert run(request).status == ExecutionStatus.COMPLETED

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 import django_rq
 import redis
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
@@ -62,13 +63,14 @@ from retention.benchmarks import (
     using_database,
     wait_for,
 )
-from retention.deletion import approvals
+from retention.deletion import approvals, rules
 from retention.deletion.actions import do_approve_step, do_file_request
 from retention.deletion.execution import QUEUE, start_due_purges
 from retention.deletion.recycle import do_restore_from_bin
 from retention.deletion.scope import resolve_scope
 from retention.demo import seed_demo
 from retention.demo.org import COMPANY_NAME
+from retention.exports import do_request_export
 from retention.models import (
     Conversation,
     DeletionRequest,
@@ -76,15 +78,19 @@ from retention.models import (
     Execution,
     ExecutionKind,
     ExecutionStatus,
+    ExportStatus,
     Member,
     Message,
     RequestConversation,
     RequestMethod,
     RequestStatus,
+    RetentionRule,
+    RuleAction,
     Tombstone,
     TombstoneState,
 )
 from retention.policies import do_update_policies
+from retention.roles import Role
 
 SCRATCH_PREFIX = "qingli_benchwipe"
 SPARE_REDIS_DB = 9
@@ -296,18 +302,24 @@ class Command(BaseCommand):
         )
         with using_database(self.db["run"]), override_settings(MEDIA_ROOT=self.media("run")):
             _warm(self.db["run"], self.server)
+            results.append(self.evidence(first))
+            self.approve(first)
             results.append(self.move("move", "move to recycle bin", first))
             results.append(self.restore(first))
             second = self.file(RequestMethod.BATCH)
+            self.evidence(second)
+            self.approve(second)
             results.append(self.move("move-again", "move again (for the purge)", second))
             results.append(self.purge(second))
+            results.append(self.retention_run())
         with using_database(self.db["wipe"]), override_settings(MEDIA_ROOT=self.media("wipe")):
             _warm(self.db["wipe"], self.server)
             self.cast = _cast()
             wipe_request = self.file(RequestMethod.SERVER)
+            self.evidence(wipe_request)
+            self.approve(wipe_request)
             unreadable, gone = self.wipe(wipe_request)
             results += [unreadable, gone]
-        self.say("retention run: not built yet\n")
         self.report(floor, results)
 
     def seed(self, seed: int) -> None:
@@ -356,7 +368,7 @@ class Command(BaseCommand):
         return list(best)
 
     def file(self, method: str) -> DeletionRequest:
-        """File and approve a request for the chosen half, as the demo director."""
+        """File a request for the chosen half, as the demo director."""
         started = time.perf_counter()
         director = self.cast["director"]
         protected = list(
@@ -371,7 +383,16 @@ class Command(BaseCommand):
         request, _ = do_file_request(
             requester=director, scope=scope, reason=f"bench_wipe: {method} of half the demo"
         )
-        filed_s = time.perf_counter() - started
+        self.say(
+            f"Filed {method} request {request.pk} ({request.preview['messages']:,} messages, "
+            f"{request.preview['conversations']:,} conversations) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        return request
+
+    def approve(self, request: DeletionRequest) -> None:
+        """Approve every step; its evidence export (if it needs one) is made before."""
+        started = time.perf_counter()
         approvers = []
         while request.status == RequestStatus.PENDING:
             step = approvals.current_step(request)
@@ -387,11 +408,9 @@ class Command(BaseCommand):
         # to the queue, and the benchmark enqueues the start itself.
         _drop_scheduled(QUEUE)
         self.say(
-            f"Filed {method} request {request.pk} ({request.preview['messages']:,} messages, "
-            f"{request.preview['conversations']:,} conversations) in {filed_s:.1f} s; "
-            f"approved by {', '.join(approvers)} in {time.perf_counter() - started - filed_s:.1f} s"
+            f"Approved request {request.pk} by {', '.join(approvers)} in "
+            f"{time.perf_counter() - started:.1f} s"
         )
-        return request
 
     # --- the worker ---------------------------------------------------------------------
 
@@ -407,7 +426,14 @@ class Command(BaseCommand):
         )
 
     def worker_argv(self, *, burst: bool) -> list[str]:
-        argv = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "rqworker", QUEUE]
+        # The wipes queue, and the default one that builds evidence exports.
+        argv = [
+            sys.executable,
+            str(Path(settings.BASE_DIR) / "manage.py"),
+            "rqworker",
+            QUEUE,
+            "default",
+        ]
         return argv + ["--burst"] if burst else argv
 
     def idle_worker(self) -> tuple[float, float]:
@@ -548,6 +574,71 @@ class Command(BaseCommand):
         result = Result(key="restore", label=label, rows=outcome["messages"], wall_s=wall_s)
         return self._with_samples(result, timed)
 
+    def evidence(self, request: DeletionRequest) -> Result:
+        """The evidence export a request with high-sensitivity records needs before it
+        runs: a JSON Lines export of its frozen scope, built by the worker."""
+        export = do_request_export(request, fmt="jsonl", acting_user=self.cast["director"])
+
+        def done() -> bool:
+            export.refresh_from_db()
+            if export.status == ExportStatus.FAILED:
+                raise CommandError(f"evidence export {export.pk} failed: {export.error}")
+            return export.status == ExportStatus.READY
+
+        timed = self.timed("evidence export", lambda: None, done)
+        result = Result(
+            key="evidence",
+            label="evidence export (JSON Lines)",
+            rows=export.messages,
+            wall_s=(export.finished_at - timed.started_at).total_seconds(),
+            run_s=(export.finished_at - export.started_at).total_seconds(),
+        )
+        return self._with_samples(result, timed)
+
+    def retention_run(self) -> Result:
+        """A rule over the whole company whose keep takes about half of what is left,
+        enabled by two admins (grace skipped), run by the nightly job's own code."""
+        admins = list(Member.objects.filter(groups__name=Role.ADMIN, is_active=True)[:2])
+        if len(admins) < 2:
+            second = Member.objects.create_user(username="bench_admin_b")
+            second.groups.add(Group.objects.get(name=Role.ADMIN))
+            admins.append(second)
+        first_admin, second_admin = admins[0], admins[1]
+        sent = Message.objects.order_by("sent_at").values_list("sent_at", flat=True)
+        median = sent[Message.objects.count() // 2]
+        keep_days = max(1, (timezone.now() - median).days)
+        rule = rules.do_create_rule(
+            acting_user=first_admin,
+            name="bench_wipe: half of what is left",
+            keep_days=keep_days,
+            action=RuleAction.BIN,
+        )
+        rules.do_preview_rule(rule, acting_user=first_admin)
+        rules.do_propose(rule, acting_user=first_admin)
+        rules.do_approve_rule(rule, acting_user=second_admin)
+        RetentionRule.objects.filter(pk=rule.pk).update(effective_from=timezone.now())
+        started: list[int] = []
+
+        def start() -> None:
+            # The nightly job; with high-sensitivity records in scope it asks for its own
+            # evidence export, and the run starts once that is ready.
+            started.extend(rules.run_due_rules())
+
+        def done() -> bool:
+            if not started:
+                return False
+            return _run_finished(DeletionRequest.objects.get(pk=started[0]), ExecutionKind.MOVE)
+
+        timed = self.timed("retention run", start, done)
+        request = DeletionRequest.objects.get(pk=started[0])
+        self.say(
+            f"  rule: keep {keep_days} days; its run took {request.preview['messages']:,} "
+            f"messages (evidence export included in wall time)"
+        )
+        return self.run_result(
+            "retention", "retention run (to the bin)", request, ExecutionKind.MOVE, timed
+        )
+
     def purge(self, request: DeletionRequest) -> Result:
         far = timezone.now() + timedelta(days=3650)
         timed = self.timed(
@@ -652,7 +743,6 @@ class Command(BaseCommand):
                 f"{_f(r.worker_peak_mb, '.0f'):>7} "
                 f"{_f(r.worker_peak_mb and r.worker_peak_mb - self.idle_mb, '+.0f'):>7}"
             )
-        self.say("retention run                  not built yet")
         self.say(
             "\nwall: from the enqueue (restore: the do_restore_from_bin call; purge: the "
             "start_due_purges call) to the run's end, including the burst worker's start; "
