@@ -263,7 +263,7 @@ def test_a_purging_rule_removes_rows_for_real(admins, org, chats):
     enabled(new_rule(admins, department=org.shenzhen, action=RuleAction.PURGE), admins)
     run_rules()
     assert ages_left(chats["south"]) == [5, 40]
-    (purge_id,) = runs.start_due_purges(now=NOW + timedelta(minutes=1))
+    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(minutes=1))
     assert runs.run_execution(purge_id).status == ExecutionStatus.COMPLETED
     assert Message.all_rows.filter(conversation=chats["south"]).count() == 2
 
@@ -437,7 +437,7 @@ def test_an_archiving_rule_exports_first_then_purges(admins, org, chats):
     assert build_export(export.pk).messages == 3
     started = runs.start_request(request.pk, now=NOW)
     runs.run_execution(started.pk)
-    (purge_id,) = runs.start_due_purges(now=NOW + timedelta(minutes=1))
+    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(minutes=1))
     runs.run_execution(purge_id)
     assert Message.all_rows.filter(conversation=chats["south"]).count() == 2
 
