@@ -26,8 +26,13 @@ NO_MANAGER_ABOVE = "no other manager above the scope"
 
 
 def managers_over(department: Department | None, *, excluding: Member) -> QuerySet[Member]:
-    """Active managers whose subtree holds ``department`` (the company's for None)."""
-    qs = Member.objects.filter(is_active=True, groups__name=Role.MANAGER).exclude(pk=excluding.pk)
+    """Active managers whose subtree holds ``department`` (the company's for None) and who
+    may approve: auditors never do, whatever other role they hold (as in _candidates)."""
+    qs = (
+        Member.objects.filter(is_active=True, groups__name=Role.MANAGER)
+        .exclude(pk=excluding.pk)
+        .exclude(groups__name=Role.AUDITOR)
+    )
     if department is None:
         return qs.filter(department__parent__isnull=True)
     return qs.filter(department__in=department.ancestor_ids())
@@ -50,9 +55,9 @@ def plan_steps(
         if role == Role.MANAGER:
             department = _nearest_manager_level(root, requester)
             if department is None:
-                if Role.ADMIN in roles:
-                    continue  # the chain's own admin step already stands above everyone
-                # Nobody above the requester manages the scope: the step goes to an admin.
+                # Nobody above the requester manages the scope: the step goes to an admin,
+                # even when the chain has an admin step of its own. The chain keeps its
+                # length, and every step still needs a different person.
                 role, because = Role.ADMIN.value, NO_MANAGER_ABOVE
         planned.append((role, department, because))
     return [
@@ -103,7 +108,8 @@ def first_unstaffable_step(steps: list[dict], requester: Member) -> dict | None:
 
 def _nearest_manager_level(root: Department | None, requester: Member) -> Department | None:
     """Walk up from the scope's root to the first department with a manager other than
-    the requester; its managers and every manager above may approve."""
+    the requester who may approve (not an auditor); its managers and every manager above
+    may approve."""
     if root is None:
         return None
     ancestors = Department.objects.in_bulk(root.ancestor_ids())

@@ -10,7 +10,9 @@ cancel — and after every step the whole database is checked against invariants
   none of them the requester or an auditor, each eligible for its step's role (manager
   steps: a manager of the step's department or above it, which is itself the scope's
   department or above it; security steps: a security officer; admin steps: an admin);
-- it has at least as many steps as its method's chain had when it was filed;
+- it has at least as many steps as its method's chain had when it was filed; at filing,
+  exactly one step per role of that chain (a manager step that no other manager above
+  the scope can take goes to an admin), and each step can get a different eligible person;
 - a rejected request has exactly one rejected step, a pending one exactly one pending step;
 - personal requests never have steps;
 - each decided step has exactly one audit event, and the audit chain verifies.
@@ -53,7 +55,12 @@ from retention.deletion.actions import (
     do_reject_request,
     do_release_hold,
 )
-from retention.deletion.approvals import NO_MANAGER_ABOVE, eligible_approvers, steps_awaiting
+from retention.deletion.approvals import (
+    HIGH_SENSITIVITY,
+    NO_MANAGER_ABOVE,
+    eligible_approvers,
+    steps_awaiting,
+)
 from retention.deletion.scope import resolve_scope
 from retention.models import (
     Conversation,
@@ -382,36 +389,58 @@ class RequestWorkflow(RuleBasedStateMachine):
     def check_plan(self, request: DeletionRequest, chain: list[str]) -> None:
         """The steps follow the chain in force at filing, plus security for sensitive
         batches; a manager step with no other manager above the scope becomes an admin's."""
-        expected = list(chain)
+        expected = [(role, "") for role in chain]
         if (
             request.method == RequestMethod.BATCH
             and request.preview["high_sensitivity"]
-            and Role.SECURITY not in expected
+            and Role.SECURITY not in chain
         ):
-            expected.append(Role.SECURITY.value)
+            expected.append((Role.SECURITY.value, HIGH_SENSITIVITY))
+        # Auditors never approve, so they are no manager "above the scope" either.
         nobody_above = not any(
             p.active
             and p.name != request.requester.username
+            and Role.AUDITOR not in p.roles
             and self.manages(p, request.scope_root_id)
             for p in PEOPLE
         )
-        planned = []
-        for role in expected:
-            if role == Role.MANAGER and nobody_above:
-                if Role.ADMIN in expected:
-                    continue  # the chain's own admin step stands above everyone already
-                planned.append((Role.ADMIN.value, NO_MANAGER_ABOVE))
-            else:
-                planned.append((role, None))
+        # Every role of the chain is a step: a manager step with nobody above goes to an
+        # admin, even when the chain has an admin step already. Chains never shorten.
+        planned = [
+            (Role.ADMIN.value, NO_MANAGER_ABOVE)
+            if role == Role.MANAGER and nobody_above
+            else (role, because)
+            for role, because in expected
+        ]
         steps = list(request.steps.order_by("order"))
         assert [s.order for s in steps] == list(range(1, len(planned) + 1))
-        for step, (role, because) in zip(steps, planned, strict=True):
-            assert step.role == role
-            if because is not None:
-                assert step.because == because
+        assert [(s.role, s.because) for s in steps] == planned, (request.pk, chain)
         assert [s.status for s in steps] == [StepStatus.PENDING] + [StepStatus.WAITING] * (
             len(steps) - 1
         )
+        # Filing is refused unless each step can get its own eligible person.
+        assert self.staffable(request, steps), (request.pk, [s.role for s in steps])
+
+    def staffable(self, request: DeletionRequest, steps: list) -> bool:
+        """Some assignment gives every step a different eligible person (not the
+        requester): the oracle's own search, independent of the filing code's."""
+        candidates = [
+            [
+                p.name
+                for p in PEOPLE
+                if p.name != request.requester.username and self.may_hold_step(p, step)
+            ]
+            for step in steps
+        ]
+
+        def assign(index: int, taken: frozenset[str]) -> bool:
+            if index == len(candidates):
+                return True
+            return any(
+                assign(index + 1, taken | {name}) for name in candidates[index] if name not in taken
+            )
+
+        return assign(0, frozenset())
 
     @rule(who=st.sampled_from(NAMES), chat=st.sampled_from(CHAT_KEYS), own=st.booleans())
     def file_personal(self, who, chat, own):
@@ -457,14 +486,27 @@ class RequestWorkflow(RuleBasedStateMachine):
     def approve(self, pick, who):
         self.decide(self.pick_request(pick), who, "approve")
 
+    def decide_as_someone_eligible(self, request: DeletionRequest, choice: int, action: str):
+        """Someone the oracle says may decide, decides (False: nobody may)."""
+        eligible = [p.name for p in PEOPLE if self.expected_decision(request, p) is None]
+        if eligible:
+            assert self.decide(request, eligible[choice % len(eligible)], action) is None
+        return bool(eligible)
+
     @precondition(lambda self: self.filed)
     @rule(pick=st.integers(0, 10_000), choice=st.integers(0, 10_000))
     def approve_as_someone_eligible(self, pick, choice):
-        """Let the approvals go somewhere: someone the oracle says may decide, decides."""
+        """Let the approvals go somewhere."""
+        self.decide_as_someone_eligible(self.pick_request(pick), choice, "approve")
+
+    @precondition(lambda self: self.filed)
+    @rule(pick=st.integers(0, 10_000), choice=st.integers(0, 10_000))
+    def approve_every_step_in_turn(self, pick, choice):
+        """See one request through: eligible people approve step after step until it is
+        approved or nobody left may decide (a chain's steps each need another person)."""
         request = self.pick_request(pick)
-        eligible = [p.name for p in PEOPLE if self.expected_decision(request, p) is None]
-        if eligible:
-            assert self.decide(request, eligible[choice % len(eligible)], "approve") is None
+        while self.decide_as_someone_eligible(request, choice, "approve"):
+            request.refresh_from_db()
 
     @precondition(lambda self: self.filed)
     @rule(pick=st.integers(0, 10_000), choice=st.integers(0, 10_000))
@@ -482,6 +524,12 @@ class RequestWorkflow(RuleBasedStateMachine):
         self.decide(self.pick_request(pick), who, "reject")
 
     @precondition(lambda self: self.filed)
+    @rule(pick=st.integers(0, 10_000), choice=st.integers(0, 10_000))
+    def reject_as_someone_eligible(self, pick, choice):
+        """Rejections too, not only when a random member happens to be eligible."""
+        self.decide_as_someone_eligible(self.pick_request(pick), choice, "reject")
+
+    @precondition(lambda self: self.filed)
     @rule(pick=st.integers(0, 10_000), who=st.sampled_from(NAMES))
     def reject_without_a_reason(self, pick, who):
         request = self.pick_request(pick)
@@ -496,8 +544,17 @@ class RequestWorkflow(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 10_000), who=st.sampled_from(NAMES + ["requester"] * 4))
     def cancel(self, pick, who):
         request = self.pick_request(pick)
-        if who == "requester":
-            who = request.requester.username
+        self.cancel_as(request, request.requester.username if who == "requester" else who)
+
+    @precondition(lambda self: self.filed)
+    @rule(pick=st.integers(0, 10_000), choice=st.integers(0, 10_000))
+    def cancel_as_the_requester_or_an_admin(self, pick, choice):
+        """Cancellations too, not only when a random member happens to be allowed."""
+        request = self.pick_request(pick)
+        allowed = [request.requester.username] + [p.name for p in PEOPLE if Role.ADMIN in p.roles]
+        self.cancel_as(request, allowed[choice % len(allowed)])
+
+    def cancel_as(self, request: DeletionRequest, who: str) -> None:
         person = BY_NAME[who]
         if request.requester.username != who and Role.ADMIN not in person.roles:
             expected = PermissionDenied

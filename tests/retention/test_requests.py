@@ -283,16 +283,49 @@ def test_only_the_sole_root_manager_wipes_the_whole_company(regulars, org, chats
 
 
 def test_a_chain_nobody_can_complete_is_refused_at_filing(regulars, org, chats):
-    # The company's manager wipes the company: the manager step has nobody above it, so
-    # the chain is security then admin; with the only admin away, nobody can approve.
-    regulars.admin.is_active = False
-    regulars.admin.save()
+    # The company's manager wipes the company: nobody manages above the scope, so the
+    # manager step goes to an admin and the chain is admin, security, admin. One admin
+    # cannot decide two steps: with only one, nobody can complete it.
     with translation.override("en"), pytest.raises(ValidationError, match="Nobody else could"):
         file(regulars.director, RequestMethod.SERVER, whole_company=True)
-    regulars.admin.is_active = True
-    regulars.admin.save()
+    assert not DeletionRequest.objects.exists()
+
+
+def test_with_no_manager_above_a_wipe_still_needs_three_distinct_approvers(regulars, org, chats):
+    from retention.deletion.approvals import NO_MANAGER_ABOVE
+    from retention.roles import Role
+    from tests.conftest import make_member
+
+    admin2 = make_member("admin2", org.company, Role.ADMIN)
     request = file(regulars.director, RequestMethod.SERVER, whole_company=True)
-    assert list(request.steps.values_list("role", flat=True)) == ["security", "admin"]
+    steps = list(request.steps.order_by("order"))
+    assert [s.role for s in steps] == ["admin", "security", "admin"]
+    assert steps[0].because == NO_MANAGER_ABOVE
+    do_approve_step(request, acting_user=regulars.admin)
+    do_approve_step(request, acting_user=regulars.security)
+    with pytest.raises(PermissionDenied):
+        do_approve_step(request, acting_user=regulars.admin)  # already decided step 1
+    assert do_approve_step(request, acting_user=admin2).status == RequestStatus.APPROVED
+
+
+def test_a_manager_who_is_also_an_auditor_is_not_a_level_for_the_manager_step(regulars, org, chats):
+    # Auditors never approve, so a manager-auditor does not make their department the
+    # manager step's level: the step goes higher (here: to an admin, as nobody else
+    # manages above the director) instead of the filing being refused as unapprovable.
+    from retention.deletion.approvals import NO_MANAGER_ABOVE
+    from retention.roles import Role
+    from tests.conftest import make_member
+
+    make_member("audit_director", org.company, Role.MANAGER, Role.AUDITOR)
+    request = file(regulars.director, RequestMethod.BATCH, departments=[org.company.pk])
+    (step,) = request.steps.all()
+    assert (step.role, step.department, step.because) == ("admin", None, NO_MANAGER_ABOVE)
+    assert do_approve_step(request, acting_user=regulars.admin).status == (RequestStatus.APPROVED)
+
+    make_member("audit_store_manager", org.hangzhou, Role.MANAGER, Role.AUDITOR)
+    request = file(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    (step,) = request.steps.all()
+    assert step.role == "manager" and step.department == org.east
 
 
 def test_personal_deletion_only_of_ones_own_conversations(regulars, chats):
