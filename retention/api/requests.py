@@ -179,37 +179,53 @@ DECISION_RESPONSES = {
     404: NOT_FOUND,
     409: CONFLICT,
 }
+STEP_DECISION_RESPONSES = {
+    **DECISION_RESPONSES,
+    409: OpenApiResponse(
+        DetailSerializer,
+        description=(
+            "Not waiting for a decision, or waiting for another step than the body's `step`; "
+            "nothing was changed."
+        ),
+    ),
+}
 
 
 class RequestApproveView(APIView):
-    """Approve the request's current step; the last approval schedules the run."""
+    """Approve the request's current step; the last approval schedules the run. Send the
+    step's order as ``step`` so that a stale or repeated click cannot approve the next one."""
 
     parser_classes = [JSONParser]
 
-    @extend_schema(request=DecisionSerializer, responses=DECISION_RESPONSES, tags=["requests"])
+    @extend_schema(request=DecisionSerializer, responses=STEP_DECISION_RESPONSES, tags=["requests"])
     def post(self, request: Request, request_id: int) -> Response:
         target = _visible_request(request, request_id)
         form = DecisionSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        data = form.validated_data
         actions.do_approve_step(
-            target, acting_user=request.user, comment=form.validated_data["comment"]
+            target, acting_user=request.user, step_order=data["step"], comment=data["comment"]
         )
         target.refresh_from_db()
         return _render(request, target)
 
 
 class RequestRejectView(APIView):
-    """Reject the request at its current step; the reason goes to the requester."""
+    """Reject the request at its current step (``step``: as for approve); the reason goes
+    to the requester."""
 
     parser_classes = [JSONParser]
 
-    @extend_schema(request=RejectionSerializer, responses=DECISION_RESPONSES, tags=["requests"])
+    @extend_schema(
+        request=RejectionSerializer, responses=STEP_DECISION_RESPONSES, tags=["requests"]
+    )
     def post(self, request: Request, request_id: int) -> Response:
         target = _visible_request(request, request_id)
         form = RejectionSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        data = form.validated_data
         actions.do_reject_request(
-            target, acting_user=request.user, reason=form.validated_data["reason"]
+            target, acting_user=request.user, reason=data["reason"], step_order=data["step"]
         )
         target.refresh_from_db()
         return _render(request, target)

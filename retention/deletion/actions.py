@@ -312,13 +312,22 @@ def _locked(request: DeletionRequest) -> DeletionRequest:
 
 
 def do_approve_step(
-    request: DeletionRequest, *, acting_user: Member, comment: str = ""
+    request: DeletionRequest,
+    *,
+    acting_user: Member,
+    step_order: int | None = None,
+    comment: str = "",
 ) -> DeletionRequest:
-    """Approve the current step; the last approval schedules the run."""
+    """Approve the current step; the last approval schedules the run.
+
+    ``step_order`` is the step the approver saw and means to approve: if the request has
+    moved on to another step meanwhile (a stale page, a double submit), it is a Conflict
+    and nothing changes. Pages always send it; None approves whichever step is current.
+    """
     with transaction.atomic():
         locked = _locked(request)
         step = approvals.current_step(locked)
-        _check_may_decide(locked, step, acting_user)
+        _check_may_decide(locked, step, acting_user, step_order)
         now = timezone.now()
         step.status, step.approver, step.decided_at = StepStatus.APPROVED, acting_user, now
         step.comment = (comment or "").strip()
@@ -358,15 +367,16 @@ def do_approve_step(
 
 
 def do_reject_request(
-    request: DeletionRequest, *, acting_user: Member, reason: str
+    request: DeletionRequest, *, acting_user: Member, reason: str, step_order: int | None = None
 ) -> DeletionRequest:
+    """Reject the request at its current step (``step_order``: as in do_approve_step)."""
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": [_("Say why you reject it; the requester will read it.")]})
     with transaction.atomic():
         locked = _locked(request)
         step = approvals.current_step(locked)
-        _check_may_decide(locked, step, acting_user)
+        _check_may_decide(locked, step, acting_user, step_order)
         now = timezone.now()
         step.status, step.approver, step.decided_at, step.comment = (
             StepStatus.REJECTED,
@@ -389,11 +399,21 @@ def do_reject_request(
     return locked
 
 
-def _check_may_decide(request: DeletionRequest, step: ApprovalStep | None, member: Member) -> None:
+def _check_may_decide(
+    request: DeletionRequest, step: ApprovalStep | None, member: Member, step_order: int | None
+) -> None:
     if request.status != RequestStatus.PENDING or step is None:
         raise Conflict(
             _("This request is %(status)s; it is not waiting for a decision.")
             % {"status": request.get_status_display()}
+        )
+    if step_order is not None and step.order != step_order:
+        raise Conflict(
+            _(
+                "This decision was for step %(expected)d, but the request now waits for "
+                "step %(current)d. Nothing was changed: look at the request again first."
+            )
+            % {"expected": step_order, "current": step.order}
         )
     refusal = approvals.refusal_to_decide(step, member)
     if refusal is not None:

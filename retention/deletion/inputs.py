@@ -60,12 +60,28 @@ class HoldInputSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=2000)
 
 
+def step_field() -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=_(
+            "The order of the step this decision is for, as last read (the pending step's "
+            "order). If the request waits for another step by now, the decision is refused "
+            "with 409 and nothing changes. Left out: whichever step is pending."
+        ),
+    )
+
+
 class DecisionSerializer(StrictSerializer):
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    step = step_field()
 
 
 class RejectionSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=2000)
+    step = step_field()
 
 
 class QuotaGrantInputSerializer(StrictSerializer):

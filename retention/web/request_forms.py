@@ -211,16 +211,31 @@ class RequestFilterForm(forms.Form):
     )
 
 
+def step_field(form_id: str) -> forms.IntegerField:
+    """The order of the step a decision is for: the page's decision forms always send it,
+    so a stale page or a second click cannot decide the step after it."""
+    return forms.IntegerField(
+        min_value=1,
+        widget=forms.HiddenInput(attrs={"id": form_id}),
+        error_messages={
+            "required": _("The form did not say which step it decides. Reload the page."),
+            "invalid": _("The form did not say which step it decides. Reload the page."),
+        },
+    )
+
+
 class ApproveForm(forms.Form):
     comment = forms.CharField(
         required=False, max_length=2000, label=_("Comment"), widget=forms.TextInput
     )
+    step = step_field("id_approve_step")
 
 
 class RejectForm(forms.Form):
     reason = forms.CharField(
         max_length=2000, label=_("Reason for rejecting"), widget=forms.Textarea(attrs={"rows": 2})
     )
+    step = step_field("id_reject_step")
 
 
 class PersonalDeletionForm(forms.Form):

@@ -327,8 +327,9 @@ def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
             "may_decide": may_decide,
             "may_cancel": may_cancel,
             "may_restore": may_restore,
-            "approve_form": ApproveForm(),
-            "reject_form": RejectForm(),
+            # The decision forms name the step they decide (see do_approve_step).
+            "approve_form": ApproveForm(initial={"step": current.order if current else None}),
+            "reject_form": RejectForm(initial={"step": current.order if current else None}),
             "run": progress_context(deletion),
         },
     )
@@ -341,11 +342,15 @@ def request_approve(request: HttpRequest, request_id: int) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
         approvals_gate(deletion, request.user)
-        messages.error(request, " ".join(form.errors.get("comment", [])))
+        messages.error(request, " ".join(m for errors in form.errors.values() for m in errors))
         return to_request_page(deletion)
-    comment = form.cleaned_data["comment"]
     try:
-        deletion = do_approve_step(deletion, acting_user=request.user, comment=comment)
+        deletion = do_approve_step(
+            deletion,
+            acting_user=request.user,
+            step_order=form.cleaned_data["step"],
+            comment=form.cleaned_data["comment"],
+        )
     except Conflict as exc:
         messages.error(request, str(exc))
     else:
@@ -363,8 +368,13 @@ def request_reject(request: HttpRequest, request_id: int) -> HttpResponse:
     form = RejectForm(request.POST)
     try:
         if not form.is_valid():
-            raise ValidationError({"reason": form.errors.get("reason", [])})
-        do_reject_request(deletion, acting_user=request.user, reason=form.cleaned_data["reason"])
+            raise ValidationError({name: list(errors) for name, errors in form.errors.items()})
+        do_reject_request(
+            deletion,
+            acting_user=request.user,
+            reason=form.cleaned_data["reason"],
+            step_order=form.cleaned_data["step"],
+        )
     except (Conflict, ValidationError) as exc:
         approvals_gate(deletion, request.user)
         messages.error(

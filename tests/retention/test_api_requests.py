@@ -174,6 +174,47 @@ def test_deciding_a_rejected_request_conflicts(regulars, org, chats):
     assert api_for(regulars.staff).post(url + "cancel/").status_code == 409
 
 
+def test_a_decision_for_a_step_already_decided_conflicts_and_changes_nothing(regulars, org, chats):
+    # An admin who is also a security officer approved step 2 (security); a stale page
+    # still shows step 2 and its approve button must not approve step 3 (admin).
+    from retention.roles import Role
+    from tests.conftest import make_member
+
+    both = make_member("sec_admin", org.company, Role.SECURITY, Role.ADMIN)
+    request = file(regulars.manager, RequestMethod.SERVER, departments=[org.east.pk])
+    url = f"/api/v1/requests/{request.pk}/"
+    director, security = api_for(regulars.director), api_for(regulars.security)
+    assert director.post(url + "approve/", {"step": 1}, format="json").status_code == 200
+    assert security.post(url + "approve/", {"step": 2}, format="json").status_code == 200
+    events = AuditEvent.objects.count()
+    for action, body in (("approve/", {"step": 2}), ("reject/", {"step": 2, "reason": "不同意"})):
+        stale = api_for(both).post(url + action, body, format="json")
+        assert stale.status_code == 409, stale.data
+        assert "step 3" in stale.data["detail"]
+    request.refresh_from_db()
+    assert request.status == RequestStatus.PENDING
+    assert list(request.steps.order_by("order").values_list("status", flat=True)) == [
+        "approved",
+        "approved",
+        "pending",
+    ]
+    assert AuditEvent.objects.count() == events
+    # Naming the step that waits now works (leaving ``step`` out is tested above).
+    assert api_for(both).post(url + "approve/", {"step": 3}, format="json").status_code == 200
+    request.refresh_from_db()
+    assert request.status == RequestStatus.APPROVED
+
+
+def test_a_decisions_step_is_a_positive_whole_number(regulars, org, chats):
+    request = file(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    url = f"/api/v1/requests/{request.pk}/approve/"
+    for step in (0, "first"):
+        response = api_for(regulars.manager).post(url, {"step": step}, format="json")
+        assert response.status_code == 400 and "step" in response.data
+    request.refresh_from_db()
+    assert request.status == RequestStatus.PENDING
+
+
 BAD_BODIES = {
     "unknown key": (
         lambda o, c: {**batch(o.hangzhou), "colour": "red"},

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from audit.events import EventType
 from audit.models import AuditEvent
@@ -31,6 +31,7 @@ from retention.models import (
     RequestMethod,
     RequestStatus,
     SignInDay,
+    StepStatus,
 )
 from retention.policies import do_update_policies, get_policy
 from retention.roles import Role
@@ -163,7 +164,7 @@ CASES: list[tuple[str, str, Any, Any, set[str], dict[str, int]]] = [
         "approve",
         "post",
         lambda w: f"/requests/{w.own.pk}/approve/",
-        lambda w, who: {"comment": "同意"},
+        lambda w, who: {"comment": "同意", "step": 1},
         {"manager"},
         {},
     ),
@@ -171,7 +172,7 @@ CASES: list[tuple[str, str, Any, Any, set[str], dict[str, int]]] = [
         "approve-other",
         "post",
         lambda w: f"/requests/{w.other.pk}/approve/",
-        lambda w, who: {},
+        lambda w, who: {"step": 1},
         set(),
         {"staff": 404, "manager": 404},
     ),
@@ -179,7 +180,7 @@ CASES: list[tuple[str, str, Any, Any, set[str], dict[str, int]]] = [
         "reject",
         "post",
         lambda w: f"/requests/{w.own.pk}/reject/",
-        lambda w, who: {"reason": "还在售后"},
+        lambda w, who: {"reason": "还在售后", "step": 1},
         {"manager"},
         {},
     ),
@@ -484,19 +485,60 @@ def errors_shown(response) -> list[str]:
 def test_approving_twice_is_a_message_not_an_error(world):
     client = client_for(world.cast.manager)
     url = f"/requests/{world.own.pk}/approve/"
-    assert errors_shown(client.post(url, follow=True)) == []
-    assert len(errors_shown(client.post(url, follow=True))) == 1
+    assert errors_shown(client.post(url, {"step": 1}, follow=True)) == []
+    assert len(errors_shown(client.post(url, {"step": 1}, follow=True))) == 1
     world.own.refresh_from_db()
     assert world.own.status == RequestStatus.APPROVED
 
 
+def test_the_decision_forms_name_the_step_they_decide(world):
+    html = client_for(world.cast.manager).get(f"/requests/{world.own.pk}/").content.decode()
+    for form_id in ("id_approve_step", "id_reject_step"):
+        assert f'<input type="hidden" name="step" value="1" id="{form_id}">' in html
+
+
+def test_a_stale_decision_page_is_a_message_and_changes_nothing(world):
+    # Someone who may decide steps 2 and 3 of a server-side wipe still has the page of
+    # step 2 open after it was approved: neither button may decide step 3.
+    cast, org = world.cast, world.org
+    both = make_member("sec_admin", org.company, Role.SECURITY, Role.ADMIN)
+    request = file(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
+    do_approve_step(request, acting_user=cast.director, step_order=1)
+    page = client_for(both).get(f"/requests/{request.pk}/").content.decode()
+    assert 'value="2" id="id_approve_step"' in page
+    do_approve_step(request, acting_user=cast.security, step_order=2)
+    client = client_for(both)
+    for action, data in (("approve", {"step": 2}), ("reject", {"step": 2, "reason": "不同意"})):
+        with translation.override("en"):
+            errors = errors_shown(
+                client.post(f"/requests/{request.pk}/{action}/", data, follow=True)
+            )
+        assert len(errors) == 1 and "now waits for step 3" in errors[0], errors
+    assert list(request.steps.order_by("order").values_list("status", flat=True)) == [
+        StepStatus.APPROVED,
+        StepStatus.APPROVED,
+        StepStatus.PENDING,
+    ]
+
+
+def test_a_decision_that_does_not_name_its_step_changes_nothing(world):
+    client = client_for(world.cast.manager)
+    for action, data in (("approve", {"comment": "同意"}), ("reject", {"reason": "还在售后"})):
+        response = client.post(f"/requests/{world.own.pk}/{action}/", data, follow=True)
+        assert len(errors_shown(response)) == 1
+    world.own.refresh_from_db()
+    assert world.own.status == RequestStatus.PENDING
+    assert world.own.steps.get().status == StepStatus.PENDING
+
+
 def test_rejecting_without_a_reason_changes_nothing(world):
     client = client_for(world.cast.manager)
-    response = client.post(f"/requests/{world.own.pk}/reject/", {"reason": " "}, follow=True)
+    url = f"/requests/{world.own.pk}/reject/"
+    response = client.post(url, {"reason": " ", "step": 1}, follow=True)
     assert len(errors_shown(response)) == 1
     world.own.refresh_from_db()
     assert world.own.status == RequestStatus.PENDING
-    response = client.post(f"/requests/{world.own.pk}/reject/", {"reason": "还在售后"})
+    response = client.post(url, {"reason": "还在售后", "step": 1})
     world.own.refresh_from_db()
     assert world.own.status == RequestStatus.REJECTED
     assert world.own.steps.get().comment == "还在售后"

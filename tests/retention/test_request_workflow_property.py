@@ -15,7 +15,8 @@ cancel — and after every step the whole database is checked against invariants
   the scope can take goes to an admin), and each step can get a different eligible person;
 - a rejected request has exactly one rejected step, a pending one exactly one pending step;
 - personal requests never have steps;
-- each decided step has exactly one audit event, and the audit chain verifies.
+- each decided step has exactly one audit event, and the audit chain verifies;
+- a decision names the step it was shown, so the same decision sent twice conflicts.
 
 Each example runs inside a savepoint that is rolled back afterwards, so every example
 starts from the same small company (built in the machine's constructor). The machine is
@@ -468,17 +469,28 @@ class RequestWorkflow(RuleBasedStateMachine):
     # --- deciding -----------------------------------------------------------------------
 
     def decide(self, request: DeletionRequest, who: str, action: str) -> type | None:
+        """Decide as a page does, naming the step it shows; a successful decision sent
+        again (a double submit) must then be a Conflict that changes nothing."""
         person = BY_NAME[who]
         expected = self.expected_decision(request, person)
         member = self.members[who]
-        if action == "approve":
-            refused = outcome_of(lambda: do_approve_step(request, acting_user=member))
-        else:
-            refused = outcome_of(
-                lambda: do_reject_request(request, acting_user=member, reason="不同意")
-            )
+        shown = request.steps.filter(status=StepStatus.PENDING).order_by("order").first()
+        order = shown.order if shown else None
+
+        def call():
+            if action == "approve":
+                do_approve_step(request, acting_user=member, step_order=order)
+            else:
+                do_reject_request(request, acting_user=member, reason="不同意", step_order=order)
+
+        refused = outcome_of(call)
         assert refused is expected, (action, who, request.pk, expected, refused)
         event(f"{action}: {refused.__name__ if refused else 'done'}")
+        if refused is None:
+            before = list(request.steps.order_by("order").values_list("status", "approver"))
+            assert outcome_of(call) is Conflict, (action, who, request.pk, "sent twice")
+            after = list(request.steps.order_by("order").values_list("status", "approver"))
+            assert after == before
         return refused
 
     @precondition(lambda self: self.filed)

@@ -148,6 +148,35 @@ def test_a_server_side_wipe_needs_three_roles_and_shows_its_cost(regulars, org, 
     assert do_approve_step(request, acting_user=cast.admin).status == RequestStatus.APPROVED
 
 
+def test_a_decision_names_its_step_and_a_stale_one_changes_nothing(regulars, org, chats):
+    from retention.roles import Role
+    from tests.conftest import make_member
+
+    cast = regulars
+    both = make_member("sec_admin", org.company, Role.SECURITY, Role.ADMIN)
+    request = file(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
+    do_approve_step(request, acting_user=cast.director, step_order=1)
+    # A second click on the director's page, meant for step 1, finds step 2 waiting.
+    with pytest.raises(Conflict, match="step 2"):
+        do_approve_step(request, acting_user=cast.director, step_order=1)
+    do_approve_step(request, acting_user=cast.security, step_order=2)
+    # Someone who may decide step 3 too, on a page still showing step 2: refused.
+    events = AuditEvent.objects.count()
+    with pytest.raises(Conflict):
+        do_approve_step(request, acting_user=both, step_order=2)
+    with pytest.raises(Conflict):
+        do_reject_request(request, acting_user=both, reason="不同意", step_order=2)
+    assert list(request.steps.order_by("order").values_list("status", "approver")) == [
+        (StepStatus.APPROVED, cast.director.pk),
+        (StepStatus.APPROVED, cast.security.pk),
+        (StepStatus.PENDING, None),
+    ]
+    assert AuditEvent.objects.count() == events
+    approved = do_approve_step(request, acting_user=both, step_order=3)
+    assert approved.status == RequestStatus.APPROVED
+    assert events_for(request, EventType.REQUEST_STEP_APPROVED).count() == 3
+
+
 def test_rejection_ends_the_request_and_later_decisions_conflict(regulars, org, chats):
     cast = regulars
     request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
