@@ -408,10 +408,12 @@ def _counts_by_conversation(conversation_ids: set[int], in_range: Q) -> dict[int
 
 def _left_out_subdepartments(scope: Scope, in_range: Q, held_ids: set[int]) -> list[dict]:
     """With "include sub-departments" off, what sits below each named department and is
-    therefore NOT deleted — the case where a store's branches would be silently missed."""
+    therefore NOT deleted — the case where a store's branches would be silently missed.
+    A group chat named explicitly is in scope wherever it sits, so it is never left out."""
     if scope.include_subdepartments or not scope.departments:
         return []
     chosen = {d.pk for d in scope.departments}
+    named = [c.pk for c in scope.conversations]
     left_out = []
     for department in scope.departments:
         children = [c for c in department.children.all() if c.pk not in chosen]
@@ -422,6 +424,7 @@ def _left_out_subdepartments(scope: Scope, in_range: Q, held_ids: set[int]) -> l
                 )
                 .exclude(conversation__department__in=chosen)
                 .exclude(conversation_id__in=held_ids)
+                .exclude(conversation_id__in=named)
                 .aggregate(messages=Count("id"), conversations=Count("conversation", distinct=True))
             )
             left_out.append(

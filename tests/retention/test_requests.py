@@ -124,6 +124,27 @@ def test_without_sub_departments_the_preview_says_what_is_left_out(regulars, org
     assert left_out["messages"] == 1 and left_out["conversations"] == 1
 
 
+def test_a_group_named_explicitly_is_not_left_out_with_its_sub_department(regulars, org, chats):
+    # Hangzhou without its sub-departments, plus the warehouse's group by name: the group
+    # is deleted, so it is not counted among what the sub-department leaves out.
+    extra = make_chat(org.warehouse, [regulars.warehouse_staff], ["出库", "入库"])
+    scope = resolve_scope(
+        RequestMethod.BATCH,
+        {
+            "departments": [org.hangzhou.pk],
+            "conversations": [chats["warehouse"].pk],
+            "include_subdepartments": False,
+        },
+        regulars.manager,
+    )
+    preview = compute_preview(scope, requester=regulars.manager)
+    assert preview["messages"] == 3  # the store's chat (2) and the named group (1)
+    (left_out,) = preview["excluded"]["subdepartments"]
+    assert left_out["department"] == org.warehouse.pk
+    assert (left_out["messages"], left_out["conversations"]) == (2, 1)  # only ``extra``
+    assert extra.pk not in {row["conversation"] for row in preview["excluded"]["held"]["items"]}
+
+
 def test_high_sensitivity_adds_a_security_step_and_steps_need_distinct_people(regulars, org):
     cast = regulars
     make_chat(org.hangzhou, [cast.staff], ["电话 13812345678", "好的"])
