@@ -119,7 +119,8 @@ class RequestListView(generics.ListAPIView):
                 OpenApiParameter.HEADER,
                 description=(
                     f"Up to {IDEMPOTENCY_KEY_MAX} characters. Sending the same key again "
-                    "returns the request it filed (200) instead of filing another."
+                    "with the same body returns the request it filed (200) instead of filing "
+                    "another; with a different body it is refused (409)."
                 ),
             )
         ],
@@ -128,6 +129,10 @@ class RequestListView(generics.ListAPIView):
             200: OpenApiResponse(RequestDetailSerializer, description="An Idempotency-Key replay."),
             400: FIELD_ERRORS,
             403: FORBIDDEN,
+            409: OpenApiResponse(
+                DetailSerializer,
+                description="The Idempotency-Key was already used for a different request.",
+            ),
         },
         tags=["requests"],
     )

@@ -82,13 +82,14 @@ def do_file_request(
     *, requester: Member, scope: Scope, reason: str, idempotency_key: str = ""
 ) -> tuple[DeletionRequest, bool]:
     """File a request (personal ones take effect at once). Returns (request, created):
-    a repeated Idempotency-Key returns the first request instead of filing twice."""
+    a repeated Idempotency-Key returns the first request instead of filing twice, and
+    is a Conflict when it comes with a different body."""
     if idempotency_key:
         earlier = DeletionRequest.objects.filter(
             requester=requester, idempotency_key=idempotency_key
         ).first()
         if earlier is not None:
-            return earlier, False
+            return _replayed(earlier, scope, reason), False
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": [_("Say why these records should be deleted.")]})
@@ -129,7 +130,32 @@ def do_file_request(
         if not idempotency_key:
             raise
         earlier = DeletionRequest.objects.get(requester=requester, idempotency_key=idempotency_key)
-        return earlier, False
+        return _replayed(earlier, scope, reason), False
+
+
+def _replayed(earlier: DeletionRequest, scope: Scope, reason: str) -> DeletionRequest:
+    """The request an Idempotency-Key filed, if this body is the one it was filed with:
+    the same method, scope and reason, confirming every protected conversation it
+    confirmed. Anything else is another request sent with a reused key."""
+
+    def normalized(data: dict) -> dict:
+        return {k: sorted(v) if isinstance(v, list) else v for k, v in data.items()}
+
+    same = (
+        earlier.method == scope.method
+        and normalized(earlier.scope) == normalized(scope.as_json())
+        and earlier.reason == (reason or "").strip()
+        and set(earlier.confirmed_protected or []) <= scope.confirm_protected
+    )
+    if not same:
+        raise Conflict(
+            _(
+                "This Idempotency-Key was already used for a different request (#%(id)s). "
+                "Send a new key to file another request."
+            )
+            % {"id": earlier.pk}
+        )
+    return earlier
 
 
 class QuotaExhausted(Exception):

@@ -136,6 +136,9 @@ def request_new(request: HttpRequest) -> HttpResponse:
                 add_service_errors(form, exc, aliases={"scope": None})
             except PermissionDenied as exc:
                 status, refusal = 403, str(exc)
+            except Conflict as exc:  # its Idempotency-Key filed a different request
+                form.add_error(None, str(exc))
+                status = 409
             else:
                 if created:
                     messages.success(

@@ -115,6 +115,23 @@ def test_a_repeated_idempotency_key_files_once(regulars, org, chats):
     assert AuditEvent.objects.filter(event_type=EventType.REQUEST_FILED).count() == 1
 
 
+def test_a_reused_idempotency_key_with_a_different_body_conflicts(regulars, org, chats):
+    client = api_for(regulars.staff)
+    headers = {"HTTP_IDEMPOTENCY_KEY": "form-9c1e"}
+    first = client.post("/api/v1/requests/", batch(org.hangzhou), format="json", **headers)
+    assert first.status_code == 201, first.data
+    other_scope = batch(org.hangzhou, include_subdepartments=False)
+    other_reason = {**batch(org.hangzhou), "reason": "另一个原因"}
+    for body in (other_scope, other_reason):
+        response = client.post("/api/v1/requests/", body, format="json", **headers)
+        assert response.status_code == 409, response.data
+        assert "already used for a different request" in response.data["detail"]
+    same = client.post("/api/v1/requests/", batch(org.hangzhou), format="json", **headers)
+    assert (same.status_code, same.data["id"]) == (200, first.data["id"])
+    assert DeletionRequest.objects.count() == 1
+    assert AuditEvent.objects.filter(event_type=EventType.REQUEST_FILED).count() == 1
+
+
 def test_an_overlong_idempotency_key_is_refused(regulars, org, chats):
     response = api_for(regulars.staff).post(
         "/api/v1/requests/", batch(org.hangzhou), format="json", HTTP_IDEMPOTENCY_KEY="k" * 101

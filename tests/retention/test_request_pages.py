@@ -427,6 +427,16 @@ def test_filing_twice_with_the_same_form_files_once(regulars, org, chats):
     assert DeletionRequest.objects.count() == 1
 
 
+def test_a_filed_form_changed_and_sent_again_is_refused(regulars, org, chats):
+    client = client_for(regulars.staff)
+    client.post("/requests/new/", wizard_data_for(org))
+    with translation.override("en"):
+        response = client.post("/requests/new/", wizard_data_for(org, reason="另一个原因"))
+    assert response.status_code == 409
+    assert "already used for a different request" in response.content.decode()
+    assert DeletionRequest.objects.count() == 1
+
+
 @pytest.mark.parametrize(
     ("extra", "error"),
     [
