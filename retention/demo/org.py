@@ -77,6 +77,9 @@ class SignIn:
 
 SIGN_INS: tuple[SignIn, ...] = (
     SignIn("admin", "周文博", Role.ADMIN, "company", is_staff=True),
+    # A second admin: enabling a retention rule needs one admin to propose, another to
+    # approve.
+    SignIn("admin2", "吴海峰", Role.ADMIN, "company", is_staff=True),
     SignIn("security", "孙立新", Role.SECURITY, "company"),
     SignIn("auditor", "钱静怡", Role.AUDITOR, "company"),
     SignIn("director", "林志远", Role.MANAGER, "company"),

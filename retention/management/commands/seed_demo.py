@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--password",
             default=None,
-            help="password of every demo sign-in (admin, security, auditor, director, "
+            help="password of every demo sign-in (admin, admin2, security, auditor, director, "
             "manager, manager2, staff, staff2 and the generated members)",
         )
         parser.add_argument(
