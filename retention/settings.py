@@ -231,6 +231,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
+    # Refusals (403, 404) are answers, not faults: log server errors only, or every
+    # permission check would print a traceback.
+    "loggers": {"django.request": {"level": env("REQUEST_LOG_LEVEL", default="ERROR")}},
 }
 QINGLI_AUDITOR_READS_BODIES = env.bool("QINGLI_AUDITOR_READS_BODIES", default=False)
 

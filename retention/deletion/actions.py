@@ -199,8 +199,9 @@ def _file(
             {
                 "confirm_protected": [
                     _(
-                        "This scope touches protected conversations: %(titles)s. Confirm each "
-                        "by listing its id in confirm_protected, or narrow the scope."
+                        "This scope touches protected conversations: %(titles)s. Tick each one "
+                        "to confirm it is to be deleted (API: list its id in "
+                        "confirm_protected), or narrow the scope."
                     )
                     % {"titles": "、".join(p["title"] for p in unconfirmed)}
                 ]

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
 from retention.deletion.actions import Conflict
@@ -74,7 +75,14 @@ def recycle_bin_restore(request: HttpRequest, request_id: int) -> HttpResponse:
         return redirect("recycle-bin-request", request_id=entry.pk)
     messages.success(
         request,
-        _("Restored %(messages)s messages in %(conversations)s conversations.")
+        ngettext(
+            "Restored %(messages)s messages in %(conversations)s conversation.",
+            "Restored %(messages)s messages in %(conversations)s conversations.",
+            outcome["conversations"],
+        )
         % {"messages": outcome["messages"], "conversations": outcome["conversations"]},
     )
+    # Back to what is left of the request in the bin, or to the bin when nothing is.
+    if bin_requests_for(request.user).filter(pk=entry.pk).exists():
+        return redirect("recycle-bin-request", request_id=entry.pk)
     return redirect("recycle-bin")

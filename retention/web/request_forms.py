@@ -362,8 +362,14 @@ class PolicyForm(forms.Form):
     def changes(self) -> dict[str, Any]:
         data = self.cleaned_data
         changes = {key: data[key] for key in INT_POLICIES + JSON_POLICIES}
-        # "Any time" (null) is not offered: a stored null reads back as the default.
-        changes["execution_window"] = {"start": data["window_start"], "end": data["window_end"]}
+        # Both times empty: deletions may run at any time (stored as null).
+        if not data["window_start"] and not data["window_end"]:
+            changes["execution_window"] = None
+        else:
+            changes["execution_window"] = {
+                "start": data["window_start"],
+                "end": data["window_end"],
+            }
         return changes
 
 

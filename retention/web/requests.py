@@ -55,6 +55,7 @@ from retention.models import (
     ConversationHide,
     DeletionRequest,
     Department,
+    ExecutionKind,
     HoldKind,
     Member,
     Message,
@@ -730,9 +731,44 @@ DETAIL_LABELS = {
     "kind": gettext_lazy("Kind"),
     "message": gettext_lazy("Message"),
     "conversation": gettext_lazy("Conversation"),
+    "high_sensitivity": gettext_lazy("High-sensitivity messages"),
+    "export": gettext_lazy("Export"),
+    "format": gettext_lazy("Format"),
+    "sha256": gettext_lazy("SHA-256 checksum"),
+    "size": gettext_lazy("Size (bytes)"),
+    "unreadable": gettext_lazy("Unreadable messages"),
+    "approved_messages": gettext_lazy("Approved messages"),
+    "deleted_messages": gettext_lazy("Deleted messages"),
+    "deleted_conversations": gettext_lazy("Conversations done"),
+    "held_messages": gettext_lazy("Held messages kept"),
+    "held_conversations": gettext_lazy("Held conversations kept"),
+    "gone_before_run": gettext_lazy("Already gone before the run"),
+    "attachments_removed": gettext_lazy("Attachments removed"),
+    "keys_destroyed": gettext_lazy("Data keys destroyed"),
+    "keys": gettext_lazy("Data keys destroyed"),
+    "kept_key_for_records_outside_scope": gettext_lazy(
+        "Conversations keeping their key (records outside the scope)"
+    ),
+    "resumes": gettext_lazy("Resumes"),
+    "attempt": gettext_lazy("Attempt"),
+    "done": gettext_lazy("Messages done"),
+    "whole_request": gettext_lazy("Whole request"),
+    "as_job": gettext_lazy("In the background"),
+    "conversation_ids": gettext_lazy("Conversations"),
+    "holds": gettext_lazy("Holds"),
+    "error": gettext_lazy("Error"),
+    "max_message_id": gettext_lazy("Newest message in scope"),
 }
-# Shown elsewhere on the page (the scope summary) or too bulky for a timeline line.
-DETAIL_SKIPPED = {"scope"}
+# Shown elsewhere on the page (the scope summary) or too bulky for a timeline line, or
+# bookkeeping of the run that says nothing to a reader.
+DETAIL_SKIPPED = {
+    "scope",
+    "batches",
+    "longest_batch_ms",
+    "checkpoint",
+    "previous_worker_error",
+    "phase",
+}
 
 
 def timeline_row(event: AuditEvent) -> dict[str, Any]:
@@ -760,6 +796,12 @@ def detail_value(key: str, value: Any) -> str:
         return RequestStatus(value).label
     if key == "kind" and value in HoldKind.values:
         return HoldKind(value).label
+    if key == "kind" and value in ExecutionKind.values:
+        return ExecutionKind(value).label
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if key == "holds" and isinstance(value, list):
+        return "；".join(str(h.get("reason", h)) if isinstance(h, dict) else str(h) for h in value)
     if key == "scheduled_for":
         try:
             return timezone.localtime(datetime.fromisoformat(value)).strftime("%Y-%m-%d %H:%M")

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -63,6 +63,18 @@ class RuleForm(forms.Form):
                 _("No such conversation: %(ids)s") % {"ids": ", ".join(map(str, missing))}
             )
         return ids
+
+
+class RuleActionConverter:
+    """The buttons of a rule's page; any other word in the URL is a 404."""
+
+    regex = "preview|propose|approve|relax|disable"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
 
 
 class KeepForm(forms.Form):
@@ -172,8 +184,8 @@ def rule_action(request: HttpRequest, rule_id: int, action: str) -> HttpResponse
         elif action == "disable":
             rules.do_relax_rule(rule, acting_user=request.user, disable=True)
             done = _("The rule is disabled.")
-        else:
-            raise PermissionDenied(_("Unknown action."))
+        else:  # the URL converter admits only the actions above
+            raise Http404
     except (Conflict, ValidationError) as exc:
         text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         messages.error(request, text)

@@ -10,7 +10,9 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from retention.deletion.execution import needs_evidence
 from retention.deletion.selectors import request_progress, requests_for
+from retention.exports import has_evidence_export
 from retention.models import DeletionRequest, ExecutionKind, ExecutionStatus, RequestStatus
 
 ONE_MINUTE = timedelta(minutes=1)
@@ -31,11 +33,24 @@ def progress_context(deletion: DeletionRequest) -> dict:
         # Due within the minute: look often, so that the start shows at once.
         soon = deletion.scheduled_for and deletion.scheduled_for <= timezone.now() + ONE_MINUTE
         polling = 2 if soon else 10
-    return {"deletion": deletion, "progress": progress, "polling": polling}
+    awaiting_evidence = (
+        progress is None
+        and deletion.status == RequestStatus.APPROVED
+        and needs_evidence(deletion)
+        and not has_evidence_export(deletion)
+    )
+    return {
+        "deletion": deletion,
+        "progress": progress,
+        "polling": polling,
+        "awaiting_evidence": awaiting_evidence,
+    }
 
 
 @require_GET
 @login_required
 def request_progress_fragment(request: HttpRequest, request_id: int) -> HttpResponse:
     deletion = get_object_or_404(requests_for(request.user), pk=request_id)
-    return render(request, "retention/requests/_progress.html", progress_context(deletion))
+    # Polled: the request's status badge in the page header follows too (out of band).
+    context = {**progress_context(deletion), "polling_fragment": True}
+    return render(request, "retention/requests/_progress.html", context)

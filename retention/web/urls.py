@@ -1,6 +1,8 @@
-from django.urls import path
+from django.urls import path, register_converter
 
 from retention.web import exports, recycle, requests, rules, runs, views
+
+register_converter(rules.RuleActionConverter, "rule_action")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -66,7 +68,7 @@ urlpatterns = [
     path("rules/new/", rules.rule_create, name="rule-create"),
     path("rules/<int:rule_id>/", rules.rule_detail, name="rule"),
     path(
-        "rules/<int:rule_id>/<str:action>/",
+        "rules/<int:rule_id>/<rule_action:action>/",
         rules.rule_action,
         name="rule-action",
     ),

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.selectors import recent_events
@@ -107,5 +108,6 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
             "can_read": can_read,
             "key_destroyed": key_destroyed,
             "effective": rules.effective_policy(conversation),
+            "now": timezone.now(),
         },
     )

@@ -582,3 +582,26 @@ def test_high_sensitivity_records_wait_for_an_evidence_export(people, org, store
     assert jobs.build_export(export.pk) == "ready"
     assert started == [request.pk]
     assert run(request).status == ExecutionStatus.COMPLETED
+
+
+def test_the_run_card_says_a_request_waits_for_its_evidence(client, people, org, store):
+    add_messages(
+        store["group"],
+        [
+            NewMessage(
+                sender=people.staff,
+                sender_name="staff",
+                sent_at=timezone.now() - timedelta(hours=2),
+                body="身份证 110101199003074514",
+            )
+        ],
+    )
+    request = approved(
+        people.staff,
+        [people.manager, people.security],
+        RequestMethod.BATCH,
+        departments=[org.hangzhou.pk],
+    )
+    client.force_login(people.staff)
+    page = client.get(f"/requests/{request.pk}/").content.decode()
+    assert 'data-testid="awaiting-evidence"' in page

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 from django.utils import translation
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 
 from retention.deletion import execution as runs
 from retention.deletion.actions import do_file_request, do_restore_personal
@@ -74,7 +74,11 @@ def test_a_manager_restores_chosen_conversations_on_the_page(client, people, sto
     )
     assert response.status_code == 200
     with translation.override("zh-hans"):  # the default language of the pages
-        said = gettext("Restored %(messages)s messages in %(conversations)s conversations.")
+        said = ngettext(
+            "Restored %(messages)s messages in %(conversations)s conversation.",
+            "Restored %(messages)s messages in %(conversations)s conversations.",
+            1,
+        )
     assert said % {"messages": 4, "conversations": 1} in response.content.decode()
     assert len(visible_ids(store["group"])) == 4
     assert visible_ids(store["customer"], store["warehouse"]) == set()
@@ -160,3 +164,22 @@ def test_staff_see_and_restore_their_personal_deletions(client, people, store):
     with translation.override("zh-hans"):
         assert gettext("You have no personal deletions to restore.") in page
     assert Message.objects.filter(conversation=conversation).exists()
+
+
+def test_the_polled_fragment_updates_the_status_badge_too(client, people, store, binned):
+    client.force_login(people.staff)
+    fragment = client.get(reverse("request-progress", args=[binned.pk])).content.decode()
+    assert ' id="request-status"' in fragment and 'hx-swap-oob="true"' in fragment
+    page = client.get(reverse("request", args=[binned.pk])).content.decode()
+    assert page.count(' id="request-status"') == 1  # the page itself has one badge
+    assert "hx-swap-oob" not in page
+
+
+def test_a_partial_restore_returns_to_what_is_left_of_the_request(client, people, store, binned):
+    client.force_login(people.manager)
+    response = client.post(
+        reverse("recycle-bin-restore", args=[binned.pk]), {"conversations": [store["group"].pk]}
+    )
+    assert response.url == reverse("recycle-bin-request", args=[binned.pk])
+    response = client.post(reverse("recycle-bin-restore", args=[binned.pk]))
+    assert response.url == reverse("recycle-bin")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent
@@ -429,9 +429,9 @@ def test_filing_twice_with_the_same_form_files_once(regulars, org, chats):
 
 def test_a_filed_form_changed_and_sent_again_is_refused(regulars, org, chats):
     client = client_for(regulars.staff)
+    client.cookies["django_language"] = "en"  # the message is matched in English
     client.post("/requests/new/", wizard_data_for(org))
-    with translation.override("en"):
-        response = client.post("/requests/new/", wizard_data_for(org, reason="另一个原因"))
+    response = client.post("/requests/new/", wizard_data_for(org, reason="另一个原因"))
     assert response.status_code == 409
     assert "already used for a different request" in response.content.decode()
     assert DeletionRequest.objects.count() == 1
@@ -518,11 +518,9 @@ def test_a_stale_decision_page_is_a_message_and_changes_nothing(world):
     assert 'value="2" id="id_approve_step"' in page
     do_approve_step(request, acting_user=cast.security, step_order=2)
     client = client_for(both)
+    client.cookies["django_language"] = "en"  # the message is matched in English
     for action, data in (("approve", {"step": 2}), ("reject", {"step": 2, "reason": "不同意"})):
-        with translation.override("en"):
-            errors = errors_shown(
-                client.post(f"/requests/{request.pk}/{action}/", data, follow=True)
-            )
+        errors = errors_shown(client.post(f"/requests/{request.pk}/{action}/", data, follow=True))
         assert len(errors) == 1 and "now waits for step 3" in errors[0], errors
     assert list(request.steps.order_by("order").values_list("status", flat=True)) == [
         StepStatus.APPROVED,
@@ -728,6 +726,16 @@ def test_admins_change_policies_and_errors_show_per_policy(regulars):
     response = client.post("/policies/", {**policy_data(None, "admin"), "window_end": "05:30"})
     assert response.status_code == 302
     assert get_policy("execution_window") == {"start": "22:00", "end": "05:30"}
+    # Both times empty: any time. One of them empty: an error, nothing changes.
+    half = {**policy_data(None, "admin"), "window_start": "", "window_end": "05:30"}
+    assert client.post("/policies/", half).status_code == 400
+    assert get_policy("execution_window") == {"start": "22:00", "end": "05:30"}
+    response = client.post(
+        "/policies/", {**policy_data(None, "admin"), "window_start": "", "window_end": ""}
+    )
+    assert response.status_code == 302
+    assert get_policy("execution_window") is None
+    assert 'value="22:00"' not in client.get("/policies/").content.decode()
 
 
 def test_notifications_list_their_text_and_can_be_marked_read(world):

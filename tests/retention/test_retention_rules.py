@@ -455,3 +455,20 @@ def test_a_rule_run_has_a_request_page_and_api_view(client, admins, org, chats):
     assert detail.json()["progress"]["done_messages"] == 6
     listed = client.get(reverse("requests") + "?method=retention")
     assert listed.status_code == 200 and f"#{request.pk}" in listed.content.decode()
+
+
+def test_unknown_rule_actions_are_not_found(client, admins, org):
+    rule = new_rule(admins, department=org.hangzhou)
+    client.force_login(admins.admin)
+    assert client.post(f"/rules/{rule.pk}/frobnicate/").status_code == 404
+    assert client.get(f"/rules/{rule.pk}/approve/").status_code == 405
+
+
+def test_a_rule_in_its_grace_period_says_when_it_bites(client, admins, org, chats):
+    rule = new_rule(admins, department=org.hangzhou)
+    rules.do_preview_rule(rule, acting_user=admins.admin)
+    rules.do_propose(rule, acting_user=admins.admin)
+    rules.do_approve_rule(rule, acting_user=admins.admin_b)
+    client.force_login(admins.staff)
+    page = client.get(reverse("conversation", args=[chats["customer"].pk])).content.decode()
+    assert 'data-testid="effective-from"' in page
