@@ -3,17 +3,18 @@ CSV or an HTML transcript): the backup before a deletion and the evidence of it.
 
 Asking for one (``do_request_export``) is an action: permission, a queued ``Export`` row
 and the audit event in one transaction, the job enqueued on commit. The job
-(``build_export``) reads in bounded batches, walking each conversation by id ranges,
-decrypts with the conversation's key (a destroyed key: the body is null and the row says
+(``build_export``) reads in bounded batches that span conversations (a keyset on
+conversation and id; per batch one query each for the titles, keys and attachments),
+decrypts with each conversation's key (a destroyed key: the body is null and the row says
 so), encrypts the file under a fresh data key of its own (``retention.export_files``; the
 key is kept on the row, wrapped by the master key), writes it to the default storage under
 a random name and records the SHA-256, size and counts of the plaintext, in the row and in
 the audit log. Every download is audited, and decrypted as it streams.
 
-The job touches the row's heartbeat every batch; a running export whose heartbeat stopped
-(a killed worker) is queued again and starts from scratch (``requeue_stalled_exports``).
-After the ``export_keep_days`` policy an export expires: its file is deleted, its key
-destroyed, and its row and checksum stay (``expire_exports``).
+The job touches the row's heartbeat every few seconds; a running export whose heartbeat
+stopped (a killed worker) is queued again and starts from scratch
+(``requeue_stalled_exports``). After the ``export_keep_days`` policy an export expires:
+its file is deleted, its key destroyed, and its row and checksum stay (``expire_exports``).
 
 A request export covers exactly the frozen scope (its conversations, ids up to its
 high-water mark, its date range) and reads every stored row, so records already in the
@@ -33,9 +34,15 @@ import hashlib
 import json
 import logging
 import tempfile
+import time
 import uuid
-from collections.abc import Generator, Iterator
-from datetime import datetime, timedelta
+from collections import deque
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from functools import lru_cache
+from itertools import groupby, islice
+from operator import itemgetter
 from typing import Any
 
 import django_rq
@@ -43,9 +50,9 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import F, Max, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db import connection, transaction
+from django.db.models import F, Max, Q, QuerySet, TextField
+from django.db.models.functions import Cast, Coalesce
 from django.template.loader import render_to_string
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
@@ -80,10 +87,13 @@ from retention.selectors import can_read_bodies, conversations_for, messages_of
 logger = logging.getLogger(__name__)
 
 QUEUE = "default"
-# Messages read, decrypted and written per query: memory stays flat at any size.
+# Messages read, decrypted and written per batch, across conversations: memory stays
+# flat at any size.
 BATCH_MESSAGES = 2000
-# Conversations of a request's scope loaded per query.
+# Conversations of a request's scope loaded per query, and read from by one query.
 CONVERSATIONS_PER_QUERY = 500
+# A running export touches its heartbeat at most this often (seconds).
+BEAT_SECONDS = 5.0
 # A running export whose heartbeat is older than this was left by a dead worker.
 STALLED_AFTER = timedelta(minutes=10)
 # Runs an export gets: one whose writing kills its worker every time fails in the end.
@@ -294,7 +304,8 @@ def _this_run(export: Export) -> QuerySet[Export]:
 
 
 def _beat(export: Export) -> None:
-    """Alive (every batch). A run that is no longer the latest stops here."""
+    """Alive (every ``BEAT_SECONDS`` while reading, and before the file is saved). A run
+    that is no longer the latest stops here."""
     if not _this_run(export).update(heartbeat_at=timezone.now()):
         raise _Superseded
 
@@ -449,32 +460,59 @@ def expire_exports(*, now: datetime | None = None) -> list[int]:
 
 # --- reading the scope --------------------------------------------------------------------
 
+# The columns a record is made of, in the order a batch's rows hold them. The time sent
+# and the reasons come as text: Django's loader for PostgreSQL timestamps parses in
+# Python and costs as much as the rest of a row, ``datetime.fromisoformat`` reads the same
+# text far faster; the reasons are decoded once per distinct text (a handful recur).
+ROW_FIELDS = (
+    "id",
+    "conversation_id",
+    "sent_at_text",
+    "sender_name",
+    "sensitivity",
+    "reasons_json",
+    "body",
+)
+SENSITIVITY_NAMES = {level.value: level.name.lower() for level in Sensitivity}
 
-def _parts(export: Export) -> Iterator[tuple[Conversation, QuerySet[Message]]]:
-    """Each conversation of the export with the query for its messages in scope."""
+Row = tuple[int, int, str, str, int, str, bytes]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Messages to export (``messages`` says which) and their conversations, in id order."""
+
+    messages: QuerySet[Message]
+    conversation_ids: Iterable[int]
+
+
+def _parts(export: Export) -> Iterator[_Part]:
+    """The export's scope: one part, or for a personal request one per removal (each its
+    own transcript section, in the order they were filed)."""
     if export.conversation_id:
-        conversation = export.conversation
-        messages = messages_of(conversation, export.requested_by)
-        yield conversation, messages.filter(id__lte=export.max_message_id)
+        messages = messages_of(export.conversation, export.requested_by)
+        yield _Part(messages.filter(id__lte=export.max_message_id), [export.conversation_id])
         return
     request = export.request
     if request.method == RequestMethod.PERSONAL:
-        for removal in request.removals.select_related("conversation").order_by("pk"):
+        for removal in request.removals.order_by("pk"):
             in_scope = (
                 Q(pk=removal.message_id)
                 if removal.message_id
                 else Q(id__lte=removal.up_to_message_id)
             )
-            yield (
-                removal.conversation,
-                Message.all_rows.filter(in_scope, conversation_id=removal.conversation_id),
-            )
+            yield _Part(Message.all_rows.filter(in_scope), [removal.conversation_id])
         return
     sent = Q(id__lte=request.max_message_id)
     if request.sent_after:
         sent &= Q(sent_at__gte=request.sent_after)
     if request.sent_before:
         sent &= Q(sent_at__lt=request.sent_before)
+    yield _Part(Message.all_rows.filter(sent), _target_ids(request))
+
+
+def _target_ids(request: DeletionRequest) -> Iterator[int]:
+    """The request's conversations in id order, loaded ``CONVERSATIONS_PER_QUERY`` at a time."""
     after = 0
     while True:
         ids = list(
@@ -484,81 +522,177 @@ def _parts(export: Export) -> Iterator[tuple[Conversation, QuerySet[Message]]]:
         )
         if not ids:
             return
-        conversations = Conversation.objects.select_related("department").in_bulk(ids)
-        for conversation_id in ids:
-            yield (
-                conversations[conversation_id],
-                Message.all_rows.filter(sent, conversation_id=conversation_id),
-            )
+        yield from ids
         after = ids[-1]
 
 
-def _records(export: Export) -> Iterator[tuple[Conversation, list[dict[str, Any]], bool]]:
-    """Batches of decrypted records: (conversation, records, first batch of it)."""
-    for conversation, messages in _parts(export):
-        cipher = _cipher(conversation)
-        after, first = 0, True
-        while True:
-            batch = list(messages.filter(id__gt=after).order_by("id")[:BATCH_MESSAGES])
-            if not batch:
-                break
-            yield conversation, _decrypt(conversation, cipher, batch), first
-            after, first = batch[-1].pk, False
-            _beat(export)
+def _batches(part: _Part) -> Iterator[list[Row]]:
+    """The part's rows in conversation then id order, ``BATCH_MESSAGES`` at a time, each
+    batch spanning as many conversations as it takes (a keyset on conversation and id).
 
-
-def _cipher(conversation: Conversation) -> ConversationCipher | None:
-    """The conversation's cipher, None when its key is destroyed. A key that cannot be
-    unwrapped (a retired master key) fails the export: it is configuration, not data."""
-    wrapped = (
-        DataKey.objects.filter(conversation=conversation)
-        .values_list("wrapped_key", flat=True)
-        .first()
+    A batch first finishes the conversation the last one stopped in (by id), then reads
+    on from one query over the next ``CONVERSATIONS_PER_QUERY`` conversations, which the
+    (conversation, id) index returns in order. A batch is empty when those conversations
+    hold nothing in scope and more are to come."""
+    rows = (
+        part.messages.annotate(
+            sent_at_text=Cast("sent_at", TextField()),
+            reasons_json=Cast("sensitivity_reasons", TextField()),
+        )
+        .order_by("conversation_id", "id")
+        .values_list(*ROW_FIELDS)
     )
-    try:
-        return ConversationCipher(conversation.pk, wrapped)
-    except KeyDestroyedError:
-        return None
+    upcoming = iter(part.conversation_ids)
+    ahead: deque[int] = deque()
+    # The conversation the last batch stopped in and its last id read; None: none such.
+    current, after = 0, None
+    while True:
+        batch: list[Row] = []
+        if after is not None:
+            batch = list(rows.filter(conversation_id=current, id__gt=after)[:BATCH_MESSAGES])
+            after = batch[-1][0] if len(batch) == BATCH_MESSAGES else None
+        if after is None:
+            ahead.extend(islice(upcoming, CONVERSATIONS_PER_QUERY - len(ahead)))
+            if not ahead:
+                if batch:
+                    yield batch
+                return
+            room = BATCH_MESSAGES - len(batch)
+            more = list(rows.filter(conversation_id__in=list(ahead))[:room])
+            if len(more) == room:  # full: it may stop inside its last conversation
+                current, after = more[-1][1], more[-1][0]
+                while ahead.popleft() != current:
+                    pass
+            else:
+                ahead.clear()
+            batch += more
+        yield batch
+
+
+class _Heartbeat:
+    """Touches the export's heartbeat once ``BEAT_SECONDS`` have passed since the last."""
+
+    def __init__(self, export: Export) -> None:
+        self.export = export
+        self.last = time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last >= BEAT_SECONDS:
+            _beat(self.export)
+            self.last = time.monotonic()
+
+
+def _records(export: Export) -> Iterator[tuple[Conversation, list[dict[str, Any]], bool]]:
+    """Decrypted records, a batch at a time in slices of one conversation each:
+    (conversation, records, whether the slice starts that conversation in its part).
+
+    Per batch, whatever conversations it spans: one query for their titles, one for the
+    keys not yet known, one for the attachments."""
+    heartbeat = _Heartbeat(export)
+    for part in _parts(export):
+        ciphers: dict[int, ConversationCipher | None] = {}
+        previous = None
+        for batch in _batches(part):
+            if batch:
+                ids = list(dict.fromkeys(row[1] for row in batch))
+                conversations = Conversation.objects.select_related("department").in_bulk(ids)
+                ciphers = _ciphers(ids, known=ciphers)
+                records = _decrypt(conversations, ciphers, batch)
+                for conversation_id, slice_ in groupby(records, itemgetter("conversation")):
+                    yield conversations[conversation_id], list(slice_), conversation_id != previous
+                    previous = conversation_id
+            heartbeat()
+
+
+def _ciphers(
+    conversation_ids: list[int], *, known: dict[int, ConversationCipher | None]
+) -> dict[int, ConversationCipher | None]:
+    """The conversations' ciphers (those in ``known`` reused, the others' keys loaded in
+    one query); None where the key is destroyed. A key that cannot be unwrapped (a
+    retired master key) fails the export: it is configuration, not data."""
+    ciphers = {pk: known[pk] for pk in conversation_ids if pk in known}
+    missing = [pk for pk in conversation_ids if pk not in ciphers]
+    wrapped = dict(
+        DataKey.objects.filter(conversation_id__in=missing).values_list(
+            "conversation_id", "wrapped_key"
+        )
+    )
+    for pk in missing:
+        try:
+            ciphers[pk] = ConversationCipher(pk, wrapped.get(pk))
+        except KeyDestroyedError:
+            ciphers[pk] = None
+    return ciphers
+
+
+def _attachments(batch: list[Row]) -> list[dict[str, Any]]:
+    """The attachments of the batch's messages, by message then id: one query over its
+    conversations (an attachment is stored with its message's conversation) within its
+    range of ids, not over thousands of ids; anything else that finds is left out."""
+    ids = {row[0] for row in batch}
+    found = (
+        Attachment.objects.filter(
+            conversation_id__in=list(dict.fromkeys(row[1] for row in batch)),
+            message_id__gte=min(ids),
+            message_id__lte=max(ids),
+        )
+        .order_by("message_id", "pk")
+        .values("message_id", "name", "content_type", "size", "sha256")
+    )
+    return [row for row in found if row["message_id"] in ids]
+
+
+def _moment(text: str) -> datetime:
+    """A stored time from its text: PostgreSQL's carries its offset (ISO, the only date
+    style psycopg reads), SQLite's is naive in the connection's time zone."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=connection.timezone)
+
+
+@lru_cache(maxsize=1024)
+def _reasons(text: str) -> list[str]:
+    """A message's sensitivity reasons from their JSON text; the lists are shared, and
+    nothing changes them."""
+    return json.loads(text)
 
 
 def _decrypt(
-    conversation: Conversation, cipher: ConversationCipher | None, batch: list[Message]
+    conversations: dict[int, Conversation],
+    ciphers: dict[int, ConversationCipher | None],
+    batch: list[Row],
 ) -> list[dict[str, Any]]:
     attachments: dict[int, list[dict[str, Any]]] = {}
-    for row in (
-        Attachment.objects.filter(message_id__in=[m.pk for m in batch])
-        .order_by("message_id", "pk")
-        .values("message_id", "name", "content_type", "size", "sha256")
-    ):
+    for row in _attachments(batch):
         attachments.setdefault(row.pop("message_id"), []).append(row)
     records = []
-    for message in batch:
-        body, unreadable = None, KEY_DESTROYED
+    for pk, conversation_id, sent_at, sender_name, sensitivity, reasons, body in batch:
+        cipher = ciphers[conversation_id]
+        text, unreadable = None, KEY_DESTROYED
         if cipher is not None:
             try:
-                body, unreadable = cipher.decrypt_text(message.body), None
+                text, unreadable = cipher.decrypt_text(body), None
             except DecryptionError:
-                logger.error("message %s fails authentication", message.pk)
+                logger.error("message %s fails authentication", pk)
                 unreadable = DECRYPTION_FAILED
         records.append(
             {
-                "id": message.pk,
-                "conversation": conversation.pk,
-                "conversation_title": conversation.title,
-                "sent_at": message.sent_at,
-                "sender": message.sender_name,
-                "sensitivity": Sensitivity(message.sensitivity).name.lower(),
-                "sensitivity_reasons": message.sensitivity_reasons,
-                "body": body,
+                "id": pk,
+                "conversation": conversation_id,
+                "conversation_title": conversations[conversation_id].title,
+                "sent_at": _moment(sent_at),
+                "sender": sender_name,
+                "sensitivity": SENSITIVITY_NAMES[sensitivity],
+                "sensitivity_reasons": _reasons(reasons),
+                "body": text,
                 "unreadable": unreadable,
-                "attachments": attachments.get(message.pk, []),
+                "attachments": attachments.get(pk, []),
             }
         )
     return records
 
 
-def _iso(moment) -> str:
-    return timezone.localtime(moment).isoformat()
+def _iso(moment: datetime, zone: tzinfo) -> str:
+    return timezone.localtime(moment, zone).isoformat()
 
 
 # --- the three formats --------------------------------------------------------------------
@@ -566,12 +700,10 @@ def _iso(moment) -> str:
 
 def _write_jsonl(export: Export, sink: _Sink) -> None:
     """One JSON object per message, UTF-8, in conversation and id order."""
+    zone, encode = timezone.get_current_timezone(), json.JSONEncoder(ensure_ascii=False).encode
     for _conversation, records, _first in _records(export):
         sink.count(records)
-        lines = [
-            json.dumps({**r, "sent_at": _iso(r["sent_at"])}, ensure_ascii=False) + "\n"
-            for r in records
-        ]
+        lines = [encode({**r, "sent_at": _iso(r["sent_at"], zone)}) + "\n" for r in records]
         sink.write("".join(lines).encode())
 
 
@@ -594,6 +726,7 @@ def _write_csv(export: Export, sink: _Sink) -> None:
     sink.write("\ufeff".encode())
     writer = csv.writer(_TextSink(sink))
     writer.writerow(CSV_COLUMNS)
+    zone = timezone.get_current_timezone()
     for _conversation, records, _first in _records(export):
         sink.count(records)
         writer.writerows(
@@ -601,7 +734,7 @@ def _write_csv(export: Export, sink: _Sink) -> None:
                 r["id"],
                 r["conversation"],
                 _cell(r["conversation_title"]),
-                _iso(r["sent_at"]),
+                _iso(r["sent_at"], zone),
                 _cell(r["sender"]),
                 r["sensitivity"],
                 "" if r["body"] is None else _cell(r["body"]),
@@ -613,6 +746,10 @@ def _write_csv(export: Export, sink: _Sink) -> None:
 
 
 TRANSCRIPT = "retention/exports/transcript.html"
+# Each rendered part ends in a newline: a conversation's messages are rendered this many
+# at a time from its start, whatever the batches read, so that the transcript's bytes do
+# not depend on where a batch ends.
+TRANSCRIPT_MESSAGES_PER_PART = 2000
 
 
 def _write_html(export: Export, sink: _Sink) -> None:
@@ -621,17 +758,26 @@ def _write_html(export: Export, sink: _Sink) -> None:
     def part(name: str, **context: Any) -> None:
         sink.write(render_to_string(TRANSCRIPT, {"part": name, **context}).encode())
 
+    def messages(*, every: bool) -> None:
+        while pending and (every or len(pending) >= TRANSCRIPT_MESSAGES_PER_PART):
+            part("messages", records=pending[:TRANSCRIPT_MESSAGES_PER_PART])
+            del pending[:TRANSCRIPT_MESSAGES_PER_PART]
+
     part("start", export=export, generated_at=timezone.now())
     current = None
+    pending: list[dict[str, Any]] = []
     for conversation, records, first in _records(export):
         sink.count(records)
         if first:
             if current is not None:
+                messages(every=True)
                 part("close")
             part("open", conversation=conversation)
             current = conversation
-        part("messages", records=records)
+        pending += records
+        messages(every=False)
     if current is not None:
+        messages(every=True)
         part("close")
     part("end", messages=sink.messages, unreadable=sink.unreadable)
 

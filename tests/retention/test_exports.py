@@ -25,7 +25,7 @@ from audit.events import EventType
 from audit.models import AuditEvent
 from retention import crypto, export_files, exports, jobs
 from retention.actions import data_keys_by_master_key, do_rotate_master_key
-from retention.crypto import DecryptionError
+from retention.crypto import ConversationCipher, DecryptionError
 from retention.deletion import execution as runs
 from retention.deletion.actions import do_approve_step, do_file_request
 from retention.deletion.scope import resolve_scope
@@ -41,7 +41,7 @@ from retention.models import (
 )
 from retention.policies import do_update_policies, get_policy
 from retention.roles import Role
-from retention.store import NewMessage, add_messages
+from retention.store import NewAttachment, NewMessage, add_messages, create_conversation
 from tests.conftest import make_chat, make_member
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, people, run, store
@@ -159,6 +159,98 @@ def test_a_request_export_holds_exactly_the_frozen_scope(
     assert not bodies & {"深圳1", "深圳2", "深圳3", "批准之后的新消息"}
     assert export.messages == len(expected) == hangzhou_request.preview["messages"]
     assert export.unreadable == 0
+
+
+def test_batches_across_many_conversations_give_what_a_read_per_conversation_gives(
+    people, org, store, export_of, monkeypatch
+):
+    """Conversations wholly before the request's date range or partly in it, with
+    attachments, a destroyed key or nothing left, their ids interleaved: every batch and
+    conversation-list size gives the same bytes, and the rows are those read one
+    conversation at a time."""
+    now = timezone.now()
+    chats = [
+        create_conversation(
+            kind="group", title=f"群{i}", department=org.hangzhou, participants=[people.staff]
+        )
+        for i in range(7)
+    ]
+    old = {0: 5, 3: 3, 5: 2}  # messages sent before the date range
+    recent = {1: 7, 2: 1, 3: 4, 4: 6, 6: 9}
+    for n in range(max([*old.values(), *recent.values()])):  # interleaved ids
+        for i, chat in enumerate(chats):
+            for days, counts in ((30, old), (0, recent)):
+                if n < counts.get(i, 0):
+                    files = (NewAttachment(f"附件{n}.txt", b"x" * n, "text/plain"),) * (n % 3)
+                    add_messages(
+                        chat,
+                        [
+                            NewMessage(
+                                sender_name=f"发送者{n}",
+                                sent_at=now - timedelta(days=days, minutes=100 - n),
+                                body=f"{chat.title}·{days}·{n}",
+                                attachments=files,
+                            )
+                        ],
+                    )
+    since = timezone.localtime(now - timedelta(days=10)).date()
+    request = approved(
+        people.staff,
+        [people.manager],
+        RequestMethod.BATCH,
+        departments=[org.hangzhou.pk],
+        sent_after=since,
+    )
+    DataKey.objects.filter(conversation=chats[4]).update(
+        wrapped_key=None, destroyed_at=timezone.now()
+    )
+    Message.all_rows.filter(conversation=chats[2]).delete()  # purged: a target left empty
+
+    # The reference: each conversation of the scope read whole, in conversation order.
+    expected = []
+    for conversation_id in sorted(request.targets.values_list("conversation_id", flat=True)):
+        key = DataKey.objects.get(conversation_id=conversation_id).wrapped_key
+        cipher = ConversationCipher(conversation_id, key) if key is not None else None
+        for message in Message.all_rows.filter(
+            conversation_id=conversation_id,
+            id__lte=request.max_message_id,
+            sent_at__gte=request.sent_after,
+        ).order_by("id"):
+            expected.append(
+                (
+                    message.pk,
+                    conversation_id,
+                    message.conversation.title,
+                    cipher.decrypt_text(message.body) if cipher else None,
+                    [a.name for a in message.attachments.order_by("pk")],
+                )
+            )
+    assert request.targets.count() == 8  # five of the seven chats, and the store's three
+    assert len({row[1] for row in expected}) == 7
+    assert sum(1 for row in expected if row[3] is None) == 6
+
+    outputs = []
+    for batch, conversations in ((2000, 500), (1, 1), (2, 1), (3, 2), (5, 500), (7, 3)):
+        monkeypatch.setattr(exports, "BATCH_MESSAGES", batch)
+        monkeypatch.setattr(exports, "CONVERSATIONS_PER_QUERY", conversations)
+        made = {fmt: export_of(request, people.staff, fmt) for fmt in FORMATS}
+        rows = rows_of(made["jsonl"])
+        got = [
+            (r["id"], r["conversation"], r["conversation_title"], r["body"])
+            + ([a["name"] for a in r["attachments"]],)
+            for r in rows
+        ]
+        assert got == expected, (batch, conversations)
+        page = file_bytes(made["html"]).decode()
+        assert page.count("<section>") == 7
+        outputs.append(
+            (
+                file_bytes(made["jsonl"]),
+                file_bytes(made["csv"]),
+                page.split("</header>")[1],  # the header names the export and its time
+            )
+        )
+    assert all(output == outputs[0] for output in outputs)
 
 
 def test_the_html_transcript_escapes_everything_and_keeps_chinese(people, org, export_of):
@@ -787,6 +879,7 @@ def stale(export: Export, minutes: int = 11) -> None:
 
 
 def test_the_heartbeat_is_touched_every_batch(people, hangzhou_request, small_reads, monkeypatch):
+    monkeypatch.setattr(exports, "BEAT_SECONDS", 0)  # a beat is due after every batch
     export = exports.do_request_export(hangzhou_request, fmt="jsonl", acting_user=people.staff)
     beats = []
     decrypt = exports._decrypt
@@ -800,6 +893,21 @@ def test_the_heartbeat_is_touched_every_batch(people, hangzhou_request, small_re
 
     assert len(beats) >= 6  # 13 messages in three conversations, two per read
     assert beats == sorted(beats) and len(set(beats)) == len(beats)
+
+
+def test_the_heartbeat_is_touched_only_once_a_beat_is_due(
+    people, hangzhou_request, small_reads, monkeypatch
+):
+    export = exports.do_request_export(hangzhou_request, fmt="jsonl", acting_user=people.staff)
+    beats, decrypts = [], []
+    beat, decrypt = exports._beat, exports._decrypt
+    monkeypatch.setattr(exports, "_beat", lambda export: beats.append(1) or beat(export))
+    monkeypatch.setattr(exports, "_decrypt", lambda *args: decrypts.append(1) or decrypt(*args))
+
+    assert exports.build_export(export.pk).status == ExportStatus.READY
+
+    assert len(decrypts) >= 6  # many batches in well under BEAT_SECONDS...
+    assert len(beats) == 1  # ...and one write: the last beat, before the file is saved
 
 
 def test_a_stalled_export_is_queued_again_and_rebuilt_from_scratch(
