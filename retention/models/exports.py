@@ -64,8 +64,8 @@ class Export(models.Model):
     max_message_id = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    # Touched by the writing job every batch: a running export whose heartbeat stops was
-    # left by a dead worker, and is started again.
+    # Touched by the writing job every few seconds: a running export whose heartbeat
+    # stops was left by a dead worker, and is started again.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Runs started: each restart starts from scratch, and a run that is no longer the
     # latest may not write to the row.
