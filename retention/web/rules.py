@@ -27,11 +27,17 @@ from retention.models import (
 from retention.roles import Role
 
 
+class DepartmentChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, department: Department) -> str:
+        # "杭州西湖店 / 客服组": the many teams of the same name can be told apart.
+        return department.label
+
+
 class RuleForm(forms.Form):
     name = forms.CharField(label=gettext_lazy("Name"), max_length=120)
-    department = forms.ModelChoiceField(
+    department = DepartmentChoiceField(
         label=gettext_lazy("Department (with everything below it)"),
-        queryset=Department.objects.order_by("path"),
+        queryset=Department.objects.select_related("parent").order_by("path"),
         required=False,
         empty_label=gettext_lazy("The whole company"),
     )
