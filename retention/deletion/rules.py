@@ -501,6 +501,19 @@ def start_rule_run(rule: RetentionRule, *, now: datetime) -> DeletionRequest | N
     return request
 
 
+def rules_awaiting(viewer: Member) -> QuerySet[RetentionRule]:
+    """Rules (or changes to them) that wait for a second admin, and this admin may approve."""
+    if not viewer.has_role(Role.ADMIN):
+        return RetentionRule.objects.none()
+    waiting = Q(status=RuleStatus.PENDING) | Q(proposed_keep_days__isnull=False)
+    return (
+        RetentionRule.objects.filter(waiting)
+        .exclude(proposed_by=viewer)
+        .select_related("department", "proposed_by")
+        .order_by("proposed_at")
+    )
+
+
 def unhealthy_rules(*, now: datetime | None = None) -> list[dict]:
     """Rules in force whose daily run failed or did not happen (for the admin dashboard)."""
     now = now or timezone.now()

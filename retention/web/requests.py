@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.models import AuditEvent
-from retention.deletion import approvals
+from retention.deletion import approvals, rules
 from retention.deletion.actions import (
     Conflict,
     do_approve_step,
@@ -435,7 +435,10 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "retention/requests/inbox.html",
-        {"rows": [{"step": s, "role": role_label(s.role)} for s in steps]},
+        {
+            "rows": [{"step": s, "role": role_label(s.role)} for s in steps],
+            "rules": rules.rules_awaiting(request.user),
+        },
     )
 
 

@@ -472,3 +472,14 @@ def test_a_rule_in_its_grace_period_says_when_it_bites(client, admins, org, chat
     client.force_login(admins.staff)
     page = client.get(reverse("conversation", args=[chats["customer"].pk])).content.decode()
     assert 'data-testid="effective-from"' in page
+
+
+def test_a_proposed_rule_waits_in_the_other_admins_inbox(client, admins, org, chats):
+    rule = new_rule(admins, name="杭州 90 天", department=org.hangzhou)
+    rules.do_preview_rule(rule, acting_user=admins.admin)
+    rules.do_propose(rule, acting_user=admins.admin)
+    client.force_login(admins.admin_b)
+    page = client.get(reverse("approvals")).content.decode()
+    assert 'data-testid="rules-inbox"' in page and "杭州 90 天" in page
+    client.force_login(admins.admin)  # the proposer has nothing to decide
+    assert 'data-testid="rules-inbox"' not in client.get(reverse("approvals")).content.decode()
