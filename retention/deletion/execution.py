@@ -70,6 +70,10 @@ QUEUE = "wipes"
 # Conversations per batch when a batch only touches keys or tombstones (a wipe's first
 # phases): one short statement each, so unreadable comes fast at any size.
 SHRED_BATCH_CONVERSATIONS = 5000
+# Hiding writes a tombstone per conversation: smaller batches keep it short.
+HIDE_BATCH_CONVERSATIONS = 1000
+# Tombstones marked for purging per transaction when a purge starts.
+PURGE_START_CHUNK = 2000
 # Conversations whose remaining messages are counted or deleted in one statement.
 UNITS_PER_BATCH = 500
 # Moving to the recycle bin only counts rows: it takes this many times the batch size
@@ -385,12 +389,13 @@ def _target_units(execution: Execution, request: DeletionRequest, budget: int) -
 
 
 def _next_target_conversations(execution: Execution, request: DeletionRequest) -> list[int]:
+    size = SHRED_BATCH_CONVERSATIONS if execution.phase == SHRED else HIDE_BATCH_CONVERSATIONS
     return list(
         RequestConversation.objects.filter(
             request=request, conversation_id__gt=execution.cursor_conversation
         )
         .order_by("conversation_id")
-        .values_list("conversation_id", flat=True)[:SHRED_BATCH_CONVERSATIONS]
+        .values_list("conversation_id", flat=True)[:size]
     )
 
 
@@ -972,6 +977,14 @@ def watch(*, now=None) -> dict[str, int]:
 # --- the recycle bin's end --------------------------------------------------------------
 
 
+def _purge_in_progress(request_id: int) -> bool:
+    return Execution.objects.filter(
+        request_id=request_id,
+        kind__in=[ExecutionKind.PURGE, ExecutionKind.WIPE],
+        status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING],
+    ).exists()
+
+
 def start_due_purges(*, now=None) -> list[int]:
     """Requests whose recycle-bin window has passed get a purge run (holds skipped)."""
     now = now or timezone.now()
@@ -987,18 +1000,28 @@ def start_due_purges(*, now=None) -> list[int]:
     )
     started = []
     for request_id in list(due):
+        if _purge_in_progress(request_id):
+            continue
+        # Marked purging in short transactions (a request can have thousands of ranges);
+        # a start cut short leaves purging ranges that the next start picks up.
+        binned = list(
+            Tombstone.objects.filter(
+                request_id=request_id, state=TombstoneState.BINNED, purge_after__lte=now
+            ).values_list("pk", flat=True)
+        )
+        for first in range(0, len(binned), PURGE_START_CHUNK):
+            with transaction.atomic():
+                DeletionRequest.objects.select_for_update().get(pk=request_id)  # vs restores
+                hold_guard_shared()
+                held_now = Conversation.objects.filter(held_conversations_q()).values("pk")
+                Tombstone.objects.filter(
+                    pk__in=binned[first : first + PURGE_START_CHUNK], state=TombstoneState.BINNED
+                ).exclude(conversation__in=held_now).update(state=TombstoneState.PURGING)
         with transaction.atomic():
             request = DeletionRequest.objects.select_for_update().get(pk=request_id)
-            if request.executions.filter(
-                kind__in=[ExecutionKind.PURGE, ExecutionKind.WIPE],
-                status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING],
-            ).exists():
+            if _purge_in_progress(request_id):
                 continue
-            hold_guard_shared()
             held_now = Conversation.objects.filter(held_conversations_q()).values("pk")
-            Tombstone.objects.filter(
-                request=request, state=TombstoneState.BINNED, purge_after__lte=now
-            ).exclude(conversation__in=held_now).update(state=TombstoneState.PURGING)
             purging = Tombstone.objects.filter(
                 request=request, state=TombstoneState.PURGING
             ).exclude(conversation__in=held_now)

@@ -51,6 +51,9 @@ from retention.roles import Role
 # Admins manage rules; security officers and auditors read them.
 RULE_READERS = (Role.ADMIN, Role.SECURITY, Role.AUDITOR)
 
+# Frozen-scope rows a retention run writes per transaction.
+TARGETS_PER_TRANSACTION = 2000
+
 ACTION_GENTLENESS = {RuleAction.BIN: 0, RuleAction.ARCHIVE: 1, RuleAction.PURGE: 2}
 
 
@@ -458,28 +461,32 @@ def start_rule_run(rule: RetentionRule, *, now: datetime) -> DeletionRequest | N
         RetentionRule.objects.filter(pk=rule.pk).update(status=RuleStatus.ACTIVE)
         rule.status = RuleStatus.ACTIVE
     measured = measure_rule(rule, now=now)
-    with transaction.atomic():
-        request = DeletionRequest.objects.create(
-            requester=rule.approved_by or rule.created_by,
-            method=RequestMethod.RETENTION,
-            status=RequestStatus.APPROVED,
-            reason=_("Retention rule “%(name)s”: keep %(days)s days, then %(action)s.")
-            % {"name": rule.name, "days": rule.keep_days, "action": rule.get_action_display()},
-            scope={"rule": rule.pk, "keep_days": rule.keep_days, "action": rule.action},
-            scope_root=rule.department,
-            sent_before=measured.cutoff,
-            max_message_id=measured.max_message_id,
-            preview=measured.preview,
-            decided_at=now,
-            scheduled_for=now,
-        )
+    # A draft until its frozen scope is written, in short transactions: a run cut short
+    # leaves a draft that never runs, and the rule runs again the next night.
+    request = DeletionRequest.objects.create(
+        requester=rule.approved_by or rule.created_by,
+        method=RequestMethod.RETENTION,
+        status=RequestStatus.DRAFT,
+        reason=_("Retention rule “%(name)s”: keep %(days)s days, then %(action)s.")
+        % {"name": rule.name, "days": rule.keep_days, "action": rule.get_action_display()},
+        scope={"rule": rule.pk, "keep_days": rule.keep_days, "action": rule.action},
+        scope_root=rule.department,
+        sent_before=measured.cutoff,
+        max_message_id=measured.max_message_id,
+        preview=measured.preview,
+        decided_at=now,
+        scheduled_for=now,
+    )
+    for first in range(0, len(measured.targets), TARGETS_PER_TRANSACTION):
         RequestConversation.objects.bulk_create(
             [
                 RequestConversation(request=request, conversation_id=c, department_id=d, messages=n)
-                for c, d, n in measured.targets
-            ],
-            batch_size=2000,
+                for c, d, n in measured.targets[first : first + TARGETS_PER_TRANSACTION]
+            ]
         )
+    with transaction.atomic():
+        DeletionRequest.objects.filter(pk=request.pk).update(status=RequestStatus.APPROVED)
+        request.status = RequestStatus.APPROVED
         RetentionRule.objects.filter(pk=rule.pk).update(
             last_run_at=now, last_run_ok=True, last_run_error=""
         )
