@@ -644,40 +644,43 @@ def _shred_batch(
 ) -> None:
     """Phase 1: destroy the data key of every conversation whose stored records all lie in
     the scope. Nothing else happens here, so the whole scope is unreadable within a few
-    short statements per 5,000 conversations."""
+    short statements per 5,000 conversations. The batch's conversations are named by a
+    range of the frozen scope, not by a list of ids, to keep the statements small."""
     started = time.monotonic()
+    batch = RequestConversation.objects.filter(
+        request=request,
+        conversation_id__gt=execution.cursor_conversation,
+        conversation_id__lte=conversation_ids[-1],
+    ).values("conversation_id")
     with transaction.atomic():
         locked = _locked_run(execution, worker)
         hold_guard_shared()
-        held = _held(conversation_ids)
+        held = set(
+            Conversation.objects.filter(held_conversations_q(), pk__in=batch).values_list(
+                "pk", flat=True
+            )
+        )
         if held:
             locked.held_messages += Message.objects.filter(
                 _sent_q(request), conversation_id__in=held, id__lte=request.max_message_id
             ).count()
             _note_held(locked, held)
-        wiped = [c for c in conversation_ids if c not in held]
+        keys = DataKey.objects.filter(conversation_id__in=batch).exclude(conversation_id__in=held)
         # Lock the keys first; the rows are looked at in a later statement, which then
         # sees any message an ingest (holding the key share-locked) committed meanwhile.
-        list(
-            DataKey.objects.select_for_update()
-            .filter(conversation_id__in=wiped)
-            .values_list("pk", flat=True)
-        )
-        outside_scope = Message.all_rows.filter(conversation=OuterRef("pk")).filter(
+        list(keys.select_for_update().values_list("pk", flat=True))
+        outside_scope = Message.all_rows.filter(conversation=OuterRef("conversation_id")).filter(
             ~Q(id__lte=request.max_message_id) | ~_sent_q(request)
             if (request.sent_after or request.sent_before)
             else Q(id__gt=request.max_message_id)
         )
         # Conversations with records outside the scope keep their key: those records
         # stay readable; the scoped rows are hidden next and removed in the purge phase.
-        whole = list(
-            Conversation.objects.filter(pk__in=wiped)
+        destroyed = (
+            keys.filter(wrapped_key__isnull=False)
             .exclude(Exists(outside_scope))
-            .values_list("pk", flat=True)
+            .update(wrapped_key=None, destroyed_at=timezone.now())
         )
-        destroyed = DataKey.objects.filter(
-            conversation_id__in=whole, wrapped_key__isnull=False
-        ).update(wrapped_key=None, destroyed_at=timezone.now())
         locked.keys_destroyed += destroyed
         _checkpoint(locked, Unit(conversation_ids[-1], 0, 0))
         if destroyed:
@@ -687,8 +690,9 @@ def _shred_batch(
                 department_id=request.scope_root_id,
                 details={
                     "keys": destroyed,
-                    "conversations": whole[:200],
-                    "kept_key_for_records_outside_scope": len(wiped) - len(whole),
+                    "conversations": len(conversation_ids) - len(held),
+                    "from_conversation": conversation_ids[0],
+                    "to_conversation": conversation_ids[-1],
                 },
             )
     _timed(execution, started)

@@ -771,6 +771,8 @@ DETAIL_SKIPPED = {
     "checkpoint",
     "previous_worker_error",
     "phase",
+    "from_conversation",
+    "to_conversation",
 }
 
 
