@@ -43,7 +43,7 @@ from retention import exports
 from retention.crypto import new_wrapped_key
 from retention.deletion import notify
 from retention.deletion.locks import hold_guard_shared
-from retention.deletion.scope import held_conversations_q
+from retention.deletion.scope import held_conversations_q, holds_covering
 from retention.models import (
     Attachment,
     Conversation,
@@ -52,7 +52,6 @@ from retention.models import (
     Execution,
     ExecutionKind,
     ExecutionStatus,
-    Hold,
     Message,
     PersonalRemoval,
     RequestConversation,
@@ -482,10 +481,14 @@ def _live_counts(units: list[Unit], request: DeletionRequest) -> dict[int, tuple
 
 
 def _note_held(locked: Execution, held: set[int]) -> None:
-    known = set(locked.held_conversation_ids)
-    new = sorted(held - known)
-    locked.held_conversation_ids = sorted(known | held)
-    locked.held_conversations += len(new)
+    locked.held_conversation_ids = sorted(set(locked.held_conversation_ids) | held)
+
+
+def _held_in_scope(request: DeletionRequest, conversation_ids) -> int:
+    """Visible messages of the frozen scope in these (held) conversations."""
+    return Message.objects.filter(
+        _sent_q(request), conversation_id__in=conversation_ids, id__lte=request.max_message_id
+    ).count()
 
 
 # --- move to the recycle bin -------------------------------------------------------------
@@ -533,11 +536,16 @@ def _move_batch(
     _timed(execution, started)
 
 
+def _purged_at_once(request: DeletionRequest) -> bool:
+    """A retention rule that purges or archives: its binned records are due at once."""
+    return request.method == RequestMethod.RETENTION and request.scope.get("action") != "bin"
+
+
 def _purge_after(request: DeletionRequest):
     """When binned records go for good: after the recycle-bin period, or at once for a
-    retention rule that purges (the hourly purge job takes them)."""
+    retention rule that purges (the purge job takes them)."""
     now = timezone.now()
-    if request.method == RequestMethod.RETENTION and request.scope.get("action") != "bin":
+    if _purged_at_once(request):
         return now
     return now + timedelta(days=get_policy("recycle_bin_days"))
 
@@ -569,7 +577,7 @@ def _complete(locked: Execution, request: DeletionRequest) -> None:
     _end(locked, ExecutionStatus.COMPLETED)
     DeletionRequest.objects.filter(pk=request.pk).update(status=RequestStatus.COMPLETED)
     if locked.held_conversation_ids:
-        holds = holds_covering(locked.held_conversation_ids)
+        holds = holds_covering(locked.held_conversation_ids)[:20]
         audit.record(
             EventType.HELD_RECORDS_SKIPPED,
             target=request,
@@ -578,7 +586,7 @@ def _complete(locked: Execution, request: DeletionRequest) -> None:
                 "messages": locked.held_messages,
                 "conversations": locked.held_conversations,
                 "conversation_ids": locked.held_conversation_ids[:50],
-                "holds": [{"hold": h.pk, "kind": h.kind, "reason": h.reason} for h in holds[:20]],
+                "holds": [{"hold": h.pk, "kind": h.kind, "reason": h.reason} for h in holds],
             },
         )
     audit.record(
@@ -588,8 +596,8 @@ def _complete(locked: Execution, request: DeletionRequest) -> None:
         details=outcome_of(locked),
     )
     notify.executed(request, locked)
-    if request.method == RequestMethod.RETENTION and request.scope.get("action") != "bin":
-        # A purging rule's records are due at once: purge them now, not at the next hour.
+    if _purged_at_once(request):
+        # Purge them now, not at the next hour.
         transaction.on_commit(
             lambda: django_rq.get_queue("maintenance").enqueue("retention.jobs.purge_recycle_bin")
         )
@@ -599,23 +607,6 @@ def _end(execution: Execution, status: str) -> None:
     execution.status, execution.finished_at = status, timezone.now()
     execution.lease_owner, execution.lease_expires_at = "", None
     execution.save()
-
-
-def holds_covering(conversation_ids: list[int]) -> list[Hold]:
-    """Active holds on these conversations, directly or through a department above them."""
-    wanted = set(conversation_ids)
-    paths = set(
-        Conversation.objects.filter(pk__in=wanted).values_list("department__path", flat=True)
-    )
-    active = Hold.objects.filter(released_at__isnull=True).prefetch_related(
-        "conversations", "departments"
-    )
-    return [
-        hold
-        for hold in active
-        if wanted & {c.pk for c in hold.conversations.all()}
-        or any(p.startswith(d.path) for d in hold.departments.all() for p in paths)
-    ][:20]
 
 
 def outcome_of(execution: Execution) -> dict:
@@ -661,9 +652,7 @@ def _shred_batch(
             )
         )
         if held:
-            locked.held_messages += Message.objects.filter(
-                _sent_q(request), conversation_id__in=held, id__lte=request.max_message_id
-            ).count()
+            locked.held_messages += _held_in_scope(request, held)
             _note_held(locked, held)
         keys = DataKey.objects.filter(conversation_id__in=batch).exclude(conversation_id__in=held)
         # Lock the keys first; the rows are looked at in a later statement, which then
@@ -711,9 +700,7 @@ def _hide_batch(
         held = _held(conversation_ids) | (set(locked.held_conversation_ids) & set(conversation_ids))
         new_held = held - set(locked.held_conversation_ids)
         if new_held:
-            locked.held_messages += Message.objects.filter(
-                _sent_q(request), conversation_id__in=new_held, id__lte=request.max_message_id
-            ).count()
+            locked.held_messages += _held_in_scope(request, new_held)
             _note_held(locked, new_held)
         wiped = [c for c in conversation_ids if c not in held]
         frozen = dict(
@@ -776,38 +763,35 @@ def _purge_batch(
         q = _units_q(units, id_field=f"{via}_id" if via else "id")
         return q & _sent_q(request, prefix=f"{via}__" if via else "")
 
-    # Files first: if the worker dies after this, the rows are still there and the next
-    # attempt deletes them (and the already missing files) again. The other order could
-    # leave files that no row points to.
-    for name in (
-        Attachment.objects.filter(rows_of(units, via="message"))
-        .values_list("file", flat=True)
-        .iterator()
-    ):
-        default_storage.delete(name)
     started = time.monotonic()
     with transaction.atomic():
         locked = _locked_run(execution, worker)
         hold_guard_shared()
         held = _held({u.conversation_id for u in units})
         if held:
-            # A hold placed after the records were binned: they stay, in the bin, and are
-            # counted as held (all rows: the tombstones already hide them from reads).
+            # A hold placed after the records were binned: they stay (files included), in
+            # the bin, and are counted as held (all rows: tombstones hide them from reads).
             kept = [u for u in units if u.conversation_id in held]
             locked.held_messages += Message.all_rows.filter(
                 _units_q(kept) & _sent_q(request)
             ).count()
-            Tombstone.objects.filter(
-                pk__in=[u.tombstone_id for u in units if u.conversation_id in held],
-                state=TombstoneState.PURGING,
-            ).update(
-                state=TombstoneState.BINNED
-                if execution.kind == ExecutionKind.PURGE
-                else TombstoneState.PURGING
-            )
+            if execution.kind == ExecutionKind.PURGE:
+                Tombstone.objects.filter(
+                    pk__in=[u.tombstone_id for u in kept], state=TombstoneState.PURGING
+                ).update(state=TombstoneState.BINNED)
             _note_held(locked, held)
         purging = [u for u in units if u.conversation_id not in held]
         if purging:
+            # Files first, once holds are checked and while no hold can be placed: if the
+            # worker dies before the commit, the rows are still there and the next attempt
+            # deletes them (and the missing files) again; the other order could leave
+            # files that no row points to.
+            for name in (
+                Attachment.objects.filter(rows_of(purging, via="message"))
+                .values_list("file", flat=True)
+                .iterator()
+            ):
+                default_storage.delete(name)
             db = Message.objects.db
             PersonalRemoval.objects.filter(rows_of(purging, via="message"))._raw_delete(db)
             locked.attachments_removed += Attachment.objects.filter(

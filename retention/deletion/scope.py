@@ -221,6 +221,21 @@ def check_authority(requester: Member, scope: Scope) -> None:
 # --- holds ------------------------------------------------------------------------------
 
 
+def holds_covering(conversation_ids: list[int]) -> QuerySet[Hold]:
+    """Active holds on these conversations, directly or through a department above them
+    (what ``held_conversations_q`` matches, seen from the other side)."""
+    departments = Department.objects.filter(
+        pk__in=Conversation.objects.filter(pk__in=conversation_ids).values("department")
+    )
+    above = {pk for department in departments for pk in department.ancestor_ids()}
+    return (
+        Hold.objects.filter(released_at__isnull=True)
+        .filter(Q(conversations__in=conversation_ids) | Q(departments__in=above))
+        .distinct()
+        .order_by("pk")
+    )
+
+
 def held_conversations_q() -> Q:
     """Conversations under an active hold, directly or through a held department subtree."""
     active = Hold.objects.filter(released_at__isnull=True)

@@ -118,7 +118,6 @@ class Execution(models.Model):
     done_messages = models.PositiveBigIntegerField(default=0)
     done_conversations = models.PositiveIntegerField(default=0)
     held_messages = models.PositiveBigIntegerField(default=0)
-    held_conversations = models.PositiveIntegerField(default=0)
     # In the frozen scope but gone before the run reached them (another request took them).
     vanished_messages = models.PositiveBigIntegerField(default=0)
     # Conversations skipped because a hold covered them when their batch ran.
@@ -153,6 +152,10 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of request {self.request_id}"
+
+    @property
+    def held_conversations(self) -> int:
+        return len(self.held_conversation_ids)
 
     @property
     def percent(self) -> int:

@@ -24,7 +24,7 @@ from retention.deletion.actions import (
     do_release_hold,
 )
 from retention.deletion.recycle import bin_requests_for, do_restore_from_bin
-from retention.deletion.scope import resolve_scope
+from retention.deletion.scope import holds_covering, resolve_scope
 from retention.exports import do_request_export
 from retention.models import (
     Attachment,
@@ -425,6 +425,33 @@ def test_purge_skips_what_a_hold_covers_now(people, org, store):
     ) == {TombstoneState.BINNED}
     assert DataKey.objects.get(conversation=store["group"]).wrapped_key is not None
     assert stored_ids(store["customer"]) == set()
+
+
+def test_a_hold_placed_after_a_purge_started_keeps_the_attachment_files_too(
+    people, org, store
+):
+    files = list(
+        Attachment.objects.filter(conversation=store["customer"]).values_list("file", flat=True)
+    )
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(days=8))
+    # The purge is marked and queued; the hold lands before its first batch.
+    hold = do_place_hold(
+        acting_user=people.security,
+        kind=HoldKind.LEGAL,
+        reason="发票纠纷",
+        conversations=[store["customer"]],
+        departments=[],
+    )
+    purge = runs.run_execution(purge_id)
+    assert purge.held_conversations == 1
+    assert all(default_storage.exists(f) for f in files)
+    assert Attachment.objects.filter(conversation=store["customer"]).count() == len(files)
+    assert stored_ids(store["group"]) == set()
+    assert [h.pk for h in holds_covering([store["customer"].pk])] == [hold.pk]
 
 
 # --- server-side wipes ----------------------------------------------------------------------
