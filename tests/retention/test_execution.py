@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import django_rq
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
@@ -303,29 +304,43 @@ def test_a_run_that_keeps_failing_ends_failed_and_says_why(
     assert visible_ids(store["customer"])  # nothing was taken
 
 
+@pytest.fixture
+def wipes_queue():
+    """The real ``wipes`` queue (in-memory Redis without REDIS_URL, Redis with it),
+    emptied around the test."""
+    queue = django_rq.get_queue(runs.QUEUE)
+    queue.empty()
+    yield queue
+    queue.empty()
+
+
+def queued(queue) -> list[tuple[str, tuple]]:
+    return [(job.func_name, job.args) for job in queue.jobs]
+
+
 def test_the_watchdog_starts_due_requests_and_hands_over_silent_runs(
-    people, org, store, monkeypatch
+    people, org, store, wipes_queue, django_capture_on_commit_callbacks
 ):
-    enqueued = []
-
-    class FakeQueue:
-        def enqueue(self, func, *args):
-            enqueued.append((func, args))
-
-    monkeypatch.setattr(runs.django_rq, "get_queue", lambda name: FakeQueue())
     request = approved(
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
-    assert runs.watch(now=request.scheduled_for - timedelta(minutes=1)) == {
-        "started": 0,
-        "resumed": 0,
-    }
-    assert runs.watch(now=request.scheduled_for) == {"started": 1, "resumed": 0}
+    wipes_queue.empty()  # the approval's own timed start
+
+    def watch(now):
+        # Jobs go to the queue when the transaction commits.
+        with django_capture_on_commit_callbacks(execute=True):
+            return runs.watch(now=now)
+
+    assert watch(request.scheduled_for - timedelta(minutes=1)) == {"started": 0, "resumed": 0}
+    assert queued(wipes_queue) == []
+    assert watch(request.scheduled_for) == {"started": 1, "resumed": 0}
+    assert queued(wipes_queue) == [("retention.jobs.start_request", (request.pk,))]
+    wipes_queue.empty()
     started = runs.start_request(request.pk, now=request.scheduled_for)
     runs._acquire(started.pk, "gone")
-    later = timezone.now() + timedelta(seconds=61)
-    assert runs.watch(now=later) == {"started": 0, "resumed": 1}
-    assert enqueued[-1] == ("retention.jobs.run_execution", (started.pk,))
+    assert watch(timezone.now() + timedelta(seconds=30)) == {"started": 0, "resumed": 0}
+    assert watch(timezone.now() + timedelta(seconds=61)) == {"started": 0, "resumed": 1}
+    assert queued(wipes_queue) == [("retention.jobs.run_execution", (started.pk,))]
 
 
 # --- recycle bin, restore and purge --------------------------------------------------------
@@ -427,9 +442,7 @@ def test_purge_skips_what_a_hold_covers_now(people, org, store):
     assert stored_ids(store["customer"]) == set()
 
 
-def test_a_hold_placed_after_a_purge_started_keeps_the_attachment_files_too(
-    people, org, store
-):
+def test_a_hold_placed_after_a_purge_started_keeps_the_attachment_files_too(people, org, store):
     files = list(
         Attachment.objects.filter(conversation=store["customer"]).values_list("file", flat=True)
     )
@@ -575,8 +588,9 @@ def test_rows_a_hold_kept_during_a_wipes_purge_go_once_it_is_released(
     assert len(stored_ids(store["group"])) == 1
 
 
-def test_high_sensitivity_records_wait_for_an_evidence_export(people, org, store, monkeypatch):
-
+def test_high_sensitivity_records_wait_for_an_evidence_export(
+    people, org, store, wipes_queue, django_capture_on_commit_callbacks
+):
     add_messages(
         store["group"],
         [
@@ -602,12 +616,12 @@ def test_high_sensitivity_records_wait_for_an_evidence_export(people, org, store
     assert not Tombstone.objects.exists()
 
     export = do_request_export(request, fmt="jsonl", acting_user=people.staff)
-    started = []
-    monkeypatch.setattr(runs, "enqueue_start", started.append)
     # The export job starts the waiting request at once (past its time, as here).
     DeletionRequest.objects.filter(pk=request.pk).update(scheduled_for=timezone.now())
-    assert jobs.build_export(export.pk) == "ready"
-    assert started == [request.pk]
+    wipes_queue.empty()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs.build_export(export.pk) == "ready"
+    assert queued(wipes_queue) == [("retention.jobs.start_request", (request.pk,))]
     assert run(request).status == ExecutionStatus.COMPLETED
 
 
