@@ -66,8 +66,10 @@ def _require_admin(member: Member) -> None:
 
 
 def matches_q(rule: RetentionRule) -> Q:
-    """Conversations the rule's own terms cover (before holds and other rules)."""
-    q = Q()
+    """Conversations the rule's own terms cover (before holds and other rules). A rule
+    without terms covers everything: an explicit condition, because an empty Q() would
+    vanish when OR-ed with others and exclude nothing when negated."""
+    q = Q(pk__isnull=False)
     if rule.department_id:
         q &= Q(department__path__startswith=rule.department.path)
     if rule.kind:

@@ -188,6 +188,18 @@ def test_the_longest_keep_wins_where_rules_overlap(admins, org, chats):
     assert ages_left(chats["south"]) == [5, 40, 100, 200]
 
 
+def test_a_company_wide_rule_that_keeps_longer_beats_a_narrow_one(admins, org, chats):
+    enabled(new_rule(admins, name="公司 1 年", keep_days=365), admins)
+    narrow = enabled(
+        new_rule(admins, name="杭州 30 天", department=org.hangzhou, keep_days=30), admins
+    )
+    assert rules.effective_policy(chats["customer"]).rule.name == "公司 1 年"
+    assert not rules.governed_conversations(narrow).exists()
+    run_rules()
+    assert ages_left(chats["customer"]) == [5, 40, 100, 200]  # only the 400-day one goes
+    assert ages_left(chats["group"]) == [5, 40, 100, 200]
+
+
 def test_exclusions_leave_a_conversation_to_nobody(admins, org, chats):
     rule = rules.do_create_rule(
         acting_user=admins.admin,
