@@ -34,8 +34,9 @@ def purge_recycle_bin() -> list[int]:
     return execution.start_due_purges()
 
 
-def restore_tombstones(tombstone_ids: list[int], acting_user_id: int | None) -> int:
-    return recycle.restore_tombstones(tombstone_ids, acting_user_id=acting_user_id)
+def refresh_last_messages(conversation_ids: list[int]) -> None:
+    """After a large restore: the conversations' last-message dates."""
+    recycle.refresh_last_messages(conversation_ids)
 
 
 def build_export(export_id: int) -> str:

@@ -7,20 +7,23 @@ bounded batches so that no transaction grows with the size of the request.
 
 from __future__ import annotations
 
-from datetime import datetime
+from functools import reduce
+from operator import or_
 
 import django_rq
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count, Max, Min, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 import audit.log as audit
 from audit.events import EventType
-from retention.deletion.actions import Conflict
+from retention.deletion.errors import Conflict
 from retention.models import (
     DeletionRequest,
+    ExecutionKind,
+    ExecutionStatus,
     Member,
     PersonalRemoval,
     RequestMethod,
@@ -28,10 +31,11 @@ from retention.models import (
     TombstoneState,
 )
 from retention.roles import Role
-from retention.selectors import departments_for
+from retention.selectors import departments_for, managed_department_paths
 from retention.store import refresh_last_message
 
-# Tombstones restored in one transaction; a restore of more runs as a job.
+# Conversations whose last-message date is recomputed in one transaction; a restore of
+# more leaves that to a job.
 RESTORE_BATCH = 1000
 
 
@@ -113,6 +117,10 @@ def do_restore_from_bin(
         raise Conflict(_("Only batch deletions sit in the shared recycle bin."))
     with transaction.atomic():
         DeletionRequest.objects.select_for_update().get(pk=request.pk)
+        if request.executions.filter(
+            kind=ExecutionKind.MOVE, status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]
+        ).exists():
+            raise Conflict(_("This deletion is still running; restore it once it has finished."))
         binned = Tombstone.objects.filter(request=request, state=TombstoneState.BINNED)
         if not binned.exists():
             raise Conflict(_("Nothing of this request is in the recycle bin any more."))
@@ -133,23 +141,35 @@ def do_restore_from_bin(
                 )
             chosen = binned.filter(conversation_id__in=wanted)
         if not acting_user.has_role(Role.ADMIN):
-            outside = chosen.exclude(
-                conversation__department__in=departments_for(acting_user).values("pk")
+            # The subtree the member manages: not what they may see (a manager who is
+            # also a security officer sees the whole company, but manages one subtree).
+            managed = reduce(
+                or_,
+                [
+                    Q(conversation__department__path__startswith=path)
+                    for path in managed_department_paths(acting_user)
+                ],
+                Q(pk__in=[]),
             )
-            if outside.exists():
+            if chosen.exclude(managed).exists():
                 raise PermissionDenied(
                     _("Part of this is outside your departments; choose conversations of yours.")
                 )
         totals = chosen.aggregate(
             messages=Sum("messages"), conversations=Count("conversation_id", distinct=True)
         )
-        ids = list(chosen.values_list("pk", flat=True))
+        conversations = sorted(set(chosen.values_list("conversation_id", flat=True)))
+        # One statement, under the request's lock (a purge start takes it too): the
+        # records are back, and can no longer be purged, when this commits.
+        chosen.update(
+            state=TombstoneState.RESTORED, restored_at=timezone.now(), restored_by=acting_user
+        )
         details = {
             "messages": totals["messages"] or 0,
             "conversations": totals["conversations"],
             "whole_request": conversation_ids is None,
-            "conversation_ids": sorted(set(chosen.values_list("conversation_id", flat=True)))[:50],
-            "as_job": len(ids) > RESTORE_BATCH,
+            "conversation_ids": conversations[:50],
+            "as_job": len(conversations) > RESTORE_BATCH,
         }
         audit.record(
             EventType.RECYCLE_RESTORED,
@@ -158,32 +178,20 @@ def do_restore_from_bin(
             department_id=request.scope_root_id,
             details=details,
         )
-        if len(ids) <= RESTORE_BATCH:
-            restore_tombstones(ids, acting_user_id=acting_user.pk)
+        if len(conversations) <= RESTORE_BATCH:
+            refresh_last_message(conversations)
         else:
-            # Marked now (so nothing purges them meanwhile), flipped by the job in batches.
+            # Only the conversations' "last message" dates are left: recomputed in batches.
             transaction.on_commit(
                 lambda: django_rq.get_queue("wipes").enqueue(
-                    "retention.jobs.restore_tombstones", ids, acting_user.pk
+                    "retention.jobs.refresh_last_messages", conversations
                 )
             )
     return details
 
 
-def restore_tombstones(tombstone_ids: list[int], *, acting_user_id: int | None) -> int:
-    """Flip binned tombstones back to live, in batches; safe to run again."""
-    restored = 0
-    now: datetime = timezone.now()
-    for start in range(0, len(tombstone_ids), RESTORE_BATCH):
-        chunk = tombstone_ids[start : start + RESTORE_BATCH]
+def refresh_last_messages(conversation_ids: list[int]) -> None:
+    """Recompute the conversations' last-message dates, a batch per transaction."""
+    for start in range(0, len(conversation_ids), RESTORE_BATCH):
         with transaction.atomic():
-            conversations = set(
-                Tombstone.objects.filter(pk__in=chunk, state=TombstoneState.BINNED).values_list(
-                    "conversation_id", flat=True
-                )
-            )
-            restored += Tombstone.objects.filter(pk__in=chunk, state=TombstoneState.BINNED).update(
-                state=TombstoneState.RESTORED, restored_at=now, restored_by_id=acting_user_id
-            )
-            refresh_last_message(conversations)
-    return restored
+            refresh_last_message(conversation_ids[start : start + RESTORE_BATCH])

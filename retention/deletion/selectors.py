@@ -72,9 +72,10 @@ def request_progress(request: DeletionRequest) -> dict | None:
     if run.started_at and run.done_messages:
         end = run.finished_at or timezone.now()
         elapsed = max((end - run.started_at).total_seconds(), 0.001)
-        rate = round(run.done_messages / elapsed, 1)
+        per_second = run.done_messages / elapsed  # > 0: done_messages is
         left = max(run.total_messages - run.done_messages - run.held_messages, 0)
-        eta = 0 if run.finished_at else math.ceil(left / rate)
+        eta = 0 if run.finished_at else math.ceil(left / per_second)
+        rate = round(per_second, 1)  # for display only: a slow run rounds to 0.0
     return {
         "kind": run.kind,
         "phase": run.phase,

@@ -646,3 +646,29 @@ def test_the_run_card_says_a_request_waits_for_its_evidence(client, people, org,
     client.force_login(people.staff)
     page = client.get(f"/requests/{request.pk}/").content.decode()
     assert 'data-testid="awaiting-evidence"' in page
+
+
+def test_a_manager_who_is_also_security_restores_only_in_the_subtree_they_manage(
+    people, org, store
+):
+    south_security = make_member("south_sec", org.south, Role.MANAGER, Role.SECURITY)
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    with pytest.raises(PermissionDenied):
+        do_restore_from_bin(request, acting_user=south_security)
+    assert visible_ids(store["customer"], store["group"], store["warehouse"]) == set()
+    assert not timeline(request, EventType.RECYCLE_RESTORED).exists()
+
+
+def test_a_deletion_still_running_cannot_be_restored_yet(people, org, store):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    started = runs.start_request(request.pk, now=request.scheduled_for)
+    runs._acquire(started.pk, "w")
+    runs._step(Execution.objects.get(pk=started.pk), "w")  # one batch binned
+    with pytest.raises(Conflict):
+        do_restore_from_bin(request, acting_user=people.manager)
+    assert set(Tombstone.objects.values_list("state", flat=True)) == {TombstoneState.BINNED}

@@ -3,15 +3,17 @@ restores what, and bad input that changes nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext, ngettext
 
 from retention.deletion import execution as runs
 from retention.deletion.actions import do_file_request, do_restore_personal
 from retention.deletion.scope import resolve_scope
-from retention.models import Message, RequestMethod, Tombstone, TombstoneState
+from retention.models import Execution, Message, RequestMethod, Tombstone, TombstoneState
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, people, run, store, visible_ids
 
@@ -183,3 +185,18 @@ def test_a_partial_restore_returns_to_what_is_left_of_the_request(client, people
     assert response.url == reverse("recycle-bin-request", args=[binned.pk])
     response = client.post(reverse("recycle-bin-restore", args=[binned.pk]))
     assert response.url == reverse("recycle-bin")
+
+
+def test_a_slow_run_shows_its_progress_without_failing(client, people, org, store):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    started = runs.start_request(request.pk, now=request.scheduled_for)
+    # One message in a minute: a rate that rounds to 0.0 per second.
+    Execution.objects.filter(pk=started.pk).update(
+        started_at=timezone.now() - timedelta(minutes=1), done_messages=1
+    )
+    client.force_login(people.staff)
+    assert client.get(reverse("request-progress", args=[request.pk])).status_code == 200
+    progress = api_for(people.staff).get(f"/api/v1/requests/{request.pk}/").json()["progress"]
+    assert progress["rate_per_second"] == 0.0 and progress["eta_seconds"] > 0

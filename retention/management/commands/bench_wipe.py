@@ -880,7 +880,9 @@ def _last_job_end(queue_name: str) -> datetime | None:
     queue = django_rq.get_queue(queue_name)
     ids = queue.finished_job_registry.get_job_ids()
     jobs = [j for j in queue.job_class.fetch_many(ids, connection=queue.connection) if j]
-    ends = [j.ended_at for j in jobs if j.ended_at and j.func_name.endswith("restore_tombstones")]
+    ends = [
+        j.ended_at for j in jobs if j.ended_at and j.func_name.endswith("refresh_last_messages")
+    ]
     return max(ends) if ends else None
 
 
