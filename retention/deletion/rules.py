@@ -30,7 +30,7 @@ from django.utils.translation import gettext as _
 import audit.log as audit
 from audit.events import EventType
 from retention.deletion import execution, notify
-from retention.deletion.actions import Conflict, settled_high_water_mark
+from retention.deletion.actions import Conflict, do_cancel_request, settled_high_water_mark
 from retention.deletion.scope import held_conversations_q
 from retention.models import (
     Conversation,
@@ -322,6 +322,10 @@ def do_propose(
         )
         if not fresh:
             raise Conflict(_("Run the dry run first: approvers must see what the rule would take."))
+        # Approvers see the dry run of exactly what is proposed (the keep may have changed
+        # with the proposal), measured now.
+        locked.last_preview = measure_rule(locked, keep_days=locked.proposed_keep_days).preview
+        locked.last_preview_at = timezone.now()
         locked.proposed_by, locked.proposed_at = acting_user, timezone.now()
         locked.save()
         audit.record(
@@ -396,13 +400,15 @@ def do_relax_rule(
                 raise Conflict(_("This rule is already disabled."))
             locked.status = RuleStatus.DISABLED
             locked.proposed_keep_days = locked.next_keep_days = locked.next_keep_from = None
+            # "At once" includes a run filed but not started yet.
+            for waiting in _open_runs(locked).filter(status=RequestStatus.APPROVED):
+                do_cancel_request(waiting, acting_user=acting_user)
         else:
-            if keep_days is None or keep_days <= max(locked.keep_days, in_force_keep_days(locked)):
-                _validate(keep_days, locked.action)
+            _validate(keep_days, locked.action)
+            if keep_days <= max(locked.keep_days, in_force_keep_days(locked)):
                 raise ValidationError(
                     {"keep_days": [_("To keep less, propose the change for approval.")]}
                 )
-            _validate(keep_days, locked.action)
             locked.keep_days, locked.next_keep_days, locked.proposed_keep_days = (
                 keep_days,
                 None,
@@ -422,6 +428,14 @@ def do_relax_rule(
 # --- the daily run ---------------------------------------------------------------------------
 
 
+def _open_runs(rule: RetentionRule) -> QuerySet[DeletionRequest]:
+    return DeletionRequest.objects.filter(
+        method=RequestMethod.RETENTION,
+        scope__rule=rule.pk,
+        status__in=[RequestStatus.APPROVED, RequestStatus.RUNNING],
+    )
+
+
 def run_due_rules(*, now: datetime | None = None) -> list[int]:
     """Every approved rule past its grace period runs once per day: its dry run of this
     moment becomes a system request that the engine carries out."""
@@ -430,8 +444,16 @@ def run_due_rules(*, now: datetime | None = None) -> list[int]:
     for rule in RetentionRule.objects.filter(
         status__in=APPROVED_STATUSES, effective_from__lte=now
     ).select_related("department"):
-        if rule.last_run_at and rule.last_run_at > now - timedelta(hours=20):
-            continue  # already ran today (a doubled cron tick)
+        if _open_runs(rule).exists():
+            continue  # the last run has not finished (or waits for its evidence)
+        # Claimed with a compare-and-swap: two cron ticks at once file one run.
+        claimed = (
+            RetentionRule.objects.filter(pk=rule.pk)
+            .filter(Q(last_run_at__isnull=True) | Q(last_run_at__lte=now - timedelta(hours=20)))
+            .update(last_run_at=now)
+        )
+        if not claimed:
+            continue  # already ran today
         try:
             request = start_rule_run(rule, now=now)
         except Exception as exc:  # one broken rule must not stop the others

@@ -495,3 +495,28 @@ def test_a_proposed_rule_waits_in_the_other_admins_inbox(client, admins, org, ch
     assert 'data-testid="rules-inbox"' in page and "杭州 90 天" in page
     client.force_login(admins.admin)  # the proposer has nothing to decide
     assert 'data-testid="rules-inbox"' not in client.get(reverse("approvals")).content.decode()
+
+
+def test_approvers_see_the_dry_run_of_the_keep_that_was_proposed(admins, org, chats):
+    rule = enabled(new_rule(admins, department=org.hangzhou, keep_days=300), admins)
+    rules.do_preview_rule(rule, acting_user=admins.admin)
+    assert RetentionRule.objects.get(pk=rule.pk).last_preview["messages"] == 2  # 400 days
+    rules.do_propose(rule, acting_user=admins.admin, keep_days=30)
+    preview = RetentionRule.objects.get(pk=rule.pk).last_preview
+    assert (preview["keep_days"], preview["messages"]) == (30, 8)
+    draft = new_rule(admins, name="深圳", department=org.shenzhen, keep_days=1000)
+    rules.do_preview_rule(draft, acting_user=admins.admin)
+    rules.do_propose(draft, acting_user=admins.admin, keep_days=1)
+    assert RetentionRule.objects.get(pk=draft.pk).last_preview["messages"] == 5
+
+
+def test_disabling_a_rule_cancels_its_run_not_yet_started(admins, org, chats):
+    rule = enabled(new_rule(admins, department=org.hangzhou), admins)
+    (request_id,) = rules.run_due_rules(now=NOW)
+    # Its run is filed; the next night files no second one while it waits.
+    assert rules.run_due_rules(now=NOW + timedelta(days=1)) == []
+    rules.do_relax_rule(rule, acting_user=admins.admin, disable=True)
+    request = DeletionRequest.objects.get(pk=request_id)
+    assert request.status == RequestStatus.CANCELLED
+    assert runs.start_request(request.pk, now=NOW) is None
+    assert ages_left(chats["customer"]) == [5, 40, 100, 200, 400]
