@@ -82,7 +82,12 @@ from retention.models import (
 )
 from retention.policies import get_policy
 from retention.roles import Role
-from retention.selectors import can_read_bodies, conversations_for, messages_of
+from retention.selectors import (
+    can_read_bodies,
+    conversations_for,
+    messages_of,
+    readable_conversation_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +105,8 @@ STALLED_AFTER = timedelta(minutes=10)
 MAX_ATTEMPTS = 3
 
 KEY_DESTROYED, DECRYPTION_FAILED = "key_destroyed", "decryption_failed"
+# A body the member who asked for the export may not read (the pages would not show it).
+NOT_PERMITTED = "not_permitted"
 CSV_COLUMNS = [
     "id",
     "conversation",
@@ -122,7 +129,7 @@ def may_export(target: Target, member: Member) -> bool:
     if not member.is_authenticated or not member.is_active:
         return False
     if isinstance(target, Conversation):
-        return member.has_role(Role.AUDITOR) or can_read_bodies(member, target)
+        return can_read_bodies(member, target)
     if member.has_role(Role.AUDITOR, Role.ADMIN) or target.requester_id == member.pk:
         return True
     if target.steps.filter(approver=member, status=StepStatus.APPROVED).exists():
@@ -184,6 +191,7 @@ def do_request_export(
             conversation=None if is_request else target,
             format=fmt,
             requested_by=acting_user,
+            system=on_behalf_of_system,
             language=translation.get_language() or settings.LANGUAGE_CODE,
             max_message_id=target.max_message_id if is_request else _newest_id(target),
         )
@@ -597,7 +605,12 @@ def _records(export: Export) -> Iterator[tuple[Conversation, list[dict[str, Any]
                 ids = list(dict.fromkeys(row[1] for row in batch))
                 conversations = Conversation.objects.select_related("department").in_bulk(ids)
                 ciphers = _ciphers(ids, known=ciphers)
-                records = _decrypt(conversations, ciphers, batch)
+                withheld = (
+                    set()
+                    if export.system
+                    else set(ids) - readable_conversation_ids(export.requested_by, ids)
+                )
+                records = _decrypt(conversations, ciphers, batch, withheld)
                 for conversation_id, slice_ in groupby(records, itemgetter("conversation")):
                     yield conversations[conversation_id], list(slice_), conversation_id != previous
                     previous = conversation_id
@@ -660,6 +673,7 @@ def _decrypt(
     conversations: dict[int, Conversation],
     ciphers: dict[int, ConversationCipher | None],
     batch: list[Row],
+    withheld: set[int],
 ) -> list[dict[str, Any]]:
     attachments: dict[int, list[dict[str, Any]]] = {}
     for row in _attachments(batch):
@@ -668,7 +682,9 @@ def _decrypt(
     for pk, conversation_id, sent_at, sender_name, sensitivity, reasons, body in batch:
         cipher = ciphers[conversation_id]
         text, unreadable = None, KEY_DESTROYED
-        if cipher is not None:
+        if conversation_id in withheld:
+            unreadable = NOT_PERMITTED
+        elif cipher is not None:
             try:
                 text, unreadable = cipher.decrypt_text(body), None
             except DecryptionError:

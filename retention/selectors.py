@@ -64,12 +64,21 @@ def conversations_for(viewer: Member) -> QuerySet[Conversation]:
 def can_read_bodies(viewer: Member, conversation: Conversation) -> bool:
     """Participants and the managers of the conversation's department read message bodies;
     company-wide roles see metadata only (auditors too, unless policy allows)."""
-    if conversation.participant_set.filter(member=viewer).exists():
-        return True
-    department_path = conversation.department.path
-    if any(department_path.startswith(p) for p in managed_department_paths(viewer)):
-        return True
-    return bool(viewer.has_role(Role.AUDITOR) and settings.QINGLI_AUDITOR_READS_BODIES)
+    return conversation.pk in readable_conversation_ids(viewer, [conversation.pk])
+
+
+def readable_conversation_ids(viewer: Member, conversation_ids) -> set[int]:
+    """Of these conversations, those whose bodies the viewer may read (one query)."""
+    if viewer.has_role(Role.AUDITOR) and settings.QINGLI_AUDITOR_READS_BODIES:
+        return set(conversation_ids)
+    readable = Q(pk__in=Participant.objects.filter(member=viewer).values("conversation_id"))
+    for path in managed_department_paths(viewer):
+        readable |= Q(department__path__startswith=path)
+    return set(
+        Conversation.objects.filter(readable, pk__in=list(conversation_ids)).values_list(
+            "pk", flat=True
+        )
+    )
 
 
 def conversation_list(

@@ -62,6 +62,9 @@ class Export(models.Model):
     # The newest message the export may hold: the request's frozen high-water mark, or
     # the conversation's newest message when the export was asked for.
     max_message_id = models.BigIntegerField(default=0)
+    # Made by the run engine (an archiving rule's evidence): it holds every body of the
+    # scope. An export a member asks for holds only the bodies that member may read.
+    system = models.BooleanField(default=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     # Touched by the writing job every few seconds: a running export whose heartbeat

@@ -146,7 +146,7 @@ def test_a_request_export_holds_exactly_the_frozen_scope(
     late = say(store["group"], "批准之后的新消息")  # after max_message_id: not in scope
     expected = scope_rows(hangzhou_request, store["customer"], store["group"], store["warehouse"])
 
-    export = export_of(hangzhou_request, people.staff, fmt)
+    export = export_of(hangzhou_request, people.manager, fmt)  # reads every body
 
     rows = rows_of(export)
     assert [r["id"] for r in rows] == sorted(  # conversation order, then id order
@@ -159,6 +159,20 @@ def test_a_request_export_holds_exactly_the_frozen_scope(
     assert not bodies & {"深圳1", "深圳2", "深圳3", "批准之后的新消息"}
     assert export.messages == len(expected) == hangzhou_request.preview["messages"]
     assert export.unreadable == 0
+
+
+def test_an_export_holds_only_the_bodies_its_member_may_read(
+    people, store, hangzhou_request, export_of
+):
+    # Staff filed the store's request; the warehouse chat below it is not theirs to read.
+    rows = rows_of(export_of(hangzhou_request, people.staff))
+    warehouse = [r for r in rows if r["conversation"] == store["warehouse"].pk]
+    assert len(warehouse) == 2
+    assert all(r["body"] is None and r["unreadable"] == "not_permitted" for r in warehouse)
+    assert {r["body"] for r in rows if r["conversation"] == store["customer"].pk} >= {
+        "客户消息0",
+        "发票见附件",
+    }
 
 
 def test_batches_across_many_conversations_give_what_a_read_per_conversation_gives(
@@ -233,7 +247,7 @@ def test_batches_across_many_conversations_give_what_a_read_per_conversation_giv
     for batch, conversations in ((2000, 500), (1, 1), (2, 1), (3, 2), (5, 500), (7, 3)):
         monkeypatch.setattr(exports, "BATCH_MESSAGES", batch)
         monkeypatch.setattr(exports, "CONVERSATIONS_PER_QUERY", conversations)
-        made = {fmt: export_of(request, people.staff, fmt) for fmt in FORMATS}
+        made = {fmt: export_of(request, people.manager, fmt) for fmt in FORMATS}
         rows = rows_of(made["jsonl"])
         got = [
             (r["id"], r["conversation"], r["conversation_title"], r["body"])
@@ -309,7 +323,7 @@ def test_rows_whose_key_is_destroyed_are_exported_without_a_body(
     DataKey.objects.filter(conversation=store["group"]).update(
         wrapped_key=None, destroyed_at=timezone.now()
     )
-    export = export_of(hangzhou_request, people.staff, fmt)
+    export = export_of(hangzhou_request, people.manager, fmt)
 
     assert export.unreadable == 4
     if fmt == "html":
@@ -521,14 +535,15 @@ def test_those_who_may_decide_a_pending_request_may_export_it(people, org, store
 
 def test_who_may_export_a_conversation(people, org, store):
     url = f"/api/v1/conversations/{store['customer'].pk}/export/"
-    # A participant, the store's managers, an auditor.
-    for member in (people.staff, people.manager, people.director, people.auditor):
+    # A participant and the store's managers: those who may read its bodies.
+    for member in (people.staff, people.manager, people.director):
         assert post_export(member, url) == 202, member
     colleague = make_member("colleague", org.hangzhou, Role.STAFF)
     for member in (people.manager2, colleague, people.staff2):
         assert post_export(member, url) == 404, member
-    # Company-wide roles see its metadata but not its bodies.
-    for member in (people.admin, people.security):
+    # Company-wide roles see its metadata but not its bodies (auditors too, unless the
+    # setting QINGLI_AUDITOR_READS_BODIES lets them).
+    for member in (people.admin, people.security, people.auditor):
         assert post_export(member, url) == 403, member
 
 
@@ -884,9 +899,9 @@ def test_the_heartbeat_is_touched_every_batch(people, hangzhou_request, small_re
     beats = []
     decrypt = exports._decrypt
 
-    def watched(conversation, cipher, batch):
+    def watched(*args):
         beats.append(Export.objects.get(pk=export.pk).heartbeat_at)
-        return decrypt(conversation, cipher, batch)
+        return decrypt(*args)
 
     monkeypatch.setattr(exports, "_decrypt", watched)
     assert exports.build_export(export.pk).status == ExportStatus.READY
