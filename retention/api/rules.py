@@ -160,6 +160,8 @@ class RuleListView(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         """Create a rule as a draft: it does nothing until proposed and approved."""
+        # The role first: a refused member learns nothing about which ids exist.
+        rules.require_admin(request.user)
         form = RuleInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data

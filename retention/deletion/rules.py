@@ -57,7 +57,7 @@ TARGETS_PER_TRANSACTION = 2000
 ACTION_GENTLENESS = {RuleAction.BIN: 0, RuleAction.ARCHIVE: 1, RuleAction.PURGE: 2}
 
 
-def _require_admin(member: Member) -> None:
+def require_admin(member: Member) -> None:
     if not member.has_role(Role.ADMIN):
         raise PermissionDenied(_("Only admins manage retention rules."))
 
@@ -249,7 +249,7 @@ def do_create_rule(
     excluded: list[Conversation] = (),
 ) -> RetentionRule:
     """A new rule starts as a draft: it does nothing until enabled and approved."""
-    _require_admin(acting_user)
+    require_admin(acting_user)
     _validate(keep_days, action)
     if not (name or "").strip():
         raise ValidationError({"name": [_("Give the rule a name.")]})
@@ -286,7 +286,7 @@ def _describe(rule: RetentionRule) -> dict:
 
 def do_preview_rule(rule: RetentionRule, *, acting_user: Member) -> dict:
     """The dry run, stored on the rule: enabling needs one no older than a day."""
-    _require_admin(acting_user)
+    require_admin(acting_user)
     measured = measure_rule(rule, keep_days=rule.proposed_keep_days)
     RetentionRule.objects.filter(pk=rule.pk).update(
         last_preview=measured.preview, last_preview_at=timezone.now()
@@ -300,7 +300,7 @@ def do_propose(
 ) -> RetentionRule:
     """Ask for a rule to be enabled, or an active rule to keep less: a second admin must
     approve, after a fresh dry run."""
-    _require_admin(acting_user)
+    require_admin(acting_user)
     with transaction.atomic():
         locked = RetentionRule.objects.select_for_update().get(pk=rule.pk)
         if keep_days is not None:
@@ -349,7 +349,7 @@ def do_propose(
 def do_approve_rule(rule: RetentionRule, *, acting_user: Member) -> RetentionRule:
     """A second admin approves; the change bites after the grace period, and the members
     of every affected conversation are told when."""
-    _require_admin(acting_user)
+    require_admin(acting_user)
     with transaction.atomic():
         locked = RetentionRule.objects.select_for_update().get(pk=rule.pk)
         waiting = locked.status == RuleStatus.PENDING or locked.proposed_keep_days is not None
@@ -391,7 +391,7 @@ def do_relax_rule(
     rule: RetentionRule, *, acting_user: Member, keep_days: int | None = None, disable: bool = False
 ) -> RetentionRule:
     """Keep longer, or switch the rule off: both delete less, so they apply at once."""
-    _require_admin(acting_user)
+    require_admin(acting_user)
     with transaction.atomic():
         locked = RetentionRule.objects.select_for_update().get(pk=rule.pk)
         before = _describe(locked)

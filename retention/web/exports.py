@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.log import client_ip
 from retention.deletion.actions import Conflict
+from retention.deletion.execution import needs_evidence
 from retention.deletion.selectors import requests_for
 from retention.exports import (
     do_request_export,
@@ -62,7 +63,7 @@ def card_context(target: DeletionRequest | Conversation, viewer: Member) -> dict
     evidence_needed = (
         is_request
         and target.status in (RequestStatus.PENDING, RequestStatus.APPROVED)
-        and target.preview.get("high_sensitivity", 0) > 0
+        and needs_evidence(target)
         and not has_evidence_export(target)
     )
     name = "request" if is_request else "conversation"

@@ -357,6 +357,9 @@ def test_who_may_see_and_manage_rules(admins, org, chats):
     for member in (admins.manager, admins.staff):
         client = api_for(member)
         assert client.get("/api/v1/retention-rules/").status_code == 403
+        # Refused before the body is read: no 400 that would tell which ids exist.
+        probe = {**body, "department": 999999}
+        assert client.post("/api/v1/retention-rules/", probe, format="json").status_code == 403
         assert client.get(f"/api/v1/retention-rules/{rule.pk}/").status_code == 403
     assert api_for().get("/api/v1/retention-rules/").status_code in (401, 403)
     outsider = api_for(admins.manager2)

@@ -747,7 +747,8 @@ class Command(BaseCommand):
             "\nwall: from the enqueue (restore: the do_restore_from_bin call; purge: the "
             "start_due_purges call) to the run's end, including the burst worker's start; "
             "run: Execution.started_at → finished_at. batch ms: Execution.longest_batch_ms "
-            "(measured before COMMIT); write ms / read ms: the longest transaction that wrote "
+            "(the longest batch transaction, COMMIT included; a purge's file deletion too); "
+            "write ms / read ms: the longest transaction that wrote "
             "/ only read, seen in pg_stat_activity (sampled every 25 ms)."
         )
         self.say(
