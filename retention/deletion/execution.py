@@ -66,11 +66,14 @@ from retention.store import refresh_last_message
 logger = logging.getLogger(__name__)
 
 QUEUE = "wipes"
-# Conversations per batch when a batch only touches keys or tombstones (a wipe's first
-# phases): one short statement each, so unreadable comes fast at any size.
+# Conversations per batch in a wipe's first phases, which touch only keys (a few short
+# statements, so unreadable comes fast at any size) and then tombstones (set-based
+# statements too, but more of them).
 SHRED_BATCH_CONVERSATIONS = 5000
-# Hiding writes a tombstone per conversation: smaller batches keep it short.
-HIDE_BATCH_CONVERSATIONS = 500
+HIDE_BATCH_CONVERSATIONS = 2000
+# Hiding recomputes the last message of a conversation that keeps records outside the
+# scope, an index probe each: at most this many of those per batch.
+PARTIAL_CONVERSATIONS_PER_HIDE = 500
 # Tombstones marked for purging per transaction when a purge starts.
 PURGE_START_CHUNK = 2000
 # Conversations whose remaining messages are counted or deleted in one statement.
@@ -696,6 +699,18 @@ def _hide_batch(
     with transaction.atomic():
         locked = _locked_run(execution, worker)
         hold_guard_shared()
+        # A conversation whose key is gone had nothing outside the scope: it has no last
+        # message any more. The others keep records and need theirs recomputed, an index
+        # probe each, so a batch takes only so many of them.
+        shredded = set(
+            DataKey.objects.filter(
+                conversation_id__in=conversation_ids, wrapped_key__isnull=True
+            ).values_list("conversation_id", flat=True)
+        )
+        partial = [c for c in conversation_ids if c not in shredded]
+        if len(partial) > PARTIAL_CONVERSATIONS_PER_HIDE:
+            last = partial[PARTIAL_CONVERSATIONS_PER_HIDE - 1]
+            conversation_ids = [c for c in conversation_ids if c <= last]
         # Held when the run reached them (phase 1) or now: skipped either way.
         held = _held(conversation_ids) | (set(locked.held_conversation_ids) & set(conversation_ids))
         new_held = held - set(locked.held_conversation_ids)
@@ -703,40 +718,43 @@ def _hide_batch(
             locked.held_messages += _held_in_scope(request, new_held)
             _note_held(locked, new_held)
         wiped = [c for c in conversation_ids if c not in held]
-        frozen = dict(
-            RequestConversation.objects.filter(
-                request=request, conversation_id__in=wiped
-            ).values_list("conversation_id", "messages")
-        )
-        Tombstone.objects.bulk_create(
-            [
-                Tombstone(
-                    request=request,
-                    conversation_id=c,
-                    after_id=0,
-                    up_to_id=request.max_message_id,
-                    sent_after=request.sent_after,
-                    sent_before=request.sent_before,
-                    messages=frozen.get(c, 0),
-                    state=TombstoneState.PURGING,
-                    purge_after=now,
-                )
-                for c in wiped
-            ],
-            ignore_conflicts=True,
-        )
+        _write_wipe_tombstones(request, wiped, now)
         locked.done_conversations += len(wiped)
-        # A conversation whose key is gone had nothing outside the scope: it has no last
-        # message any more. The others are recomputed.
-        shredded = set(
-            DataKey.objects.filter(conversation_id__in=wiped, wrapped_key__isnull=True).values_list(
-                "conversation_id", flat=True
-            )
+        Conversation.objects.filter(pk__in=[c for c in wiped if c in shredded]).update(
+            last_message_at=None
         )
-        Conversation.objects.filter(pk__in=shredded).update(last_message_at=None)
-        refresh_last_message(set(wiped) - shredded)
+        refresh_last_message([c for c in wiped if c not in shredded])
         _checkpoint(locked, Unit(conversation_ids[-1], 0, 0))
     _timed(execution, started)
+
+
+def _write_wipe_tombstones(request: DeletionRequest, conversation_ids: list[int], now) -> None:
+    """One tombstone over the scope of each conversation, written by one INSERT … SELECT
+    from the frozen scope: building thousands of objects in Python would cost more than
+    the rest of the batch."""
+    if not conversation_ids:
+        return
+    tombstones = connection.ops.quote_name(Tombstone._meta.db_table)
+    targets = connection.ops.quote_name(RequestConversation._meta.db_table)
+    listed = ", ".join(["%s"] * len(conversation_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {tombstones} (request_id, conversation_id, after_id, up_to_id, "
+            "sent_after, sent_before, messages, bytes, state, created_at, purge_after) "
+            "SELECT request_id, conversation_id, 0, %s, %s, %s, messages, 0, %s, %s, %s "
+            f"FROM {targets} WHERE request_id = %s AND conversation_id IN ({listed}) "
+            "ON CONFLICT DO NOTHING",
+            [
+                request.max_message_id,
+                request.sent_after,
+                request.sent_before,
+                TombstoneState.PURGING,
+                now,
+                now,
+                request.pk,
+                *conversation_ids,
+            ],
+        )
 
 
 def _next_phase(execution: Execution, worker: str) -> None:

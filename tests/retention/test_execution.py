@@ -513,6 +513,47 @@ def test_a_server_wipe_destroys_keys_first_then_the_rows(people, org, store, sma
     assert timeline(request, EventType.KEYS_DESTROYED_BY_WIPE).exists()
 
 
+def test_a_wipe_hides_conversations_that_keep_records_a_few_per_batch(
+    people, org, store, monkeypatch
+):
+    """Conversations with records outside the scope need their last message recomputed:
+    a hiding batch takes only so many, and each ends with the right last message."""
+    monkeypatch.setattr(runs, "PARTIAL_CONVERSATIONS_PER_HIDE", 1)
+    request = approved(
+        people.manager,
+        [people.director, people.security, people.admin],
+        RequestMethod.SERVER,
+        departments=[org.hangzhou.pk],
+    )
+    sent = timezone.now().replace(microsecond=0)
+    late = {
+        name: add_messages(
+            store[name],
+            [NewMessage(sender=people.staff, sender_name="staff", sent_at=sent, body="之后")],
+        )[0]
+        for name in ("customer", "group")
+    }
+    started = runs.start_request(request.pk, now=request.scheduled_for)
+    runs._acquire(started.pk, "w")
+    hide_batches = 0
+    while Execution.objects.get(pk=started.pk).phase != runs.PURGE:
+        execution = Execution.objects.get(pk=started.pk)
+        hide_batches += execution.phase == runs.HIDE
+        runs._step(execution, "w")
+
+    # Two partial conversations, one per batch, and a last look that finds none left.
+    assert hide_batches == 3
+    assert visible_ids(store["customer"], store["group"], store["warehouse"]) == {
+        m.pk for m in late.values()
+    }
+    for name in ("customer", "group"):
+        store[name].refresh_from_db()
+        assert store[name].last_message_at == sent
+    store["warehouse"].refresh_from_db()
+    assert store["warehouse"].last_message_at is None
+    assert Execution.objects.get(pk=started.pk).done_conversations == 3
+
+
 def test_a_wiped_conversation_takes_no_new_messages(people, org, store):
     request = approved(
         people.manager,
