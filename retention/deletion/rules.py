@@ -74,15 +74,21 @@ def matches_q(rule: RetentionRule) -> Q:
         q &= Q(department__path__startswith=rule.department.path)
     if rule.kind:
         q &= Q(kind=rule.kind)
-    excluded = list(rule.excluded_conversations.values_list("pk", flat=True))
-    if excluded:
-        q &= ~Q(pk__in=excluded)
+    # A subquery, not a list read here: one rule's terms cost no query of their own.
+    q &= ~Q(pk__in=rule.excluded_conversations.values("pk"))
     return q
 
 
 def _rank(rule: RetentionRule, keep_days: int) -> tuple:
     # Higher ranks win: longer keep, then gentler action, then the older rule.
     return (keep_days, -ACTION_GENTLENESS[rule.action], -rule.pk)
+
+
+def _standing(rule: RetentionRule, now: datetime | None) -> tuple:
+    """A rule's rank against the others: by the keep it applies now (an approved
+    shortening counts only once its grace is over), the same for every comparison, so
+    that every overlap belongs to exactly one rule."""
+    return _rank(rule, in_force_keep_days(rule, now))
 
 
 def in_force_keep_days(rule: RetentionRule, now: datetime | None = None) -> int:
@@ -99,14 +105,11 @@ def governed_conversations(
 ) -> QuerySet[Conversation]:
     """Conversations this rule governs: it matches them and no approved rule that keeps
     longer (or as long, but gentler or older) matches them too. Holds not yet applied."""
-    rank = _rank(rule, keep_days or in_force_keep_days(rule, now))
+    rank = _rank(rule, keep_days) if keep_days else _standing(rule, now)
     qs = Conversation.objects.filter(matches_q(rule))
     others = RetentionRule.objects.filter(status__in=APPROVED_STATUSES).exclude(pk=rule.pk)
     beating = [
-        matches_q(o)
-        for o in others.select_related("department")
-        # A rule waiting out its grace still keeps: that only ever deletes less.
-        if _rank(o, max(o.keep_days, in_force_keep_days(o, now))) > rank
+        matches_q(o) for o in others.select_related("department") if _standing(o, now) > rank
     ]
     if beating:
         qs = qs.exclude(reduce(or_, beating))
@@ -128,11 +131,11 @@ def effective_policy(conversation: Conversation, *, now: datetime | None = None)
     approved = list(
         RetentionRule.objects.filter(status__in=APPROVED_STATUSES).select_related("department")
     )
-    matching = [
-        r
-        for r in approved
-        if Conversation.objects.filter(matches_q(r), pk=conversation.pk).exists()
-    ]
+    # Which rules cover it, in one query: a flag per rule.
+    covered = Conversation.objects.filter(pk=conversation.pk).aggregate(
+        **{f"rule_{r.pk}": Count("pk", filter=matches_q(r)) for r in approved}
+    )
+    matching = [r for r in approved if covered[f"rule_{r.pk}"]]
     if held:
         return Effective(
             None, None, True, matching, _("On hold: no rule touches it until the hold is released.")
@@ -145,7 +148,7 @@ def effective_policy(conversation: Conversation, *, now: datetime | None = None)
             [],
             _("No retention rule covers it: it is kept until someone deletes it."),
         )
-    winner = max(matching, key=lambda r: _rank(r, max(r.keep_days, in_force_keep_days(r, now))))
+    winner = max(matching, key=lambda r: _standing(r, now))
     keep = in_force_keep_days(winner, now)
     if len(matching) == 1:
         why = _("Only this rule covers it.")

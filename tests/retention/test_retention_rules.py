@@ -200,6 +200,39 @@ def test_a_company_wide_rule_that_keeps_longer_beats_a_narrow_one(admins, org, c
     assert ages_left(chats["group"]) == [5, 40, 100, 200]
 
 
+def test_a_shortening_in_force_hands_the_overlap_to_the_longer_keep(admins, org, chats):
+    """After its grace a shortened rule ranks by its new keep, in every comparison: the
+    overlap goes to the rule that now keeps longer, never to neither."""
+    hangzhou = enabled(new_rule(admins, department=org.hangzhou, keep_days=300), admins)
+    rules.do_preview_rule(hangzhou, acting_user=admins.admin)
+    rules.do_propose(hangzhou, acting_user=admins.admin, keep_days=30)
+    rules.do_approve_rule(hangzhou, acting_user=admins.admin_b)
+    company = enabled(new_rule(admins, name="公司 100 天", keep_days=100), admins)
+    later = NOW + timedelta(days=9)  # the shortening's grace is over
+    hangzhou.refresh_from_db()
+    assert rules.in_force_keep_days(hangzhou, later) == 30
+
+    assert not rules.governed_conversations(hangzhou, now=later).exists()
+    assert set(rules.governed_conversations(company, now=later)) == set(chats.values())
+    effective = rules.effective_policy(chats["customer"], now=later)
+    assert effective.rule == company and effective.keep_days == 100
+    # Still in grace, the longer keep it had holds the overlap.
+    assert rules.effective_policy(chats["customer"], now=NOW).rule == hangzhou
+
+
+def test_the_effective_policy_costs_the_same_few_queries_for_any_number_of_rules(
+    admins, org, chats, django_assert_max_num_queries
+):
+    for days in range(30, 130, 10):
+        enabled(
+            new_rule(admins, name=f"杭州 {days} 天", department=org.hangzhou, keep_days=days),
+            admins,
+        )
+    with django_assert_max_num_queries(4):
+        effective = rules.effective_policy(chats["customer"])
+    assert effective.keep_days == 120 and len(effective.matching) == 10
+
+
 def test_exclusions_leave_a_conversation_to_nobody(admins, org, chats):
     rule = rules.do_create_rule(
         acting_user=admins.admin,
