@@ -14,8 +14,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
-from retention.deletion.recycle import bin_conversations, bin_requests_for, do_restore_from_bin
+from retention.deletion.recycle import bin_items, bin_requests_for, do_restore_from_bin
 from retention.models import DeletionRequest
+
+# Conversations listed with each request (the request's page lists them all).
+ITEMS_PER_ENTRY = 100
 
 
 class BinConversationSerializer(serializers.Serializer):
@@ -36,7 +39,10 @@ class BinEntrySerializer(serializers.ModelSerializer):
     bytes = serializers.IntegerField(source="bin_bytes")
     deleted_at = serializers.DateTimeField(source="binned_at")
     purge_after = serializers.DateTimeField(help_text="Purged for good after this moment.")
-    items = serializers.SerializerMethodField(help_text="Conversations the caller may see.")
+    items = serializers.SerializerMethodField(
+        help_text=f"The first {ITEMS_PER_ENTRY} conversations the caller may see, by id; "
+        "`conversations` counts them all."
+    )
 
     class Meta:
         model = DeletionRequest
@@ -54,8 +60,7 @@ class BinEntrySerializer(serializers.ModelSerializer):
 
     @extend_schema_field(BinConversationSerializer(many=True))
     def get_items(self, entry: DeletionRequest) -> list[dict[str, Any]]:
-        viewer = self.context["request"].user
-        return BinConversationSerializer(bin_conversations(entry, viewer), many=True).data
+        return BinConversationSerializer(self.context["items"][entry.pk], many=True).data
 
 
 class RestoreInputSerializer(serializers.Serializer):
@@ -87,7 +92,11 @@ class RecycleBinListView(generics.ListAPIView):
 
     @extend_schema(tags=["recycle bin"])
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().get(request, *args, **kwargs)
+        entries = self.paginate_queryset(self.get_queryset())
+        items = bin_items(entries, request.user, each=ITEMS_PER_ENTRY)
+        context = {**self.get_serializer_context(), "items": items}
+        page = BinEntrySerializer(entries, many=True, context=context)
+        return self.get_paginated_response(page.data)
 
 
 class RecycleBinRestoreView(APIView):

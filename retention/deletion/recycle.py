@@ -13,7 +13,8 @@ from operator import or_
 import django_rq
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -31,7 +32,7 @@ from retention.models import (
     TombstoneState,
 )
 from retention.roles import Role
-from retention.selectors import departments_for, managed_department_paths
+from retention.selectors import managed_department_paths
 from retention.store import refresh_last_message
 
 # Conversations whose last-message date is recomputed in one transaction; a restore of
@@ -39,23 +40,36 @@ from retention.store import refresh_last_message
 RESTORE_BATCH = 1000
 
 
-def bin_requests_for(viewer: Member) -> QuerySet[DeletionRequest]:
-    """Requests with records in the recycle bin that the viewer may see: managers their
-    subtree's, admins and auditors all (auditors read only)."""
+def binned_visible_to(viewer: Member) -> QuerySet[Tombstone]:
+    """Binned records the viewer may see: all of them for admins, auditors and security
+    officers, a manager's subtree for a manager, nothing for anyone else."""
+    binned = Tombstone.objects.filter(state=TombstoneState.BINNED)
     if viewer.has_role(Role.ADMIN, Role.AUDITOR, Role.SECURITY):
-        visible = DeletionRequest.objects.all()
-    elif viewer.has_role(Role.MANAGER) and viewer.department_id:
-        visible = DeletionRequest.objects.filter(
-            tombstones__conversation__department__path__startswith=viewer.department.path
-        ).distinct()
-    else:
-        return DeletionRequest.objects.none()
-    binned = Tombstone.objects.filter(request=OuterRef("pk"), state=TombstoneState.BINNED)
-    summary = binned.values("request")
+        return binned
+    return binned.filter(_in_managed_subtrees(viewer))
+
+
+def _in_managed_subtrees(member: Member) -> Q:
+    """Tombstones in the subtrees the member manages (none for a member who manages none).
+    What they manage, not what they may see: a manager who is also a security officer
+    sees the whole company but manages one subtree."""
+    return reduce(
+        or_,
+        [
+            Q(conversation__department__path__startswith=path)
+            for path in managed_department_paths(member)
+        ],
+        Q(pk__in=[]),
+    )
+
+
+def bin_requests_for(viewer: Member) -> QuerySet[DeletionRequest]:
+    """Requests with records in the recycle bin that the viewer may see, with the totals
+    of just those records (a request can reach beyond a manager's subtree)."""
+    visible = binned_visible_to(viewer)
+    summary = visible.filter(request=OuterRef("pk")).values("request")
     return (
-        visible.filter(
-            pk__in=Tombstone.objects.filter(state=TombstoneState.BINNED).values("request")
-        )
+        DeletionRequest.objects.filter(pk__in=visible.values("request"))
         .select_related("requester", "scope_root")
         .annotate(
             bin_messages=Subquery(summary.annotate(n=Sum("messages")).values("n")),
@@ -70,22 +84,31 @@ def bin_requests_for(viewer: Member) -> QuerySet[DeletionRequest]:
     )
 
 
-def bin_conversations(request: DeletionRequest, viewer: Member) -> list[dict]:
-    """A request's binned conversations that the viewer may see, with their counts."""
-    rows = (
-        _visible_tombstones(request, viewer)
-        .values("conversation_id", "conversation__title", "conversation__department__name")
+def _by_conversation(tombstones: QuerySet[Tombstone]) -> QuerySet:
+    return (
+        tombstones.values(
+            "request_id", "conversation_id", "conversation__title", "conversation__department__name"
+        )
         .annotate(messages=Sum("messages"), bytes=Sum("bytes"), purge_after=Max("purge_after"))
         .order_by("conversation_id")
     )
-    return list(rows)
 
 
-def _visible_tombstones(request: DeletionRequest, viewer: Member) -> QuerySet[Tombstone]:
-    binned = Tombstone.objects.filter(request=request, state=TombstoneState.BINNED)
-    if viewer.has_role(Role.ADMIN, Role.AUDITOR, Role.SECURITY):
-        return binned
-    return binned.filter(conversation__department__in=departments_for(viewer).values("pk"))
+def bin_conversations(request: DeletionRequest, viewer: Member) -> QuerySet:
+    """A request's binned conversations that the viewer may see, with their counts."""
+    return _by_conversation(binned_visible_to(viewer).filter(request=request))
+
+
+def bin_items(requests: list[DeletionRequest], viewer: Member, *, each: int) -> dict[int, list]:
+    """The first ``each`` binned conversations of every request that the viewer may see,
+    for a page of requests in one query."""
+    ranked = _by_conversation(binned_visible_to(viewer).filter(request__in=requests)).annotate(
+        place=Window(RowNumber(), partition_by=F("request_id"), order_by="conversation_id")
+    )
+    items: dict[int, list] = {r.pk: [] for r in requests}
+    for row in ranked.filter(place__lte=each):
+        items[row["request_id"]].append(row)
+    return items
 
 
 def personal_bin_for(viewer: Member) -> QuerySet[PersonalRemoval]:
@@ -140,21 +163,13 @@ def do_restore_from_bin(
                     }
                 )
             chosen = binned.filter(conversation_id__in=wanted)
-        if not acting_user.has_role(Role.ADMIN):
-            # The subtree the member manages: not what they may see (a manager who is
-            # also a security officer sees the whole company, but manages one subtree).
-            managed = reduce(
-                or_,
-                [
-                    Q(conversation__department__path__startswith=path)
-                    for path in managed_department_paths(acting_user)
-                ],
-                Q(pk__in=[]),
+        if (
+            not acting_user.has_role(Role.ADMIN)
+            and chosen.exclude(_in_managed_subtrees(acting_user)).exists()
+        ):
+            raise PermissionDenied(
+                _("Part of this is outside your departments; choose conversations of yours.")
             )
-            if chosen.exclude(managed).exists():
-                raise PermissionDenied(
-                    _("Part of this is outside your departments; choose conversations of yours.")
-                )
         totals = chosen.aggregate(
             messages=Sum("messages"), conversations=Count("conversation_id", distinct=True)
         )

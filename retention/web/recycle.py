@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -24,6 +25,8 @@ from retention.deletion.recycle import (
     may_restore,
     personal_bin_for,
 )
+
+BIN_CONVERSATIONS_PER_PAGE = 200
 
 
 @require_GET
@@ -50,7 +53,9 @@ def recycle_bin_request(request: HttpRequest, request_id: int) -> HttpResponse:
         "retention/recycle/detail.html",
         {
             "entry": entry,
-            "conversations": bin_conversations(entry, request.user),
+            "page": Paginator(
+                bin_conversations(entry, request.user), BIN_CONVERSATIONS_PER_PAGE
+            ).get_page(request.GET.get("page")),
             "may_restore": may_restore(request.user),
             "now": timezone.now(),
         },

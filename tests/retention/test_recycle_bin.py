@@ -56,6 +56,76 @@ def test_the_bin_lists_a_request_to_its_managers_and_overseers_only(client, peop
     assert api_for(people.manager2).get("/api/v1/recycle-bin/").json()["results"] == []
 
 
+def test_a_manager_sees_only_their_subtrees_share_of_a_wider_request(client, people, org, store):
+    """A company-wide deletion lists, for a region's manager, only that region's records:
+    its totals and conversations, never the other region's."""
+    request = approved(
+        people.director,
+        [people.admin],
+        RequestMethod.BATCH,
+        departments=[org.company.pk],
+        confirm_protected=[],
+    )
+    run(request)
+    east = Tombstone.objects.filter(
+        request=request, conversation__department__path__startswith=org.east.path
+    )
+    listed = api_for(people.manager).get("/api/v1/recycle-bin/").json()["results"]
+    assert [(e["request"], e["messages"], e["conversations"]) for e in listed] == [
+        (request.pk, sum(east.values_list("messages", flat=True)), 3)
+    ]
+    assert store["elsewhere"].pk not in {i["conversation"] for i in listed[0]["items"]}
+    client.force_login(people.manager)
+    page = client.get(reverse("recycle-bin-request", args=[request.pk])).content.decode()
+    assert store["elsewhere"].title not in page
+    # The whole request, to those who oversee it all.
+    everything = api_for(people.admin).get("/api/v1/recycle-bin/").json()["results"]
+    assert everything[0]["messages"] == sum(
+        Tombstone.objects.filter(request=request).values_list("messages", flat=True)
+    )
+    assert everything[0]["messages"] > listed[0]["messages"]
+
+
+def test_the_api_lists_a_few_conversations_per_request_in_one_query(
+    people, org, store, binned, monkeypatch, django_assert_num_queries
+):
+    from retention.api import recycle as recycle_api
+
+    monkeypatch.setattr(recycle_api, "ITEMS_PER_ENTRY", 2)
+    south = approved(
+        people.staff2, [people.manager2], RequestMethod.BATCH, departments=[org.shenzhen.pk]
+    )
+    run(south)
+    api = api_for(people.admin)
+    # Sign-in, count, page of requests, their conversations: the same for any page size.
+    with django_assert_num_queries(4):
+        listed = api.get("/api/v1/recycle-bin/").json()["results"]
+    by_request = {e["request"]: e for e in listed}
+    assert by_request[binned.pk]["conversations"] == 3
+    assert [i["conversation"] for i in by_request[binned.pk]["items"]] == sorted(
+        [store["customer"].pk, store["group"].pk, store["warehouse"].pk]
+    )[:2]
+    assert [i["conversation"] for i in by_request[south.pk]["items"]] == [store["elsewhere"].pk]
+
+
+def test_the_bin_page_of_a_request_pages_its_conversations(
+    client, people, store, binned, monkeypatch
+):
+    from retention.web import recycle as recycle_pages
+
+    monkeypatch.setattr(recycle_pages, "BIN_CONVERSATIONS_PER_PAGE", 2)
+    client.force_login(people.manager)
+    url = reverse("recycle-bin-request", args=[binned.pk])
+    first = client.get(url).content.decode()
+    second = client.get(url, {"page": 2}).content.decode()
+    shown = [
+        [c for c in ("customer", "group", "warehouse") if f'value="{store[c].pk}"' in page]
+        for page in (first, second)
+    ]
+    assert [len(s) for s in shown] == [2, 1]
+    assert set(shown[0]) | set(shown[1]) == {"customer", "group", "warehouse"}
+
+
 def test_auditors_look_but_cannot_restore(client, people, store, binned):
     client.force_login(people.auditor)
     page = client.get(reverse("recycle-bin-request", args=[binned.pk])).content.decode()
