@@ -140,6 +140,17 @@ def effective_policy(conversation: Conversation, *, now: datetime | None = None)
         return Effective(
             None, None, True, matching, _("On hold: no rule touches it until the hold is released.")
         )
+    if conversation.is_protected:
+        return Effective(
+            None,
+            None,
+            False,
+            matching,
+            _(
+                "Protected: retention rules leave it; only a deletion request that confirms it "
+                "by name can take its records."
+            ),
+        )
     if not matching:
         return Effective(
             None,
@@ -186,9 +197,15 @@ def measure_rule(
         max_message_id = settled_high_water_mark()
     governed = governed_conversations(rule, now=now, keep_days=keep)
     held_ids = set(governed.filter(held_conversations_q()).values_list("pk", flat=True))
+    # Protected conversations go only with a request that confirms each one by name: a
+    # rule leaves them, and its dry run says how much it leaves.
+    protected_ids = set(
+        governed.filter(is_protected=True).exclude(pk__in=held_ids).values_list("pk", flat=True)
+    )
     old = Q(sent_at__lt=cutoff, id__lte=max_message_id)
+    taken = governed.exclude(pk__in=held_ids | protected_ids)
     rows = list(
-        Message.objects.filter(old, conversation__in=governed.exclude(pk__in=held_ids).values("pk"))
+        Message.objects.filter(old, conversation__in=taken.values("pk"))
         .values_list("conversation_id", "conversation__department_id")
         .annotate(
             n=Count("id"),
@@ -207,9 +224,11 @@ def measure_rule(
         row["high_sensitivity"] += high
         row["bytes"] += size or 0
     names = dict(Department.objects.filter(pk__in=departments).values_list("pk", "name"))
-    held_messages = (
-        Message.objects.filter(old, conversation_id__in=held_ids).count() if held_ids else 0
-    )
+
+    def left(ids: set[int]) -> dict:
+        messages = Message.objects.filter(old, conversation_id__in=ids).count() if ids else 0
+        return {"conversations": len(ids), "messages": messages}
+
     preview = {
         "messages": sum(d["messages"] for d in departments.values()),
         "conversations": len(rows),
@@ -219,7 +238,7 @@ def measure_rule(
             {"department": pk, "name": names.get(pk, ""), **row}
             for pk, row in sorted(departments.items(), key=lambda item: -item[1]["messages"])
         ],
-        "excluded": {"held": {"conversations": len(held_ids), "messages": held_messages}},
+        "excluded": {"held": left(held_ids), "protected": left(protected_ids)},
         "keep_days": keep,
         "cutoff": cutoff.isoformat(),
         "max_message_id": max_message_id,

@@ -16,6 +16,7 @@ from retention.deletion import execution as runs
 from retention.deletion import rules
 from retention.deletion.actions import Conflict, do_place_hold
 from retention.models import (
+    Conversation,
     ConversationKind,
     DeletionRequest,
     ExecutionStatus,
@@ -163,6 +164,26 @@ def test_a_hold_beats_every_rule(admins, org, chats):
     assert ages_left(chats["customer"]) == [5, 40, 100, 200, 400]
     effective = rules.effective_policy(chats["customer"])
     assert effective.held and effective.rule is None
+
+
+def test_a_rule_leaves_protected_conversations_and_its_dry_run_says_so(client, admins, org, chats):
+    Conversation.objects.filter(pk=chats["group"].pk).update(is_protected=True)
+    rule = enabled(new_rule(admins, department=org.hangzhou, keep_days=90), admins)
+    preview = rules.measure_rule(rule, now=NOW).preview
+    assert preview["messages"] == 3  # the customer chat's 400, 200 and 100 days
+    assert preview["excluded"]["protected"] == {"conversations": 1, "messages": 3}
+
+    run_rules()
+    assert ages_left(chats["group"]) == [5, 40, 100, 200, 400]
+    assert ages_left(chats["customer"]) == [5, 40]
+    chats["group"].refresh_from_db()
+    effective = rules.effective_policy(chats["group"])
+    assert effective.rule is None and effective.matching == [rule]
+    assert "Protected" in effective.why
+    rules.do_preview_rule(rule, acting_user=admins.admin)
+    client.force_login(admins.admin)
+    page = client.get(reverse("rule", args=[rule.pk]), HTTP_ACCEPT_LANGUAGE="en")
+    assert 'data-testid="rule-leaves-protected"' in page.content.decode()
 
 
 def test_the_longest_keep_wins_where_rules_overlap(admins, org, chats):
