@@ -12,9 +12,10 @@ a random name and records the SHA-256, size and counts of the plaintext, in the 
 the audit log. Every download is audited, and decrypted as it streams.
 
 The job touches the row's heartbeat every few seconds; a running export whose heartbeat
-stopped (a killed worker) is queued again and starts from scratch
-(``requeue_stalled_exports``). After the ``export_keep_days`` policy an export expires:
-its file is deleted, its key destroyed, and its row and checksum stay (``expire_exports``).
+stopped (a killed worker) is queued again and starts from scratch, and a queued export
+whose job Redis lost is enqueued again (``requeue_stalled_exports``). After the
+``export_keep_days`` policy an export expires: its file is deleted, its key destroyed, and
+its row and checksum stay (``expire_exports``).
 
 A request export covers exactly the frozen scope (its conversations, ids up to its
 high-water mark, its date range) and reads every stored row, so records already in the
@@ -56,6 +57,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.template.loader import render_to_string
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
+from rq.job import JobStatus
 
 from audit import log as audit
 from audit.events import EventType
@@ -101,6 +103,14 @@ CONVERSATIONS_PER_QUERY = 500
 BEAT_SECONDS = 5.0
 # A running export whose heartbeat is older than this was left by a dead worker.
 STALLED_AFTER = timedelta(minutes=10)
+# RQ states of a job that will still run.
+PENDING_JOB_STATUSES = {
+    JobStatus.CREATED,
+    JobStatus.QUEUED,
+    JobStatus.STARTED,
+    JobStatus.DEFERRED,
+    JobStatus.SCHEDULED,
+}
 # Runs an export gets: one whose writing kills its worker every time fails in the end.
 MAX_ATTEMPTS = 3
 
@@ -203,11 +213,27 @@ def do_request_export(
             details={"export": export.pk, "format": fmt}
             | ({"by_system": True} if on_behalf_of_system else {}),
         )
-        export_id = export.pk
-        transaction.on_commit(
-            lambda: django_rq.get_queue(QUEUE).enqueue("retention.jobs.build_export", export_id)
-        )
+        _enqueue_build(export.pk)
     return export
+
+
+def _job_id(export_id: int) -> str:
+    return f"export-{export_id}"
+
+
+def _enqueue_build(export_id: int) -> None:
+    """The export's job, on commit, under an id of its own: a job that Redis lost can
+    then be told from one that still waits its turn."""
+    transaction.on_commit(
+        lambda: django_rq.get_queue(QUEUE).enqueue(
+            "retention.jobs.build_export", export_id, job_id=_job_id(export_id)
+        )
+    )
+
+
+def _job_pending(export_id: int) -> bool:
+    job = django_rq.get_queue(QUEUE).fetch_job(_job_id(export_id))
+    return job is not None and job.get_status() in PENDING_JOB_STATUSES
 
 
 def _newest_id(conversation: Conversation) -> int:
@@ -416,12 +442,20 @@ def requeue_stalled_exports(*, now: datetime | None = None) -> list[int]:
                 attempts=export.attempts,
                 heartbeat_at=export.beat.isoformat(),
             )
-            export_id = export.pk
-            transaction.on_commit(
-                lambda export_id=export_id: django_rq.get_queue(QUEUE).enqueue(
-                    "retention.jobs.build_export", export_id
-                )
-            )
+            _enqueue_build(export.pk)
+        requeued.append(export.pk)
+    # Queued, but its job is gone (Redis restarted or was flushed): nothing would ever
+    # run it, and a request waiting for it as evidence would wait for ever.
+    waiting = Export.objects.filter(
+        status=ExportStatus.QUEUED,
+        created_at__lt=now - STALLED_AFTER,
+    ).order_by("pk")
+    for export in waiting.exclude(pk__in=requeued).select_related("request", "conversation"):
+        if _job_pending(export.pk):
+            continue  # still waiting its turn
+        with transaction.atomic():
+            _audit(EventType.EXPORT_RESTARTED, export, attempts=export.attempts, job="lost")
+            _enqueue_build(export.pk)
         requeued.append(export.pk)
     return requeued
 

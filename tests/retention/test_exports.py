@@ -962,6 +962,27 @@ def test_a_stalled_export_is_queued_again_and_rebuilt_from_scratch(
     assert hashlib.sha256(file_bytes(rebuilt)).hexdigest() == rebuilt.sha256
 
 
+def test_a_queued_export_whose_job_was_lost_is_enqueued_again(
+    people, hangzhou_request, default_queue, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        export = exports.do_request_export(hangzhou_request, fmt="csv", acting_user=people.staff)
+    Export.objects.filter(pk=export.pk).update(created_at=timezone.now() - timedelta(minutes=11))
+    # Its job still waits its turn behind others: left alone.
+    assert exports.requeue_stalled_exports() == []
+    default_queue.connection.flushdb()  # Redis lost it
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert exports.requeue_stalled_exports() == [export.pk]
+    assert default_queue.job_ids == [f"export-{export.pk}"]
+    lost = AuditEvent.objects.get(event_type=EventType.EXPORT_RESTARTED)
+    assert lost.details["export"] == export.pk and lost.details["job"] == "lost"
+    assert exports.requeue_stalled_exports() == []  # queued once, not at every look
+
+    SimpleWorker([default_queue], connection=default_queue.connection).work(burst=True)
+    assert Export.objects.get(pk=export.pk).status == ExportStatus.READY
+
+
 def test_a_run_taken_for_dead_stops_and_leaves_the_new_one_alone(
     people, hangzhou_request, monkeypatch, small_reads
 ):
