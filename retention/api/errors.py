@@ -4,6 +4,7 @@
 - django ``PermissionDenied`` → 403 ``{"detail": "why"}``
 - ``Http404`` → 404 ``{"detail": "Not found."}``, never naming the model or the query
 - ``Conflict`` (the object is in the wrong state) → 409 ``{"detail": "why"}``
+- ``ExportExpired`` (its file was deleted) → 410 ``{"detail": "why"}``
 
 Everything else is DRF's default handling.
 """
@@ -22,12 +23,19 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from retention.deletion.actions import Conflict
+from retention.exports import ExportExpired
 
 
 class ConflictError(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = _("The object is not in a state that allows this.")
     default_code = "conflict"
+
+
+class GoneError(exceptions.APIException):
+    status_code = status.HTTP_410_GONE
+    default_detail = _("This export expired: its file was deleted.")
+    default_code = "gone"
 
 
 def as_api_exception(exc: Exception) -> Exception:
@@ -39,6 +47,8 @@ def as_api_exception(exc: Exception) -> Exception:
     if isinstance(exc, Http404):
         # get_object_or_404 says "No DeletionRequest matches the given query.": too much.
         return exceptions.NotFound()
+    if isinstance(exc, ExportExpired):  # a Conflict that will never clear
+        return GoneError(*exc.args)
     if isinstance(exc, Conflict):
         return ConflictError(*exc.args)
     return exc

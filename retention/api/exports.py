@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -86,12 +86,6 @@ class ExportSerializer(serializers.ModelSerializer):
             return None
         url = reverse("api-export-download", args=[export.pk])
         return self.context["request"].build_absolute_uri(url)
-
-
-class GoneError(exceptions.APIException):
-    status_code = status.HTTP_410_GONE
-    default_detail = _("This export expired: its file was deleted.")
-    default_code = "gone"
 
 
 GONE = OpenApiResponse(
@@ -176,8 +170,5 @@ class ExportDownloadView(APIView):
         """The export's file, decrypted as it streams. Every download is audited; an
         expired export is 410 Gone."""
         export = _visible_export(request, export_id)
-        try:
-            chunks = exports.open_download(export, request.user, ip_address=client_ip(request))
-        except exports.ExportExpired as exc:
-            raise GoneError(str(exc)) from exc
+        chunks = exports.open_download(export, request.user, ip_address=client_ip(request))
         return file_response(export, chunks)
