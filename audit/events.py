@@ -78,5 +78,9 @@ class EventType(models.IntegerChoices):
     RULE_RUN = 704, _("retention rule ran")
     RULE_RUN_FAILED = 705, _("retention rule run failed")
 
+    # 800–899: compliance reviews
+    REVIEW_SIGNED_OFF = 800, _("compliance review signed off")
+    REVIEW_FLAGGED = 801, _("compliance review flagged with a finding")
+
     # 900–999: the audit log itself
     CHAIN_VERIFIED = 900, _("audit chain verified")

@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "approval_expiry_days": 14,
     # Days an export's file is kept before it is deleted and its key destroyed.
     "export_keep_days": 30,
+    # Days an auditor has to sign off or flag a permanent deletion's compliance review.
+    "review_due_days": 14,
 }
 APPROVER_ROLES = {Role.MANAGER.value, Role.SECURITY.value, Role.ADMIN.value}
 
@@ -139,6 +141,7 @@ VALIDATORS = {
     "retention_grace_days": lambda v: _non_negative_int(v, maximum=365),
     "approval_expiry_days": lambda v: _non_negative_int(v, maximum=365),
     "export_keep_days": lambda v: _non_negative_int(v, minimum=1, maximum=3650),
+    "review_due_days": lambda v: _non_negative_int(v, minimum=1, maximum=365),
 }
 
 

@@ -311,6 +311,7 @@ class PoliciesSerializer(serializers.Serializer):
     retention_grace_days = serializers.IntegerField()
     approval_expiry_days = serializers.IntegerField()
     export_keep_days = serializers.IntegerField(help_text="1 to 3650")
+    review_due_days = serializers.IntegerField(help_text="1 to 365")
 
 
 # --- inputs the shared ``retention.deletion.inputs`` does not have yet ---------------------

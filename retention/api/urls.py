@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from retention.api import exports, recycle, requests, rules, views
+from audit.models import ReviewStatus
+from retention.api import exports, recycle, requests, reviews, rules, views
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
@@ -54,6 +55,19 @@ urlpatterns = [
         "requests/<int:request_id>/restore/",
         requests.RequestRestoreView.as_view(),
         name="api-request-restore",
+    ),
+    # Compliance reviews
+    path("reviews/", reviews.ReviewListView.as_view(), name="api-reviews"),
+    path("reviews/<int:review_id>/", reviews.ReviewDetailView.as_view(), name="api-review"),
+    path(
+        "reviews/<int:review_id>/sign-off/",
+        reviews.ReviewDecisionView.as_view(decision=ReviewStatus.SIGNED_OFF),
+        name="api-review-sign-off",
+    ),
+    path(
+        "reviews/<int:review_id>/flag/",
+        reviews.ReviewDecisionView.as_view(decision=ReviewStatus.FLAGGED),
+        name="api-review-flag",
     ),
     # Exports
     path(

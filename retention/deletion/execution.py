@@ -52,6 +52,7 @@ from retention.models import (
     Execution,
     ExecutionKind,
     ExecutionStatus,
+    ExportStatus,
     Message,
     PersonalRemoval,
     RequestConversation,
@@ -841,7 +842,11 @@ def _finish_purge(execution: Execution, request: DeletionRequest, worker: str) -
                 department_id=request.scope_root_id,
                 details=outcome_of(locked),
             )
-            kind = ReviewKind.RECYCLE_PURGE
+            kind = (
+                ReviewKind.RETENTION_PURGE
+                if request.method == RequestMethod.RETENTION
+                else ReviewKind.RECYCLE_PURGE
+            )
         ComplianceReview.objects.create(
             kind=kind, request=request, summary=review_summary(request, locked)
         )
@@ -927,6 +932,10 @@ def review_summary(request: DeletionRequest, execution: Execution) -> dict:
             for s in request.steps.select_related("approver")
         ],
         "requester": request.requester.username,
+        "exports": [
+            {"export": e.pk, "format": e.format, "sha256": e.sha256, "by": e.requested_by.username}
+            for e in exports.exports_of(request).filter(status=ExportStatus.READY)
+        ],
     }
 
 

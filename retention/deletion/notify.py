@@ -36,6 +36,7 @@ AWAITS_EVIDENCE = "awaits_evidence"
 RULE_NEEDS_APPROVAL = "rule_needs_approval"
 RULE_SCHEDULED = "rule_scheduled"
 RULES_UNHEALTHY = "rules_unhealthy"
+REVIEW_FLAGGED = "review_flagged"
 
 
 def _send(
@@ -137,6 +138,15 @@ def rules_unhealthy(rules, admins) -> None:
     _send(admins, RULES_UNHEALTHY, None, {"rules": [r.name for r in rules]})
 
 
+def review_flagged(review, admins) -> None:
+    _send(
+        admins,
+        REVIEW_FLAGGED,
+        review.request,
+        {"review": review.pk, "auditor": review.reviewer.username, "finding": review.finding},
+    )
+
+
 def text_of(notification: Notification) -> str:
     """The notice in the current language."""
     request_id = notification.request_id
@@ -190,6 +200,14 @@ def text_of(notification: Notification) -> str:
             "From %(when)s, retention rule “%(name)s” deletes records older than %(days)s "
             "days in conversations you take part in."
         ) % {"when": when, "name": params.get("name"), "days": params.get("keep_days")}
+    if notification.verb == REVIEW_FLAGGED:
+        return _(
+            "Auditor %(auditor)s flagged the compliance review of deletion #%(id)s: %(finding)s"
+        ) % {
+            "auditor": params.get("auditor"),
+            "id": request_id,
+            "finding": params.get("finding", ""),
+        }
     if notification.verb == RULES_UNHEALTHY:
         return _("Retention rules need attention: %(names)s") % {
             "names": ", ".join(params.get("rules", []))

@@ -71,18 +71,6 @@ class RuleForm(forms.Form):
         return ids
 
 
-class RuleActionConverter:
-    """The buttons of a rule's page; any other word in the URL is a 404."""
-
-    regex = "preview|propose|approve|relax|disable"
-
-    def to_python(self, value: str) -> str:
-        return value
-
-    def to_url(self, value: str) -> str:
-        return value
-
-
 class KeepForm(forms.Form):
     keep_days = forms.IntegerField(
         label=gettext_lazy("Keep for (days)"), min_value=1, max_value=36500

@@ -1,8 +1,23 @@
 from django.urls import path, register_converter
 
-from retention.web import exports, recycle, requests, rules, runs, views
+from retention.web import exports, recycle, requests, reviews, rules, runs, views
 
-register_converter(rules.RuleActionConverter, "rule_action")
+
+class _Words:
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+def words(*allowed: str) -> type:
+    """A path converter for a page's buttons: any other word in the URL is a 404."""
+    return type("Words", (_Words,), {"regex": "|".join(allowed)})
+
+
+register_converter(words("preview", "propose", "approve", "relax", "disable"), "rule_action")
+register_converter(words("sign-off", "flag"), "review_decision")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -81,6 +96,13 @@ urlpatterns = [
         name="recycle-bin-restore",
     ),
     # Holds, policies, notifications.
+    path("reviews/", reviews.review_list, name="reviews"),
+    path("reviews/<int:review_id>/", reviews.review_detail, name="review"),
+    path(
+        "reviews/<int:review_id>/<review_decision:decision>/",
+        reviews.review_decide,
+        name="review-decide",
+    ),
     path("holds/", requests.hold_list, name="holds"),
     path("holds/place/", requests.hold_place, name="hold-place"),
     path("holds/<int:hold_id>/release/", requests.hold_release, name="hold-release"),

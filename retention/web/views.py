@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.selectors import recent_events
-from retention import selectors
+from retention import reviews, selectors
 from retention.actions import do_record_failed_sign_in, do_record_sign_in, do_record_sign_out
 from retention.crypto import KeyDestroyedError
 from retention.deletion import rules
@@ -53,6 +53,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["department_stats"] = selectors.department_stats(viewer)
     if viewer.has_role(Role.AUDITOR, Role.ADMIN):
         context["recent_events"] = recent_events(limit=10)
+    if viewer.has_role(Role.AUDITOR):
+        overdue = reviews.overdue_reviews(viewer).order_by("opened_at")
+        context["overdue_count"] = overdue.count()
+        context["overdue_reviews"] = list(overdue[:10])
     if viewer.has_role(Role.ADMIN):
         context["unhealthy_rules"] = rules.unhealthy_rules()
     return render(request, "retention/dashboard.html", context)

@@ -105,13 +105,17 @@ def test_me_describes_the_caller(cast):
         "/api/v1/conversations/",
         "/api/v1/conversations/1/",
         "/api/v1/conversations/1/messages/",
+        "/api/v1/reviews/",
+        "/api/v1/reviews/1/",
     ],
 )
 def test_anonymous_api_calls_are_refused(url):
     assert APIClient().get(url).status_code == 401
 
 
-@pytest.mark.parametrize("url", ["/", "/conversations/", "/conversations/1/"])
+@pytest.mark.parametrize(
+    "url", ["/", "/conversations/", "/conversations/1/", "/reviews/", "/reviews/1/"]
+)
 def test_anonymous_pages_redirect_to_sign_in(client, url):
     response = client.get(url)
     assert response.status_code == 302

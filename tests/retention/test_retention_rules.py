@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.events import EventType
-from audit.models import AuditEvent
+from audit.models import AuditEvent, ComplianceReview, ReviewKind
 from retention.deletion import execution as runs
 from retention.deletion import rules
 from retention.deletion.actions import Conflict, do_place_hold
@@ -332,6 +332,9 @@ def test_a_purging_rule_removes_rows_for_real(admins, org, chats):
     (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(minutes=1))
     assert runs.run_execution(purge_id).status == ExecutionStatus.COMPLETED
     assert Message.all_rows.filter(conversation=chats["south"]).count() == 2
+    # A retention purge opens a compliance review of its own kind.
+    review = ComplianceReview.objects.get()
+    assert review.kind == ReviewKind.RETENTION_PURGE and review.summary["deleted_messages"] == 3
 
 
 def test_failed_and_missing_runs_show_as_unhealthy(admins, org, chats, monkeypatch):

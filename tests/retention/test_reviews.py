@@ -1,0 +1,157 @@
+"""Compliance reviews: opened by every permanent deletion, decided by auditors only,
+flagged ones told to the admins, overdue ones on the auditors' dashboard."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.events import EventType
+from audit.models import AuditEvent, ComplianceReview, ReviewKind, ReviewStatus
+from retention import exports
+from retention.models import Notification, RequestMethod
+from retention.policies import do_update_policies
+from tests.retention.test_api_requests import api_for
+from tests.retention.test_execution import approved, people, run, store
+
+pytestmark = pytest.mark.django_db
+
+__all__ = ["people", "store"]  # fixtures shared with the run tests
+
+
+@pytest.fixture
+def review(people, org, store) -> ComplianceReview:
+    """A server-side wipe of the Hangzhou store, with an export made before it."""
+    request = approved(
+        people.manager,
+        [people.director, people.security, people.admin],
+        RequestMethod.SERVER,
+        departments=[org.hangzhou.pk],
+    )
+    export = exports.do_request_export(request, fmt="jsonl", acting_user=people.manager)
+    exports.build_export(export.pk)
+    run(request)
+    return ComplianceReview.objects.get(request=request)
+
+
+def test_a_wipe_opens_a_review_that_says_what_went_and_on_whose_say_so(people, org, review):
+    summary = review.summary
+    assert review.kind == ReviewKind.SERVER_WIPE and review.status == ReviewStatus.OPEN
+    assert summary["deleted_messages"] == 14 and summary["deleted_conversations"] == 3
+    assert {d["name"]: d["messages"] for d in summary["departments"]} == {
+        org.hangzhou.name: 12,
+        org.warehouse.name: 2,
+    }
+    assert [(s["role"], s["approver"]) for s in summary["approvals"]] == [
+        ("manager", "director"),
+        ("security", "security"),
+        ("admin", "admin"),
+    ]
+    assert [(e["format"], e["by"]) for e in summary["exports"]] == [("jsonl", "manager")]
+    assert len(summary["exports"][0]["sha256"]) == 64
+
+
+def test_an_auditor_signs_a_review_off_once(people, review):
+    api = api_for(people.auditor)
+    response = api.post(
+        f"/api/v1/reviews/{review.pk}/sign-off/", {"finding": "符合流程"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "signed_off"
+    assert response.json()["reviewer"] == "auditor"
+    event = AuditEvent.objects.get(event_type=EventType.REVIEW_SIGNED_OFF)
+    assert event.actor == people.auditor and event.details["review"] == review.pk
+    assert event.details["finding"] == "符合流程"
+
+    again = api.post(f"/api/v1/reviews/{review.pk}/flag/", {"finding": "晚了"}, format="json")
+    assert again.status_code == 409 and "already decided" in again.json()["detail"]
+    review.refresh_from_db()
+    assert review.status == ReviewStatus.SIGNED_OFF and review.finding == "符合流程"
+
+
+def test_a_flag_needs_a_finding_and_tells_the_admins(people, review):
+    api = api_for(people.auditor)
+    empty = api.post(f"/api/v1/reviews/{review.pk}/flag/", {"finding": "  "}, format="json")
+    assert empty.status_code == 400 and "finding" in empty.json()
+    assert ComplianceReview.objects.get(pk=review.pk).status == ReviewStatus.OPEN
+    too_long = api.post(
+        f"/api/v1/reviews/{review.pk}/flag/", {"finding": "长" * 4001}, format="json"
+    )
+    assert too_long.status_code == 400
+
+    flagged = api.post(
+        f"/api/v1/reviews/{review.pk}/flag/", {"finding": "审批人与申请人同组"}, format="json"
+    )
+    assert flagged.status_code == 200 and flagged.json()["status"] == "flagged"
+    told = Notification.objects.filter(verb="review_flagged")
+    assert {n.recipient.username for n in told} == {"admin", "admin_b"}  # every admin
+    assert AuditEvent.objects.get(event_type=EventType.REVIEW_FLAGGED).details["finding"] == (
+        "审批人与申请人同组"
+    )
+
+
+@pytest.mark.parametrize("who", ["staff", "manager", "director", "security"])
+def test_only_auditors_and_admins_read_reviews(client, people, review, who):
+    member = getattr(people, who)
+    api = api_for(member)
+    assert api.get("/api/v1/reviews/").status_code == 403
+    assert api.get(f"/api/v1/reviews/{review.pk}/").status_code == 403
+    assert api.get("/api/v1/reviews/999999/").status_code == 403  # no hint of what exists
+    assert api.post(f"/api/v1/reviews/{review.pk}/sign-off/", {}, format="json").status_code == 403
+    client.force_login(member)
+    assert client.get(reverse("reviews")).status_code == 403
+    assert client.post(reverse("review-decide", args=[review.pk, "sign-off"])).status_code == 403
+    assert ComplianceReview.objects.get(pk=review.pk).status == ReviewStatus.OPEN
+
+
+def test_admins_read_reviews_but_only_auditors_decide_them(client, people, review):
+    api = api_for(people.admin)
+    assert [r["id"] for r in api.get("/api/v1/reviews/").json()["results"]] == [review.pk]
+    refused = api.post(f"/api/v1/reviews/{review.pk}/sign-off/", {}, format="json")
+    assert refused.status_code == 403
+    client.force_login(people.admin)
+    page = client.get(reverse("review", args=[review.pk])).content.decode()
+    assert 'data-testid="review-summary"' in page and 'data-testid="sign-off"' not in page
+    assert ComplianceReview.objects.get(pk=review.pk).status == ReviewStatus.OPEN
+    assert not AuditEvent.objects.filter(event_type__in=[800, 801]).exists()
+
+
+def test_an_auditor_decides_on_the_page_and_bad_input_is_a_form_error(client, people, review):
+    client.force_login(people.auditor)
+    url = reverse("review", args=[review.pk])
+    assert 'data-testid="sign-off"' in client.get(url).content.decode()
+    empty = client.post(reverse("review-decide", args=[review.pk, "flag"]), {"finding": ""})
+    assert empty.status_code == 400 and 'class="form-error"' in empty.content.decode()
+    assert ComplianceReview.objects.get(pk=review.pk).status == ReviewStatus.OPEN
+    done = client.post(reverse("review-decide", args=[review.pk, "sign-off"]), {"finding": ""})
+    assert done.status_code == 302
+    page = client.get(url).content.decode()
+    assert 'data-testid="review-status"' in page and 'data-testid="sign-off"' not in page
+    assert client.post(url + "approve/").status_code == 404  # only sign-off and flag
+
+
+def test_overdue_reviews_show_on_the_auditors_dashboard(client, people, review):
+    do_update_policies(actor=people.admin, changes={"review_due_days": 14})
+    client.force_login(people.auditor)
+    assert 'data-testid="dashboard-overdue-reviews"' not in client.get("/").content.decode()
+    ComplianceReview.objects.filter(pk=review.pk).update(
+        opened_at=timezone.now() - timedelta(days=15)
+    )
+    dashboard = client.get("/").content.decode()
+    assert 'data-testid="dashboard-overdue-reviews"' in dashboard
+    assert reverse("review", args=[review.pk]) in dashboard
+    listed = api_for(people.auditor).get("/api/v1/reviews/", {"overdue": "true"}).json()
+    assert [(r["id"], r["overdue"]) for r in listed["results"]] == [(review.pk, True)]
+    overdue_page = client.get(reverse("reviews"), {"show": "overdue"}).content.decode()
+    assert f'data-testid="review-{review.pk}"' in overdue_page
+    # Decided, it is no longer overdue anywhere.
+    api_for(people.auditor).post(f"/api/v1/reviews/{review.pk}/sign-off/", {}, format="json")
+    assert 'data-testid="dashboard-overdue-reviews"' not in client.get("/").content.decode()
+
+
+def test_bad_review_filters_are_a_400(people, review):
+    response = api_for(people.auditor).get("/api/v1/reviews/", {"status": "maybe"})
+    assert response.status_code == 400 and "status" in response.json()
