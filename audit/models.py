@@ -56,6 +56,8 @@ class ReviewKind(models.TextChoices):
     SERVER_WIPE = "server_wipe", _("server-side wipe")
     RECYCLE_PURGE = "recycle_purge", _("recycle-bin purge")
     RETENTION_PURGE = "retention_purge", _("retention purge")
+    # Not one deletion: a quarter of the recycle bin, reviewed by an auditor.
+    RECYCLE_BIN = "recycle_bin", _("quarterly recycle-bin review")
 
 
 class ReviewStatus(models.TextChoices):
@@ -80,6 +82,8 @@ class ComplianceReview(models.Model):
         on_delete=models.PROTECT,
         related_name="reviews",
     )
+    # The quarter a recycle-bin review covers ("2026-Q4"); empty for a deletion's review.
+    period = models.CharField(_("period"), max_length=7, blank=True)
     opened_at = models.DateTimeField(_("opened"), auto_now_add=True)
     summary = models.JSONField(_("summary"), default=dict)
     status = models.CharField(
@@ -100,6 +104,13 @@ class ComplianceReview(models.Model):
         verbose_name_plural = _("compliance reviews")
         ordering = ["-opened_at", "-id"]
         indexes = [models.Index(fields=["status", "opened_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "period"],
+                condition=models.Q(kind="recycle_bin"),
+                name="one_recycle_bin_review_per_quarter",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"review {self.pk} ({self.get_kind_display()})"

@@ -1,33 +1,43 @@
 """Compliance reviews: every permanent deletion opens one, and an auditor signs it off or
-flags it with a finding.
+flags it with a finding. Each quarter an auditor also reviews the recycle bin as a whole.
 
 A review is opened by the run that made a deletion permanent (a server-side wipe, a
 recycle-bin purge, a retention purge) with a summary of what went and on whose say-so.
 Auditors are the only ones who decide a review, and it is the only thing they change;
 admins read reviews and hear about flagged ones. A review left open past the
 ``review_due_days`` policy is overdue and shows on the auditors' dashboard.
+
+A recycle-bin review covers one quarter: what entered the bin, what was restored, what
+was purged and when, and anything purged before its window ended or kept more than a day
+past it. Its figures are recomputed when it is decided, and kept as they were then.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 import audit.log as audit
 from audit.events import EventType
-from audit.models import ComplianceReview, ReviewStatus
+from audit.models import ComplianceReview, ReviewKind, ReviewStatus
 from retention.deletion import notify
 from retention.deletion.errors import Conflict
-from retention.models import Member
+from retention.models import Member, RequestMethod, Tombstone, TombstoneState
 from retention.policies import get_policy
 from retention.roles import Role
 
 FINDING_MAX_LENGTH = 4000
+# The purge job runs hourly: a day's slack before an entry counts as kept too long.
+PURGE_SLACK = timedelta(days=1)
+# Requests named per finding in a recycle-bin review's figures.
+LISTED_REQUESTS = 50
 REVIEW_READERS = (Role.AUDITOR, Role.ADMIN)
 # What an auditor may decide, and the audit event each decision writes.
 DECISIONS = {
@@ -94,11 +104,14 @@ def do_decide_review(
                 _("This review was already decided: %(status)s.")
                 % {"status": locked.get_status_display()}
             )
+        if locked.kind == ReviewKind.RECYCLE_BIN:
+            # The figures the auditor signs are those of this moment, kept from now on.
+            locked.summary = recycle_bin_figures(Quarter.parse(locked.period))
         locked.status = decision
         locked.reviewer = acting_user
         locked.reviewed_at = timezone.now()
         locked.finding = finding
-        locked.save(update_fields=["status", "reviewer", "reviewed_at", "finding"])
+        locked.save(update_fields=["status", "reviewer", "reviewed_at", "finding", "summary"])
         audit.record(
             DECISIONS[decision],
             actor=acting_user,
@@ -108,6 +121,7 @@ def do_decide_review(
                 "review": locked.pk,
                 "kind": locked.kind,
                 "request": locked.request_id,
+                "period": locked.period,
                 "finding": finding,
                 "opened_at": locked.opened_at.isoformat(),
             },
@@ -116,3 +130,105 @@ def do_decide_review(
             admins = Member.objects.filter(is_active=True, groups__name=Role.ADMIN)
             notify.review_flagged(locked, admins)
     return locked
+
+
+# --- the quarterly recycle-bin review -----------------------------------------------------
+
+QUARTER_PATTERN = re.compile(r"(\d{4})-Q([1-4])")
+
+
+@dataclass(frozen=True)
+class Quarter:
+    year: int
+    number: int
+
+    @classmethod
+    def parse(cls, text: str) -> Quarter:
+        matched = QUARTER_PATTERN.fullmatch(text or "")
+        if not matched or not 2000 <= int(matched[1]) <= 2999:
+            raise ValidationError({"quarter": [_("Give a quarter like 2026-Q4.")]})
+        return cls(int(matched[1]), int(matched[2]))
+
+    @classmethod
+    def of(cls, moment: datetime) -> Quarter:
+        day = timezone.localtime(moment).date()
+        return cls(day.year, (day.month - 1) // 3 + 1)
+
+    def __str__(self) -> str:
+        return f"{self.year}-Q{self.number}"
+
+    @property
+    def start(self) -> datetime:
+        return _local_midnight(date(self.year, 3 * self.number - 2, 1))
+
+    @property
+    def end(self) -> datetime:
+        following = Quarter(self.year + self.number // 4, self.number % 4 + 1)
+        return following.start
+
+    def previous(self, n: int = 1) -> Quarter:
+        index = self.year * 4 + self.number - 1 - n
+        return Quarter(index // 4, index % 4 + 1)
+
+
+def _local_midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, datetime.min.time()))
+
+
+def _totals(tombstones: QuerySet[Tombstone], *, listed: bool = False) -> dict:
+    totals = tombstones.aggregate(
+        requests=Count("request", distinct=True),
+        conversations=Count("conversation", distinct=True),
+        messages=Sum("messages"),
+    )
+    totals["messages"] = totals["messages"] or 0
+    if listed:
+        ids = tombstones.values_list("request", flat=True).distinct().order_by("request")
+        totals["request_ids"] = list(ids[:LISTED_REQUESTS])
+    return totals
+
+
+def recycle_bin_figures(quarter: Quarter, *, now: datetime | None = None) -> dict:
+    """What the recycle bin saw in the quarter. Server-side wipes never sit in the bin,
+    so their tombstones are left out."""
+    now = now or timezone.now()
+    start, end = quarter.start, min(quarter.end, now)
+    binned = Tombstone.objects.exclude(request__method=RequestMethod.SERVER)
+    purged = binned.filter(purged_at__gte=start, purged_at__lt=end)
+    return {
+        "quarter": str(quarter),
+        "computed_at": now.isoformat(),
+        "entered": _totals(binned.filter(created_at__gte=start, created_at__lt=end)),
+        "restored": _totals(binned.filter(restored_at__gte=start, restored_at__lt=end)),
+        "purged": _totals(purged),
+        "purged_early": _totals(purged.filter(purged_at__lt=F("purge_after")), listed=True),
+        "purged_late": _totals(
+            purged.filter(purged_at__gt=F("purge_after") + PURGE_SLACK), listed=True
+        ),
+        "kept_past_window": _totals(
+            binned.filter(state=TombstoneState.BINNED, purge_after__lt=end - PURGE_SLACK),
+            listed=True,
+        ),
+        "in_bin_at_end": _totals(
+            binned.filter(created_at__lt=end).filter(
+                Q(state__in=[TombstoneState.BINNED, TombstoneState.PURGING])
+                | Q(purged_at__gte=end)
+                | Q(restored_at__gte=end)
+            )
+        ),
+    }
+
+
+def do_open_recycle_bin_review(*, acting_user: Member, quarter: Quarter) -> ComplianceReview:
+    """An auditor starts (or returns to) the review of a quarter's recycle bin."""
+    if not may_decide(acting_user):
+        raise PermissionDenied(_("Only auditors review the recycle bin."))
+    if quarter.start > timezone.now():
+        raise ValidationError({"quarter": [_("That quarter has not begun yet.")]})
+    with transaction.atomic():
+        review, _created = ComplianceReview.objects.get_or_create(
+            kind=ReviewKind.RECYCLE_BIN,
+            period=str(quarter),
+            defaults={"summary": recycle_bin_figures(quarter)},
+        )
+    return review

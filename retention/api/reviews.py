@@ -34,6 +34,7 @@ class ReviewSerializer(serializers.ModelSerializer):
             "id",
             "kind",
             "request",
+            "period",
             "status",
             "opened_at",
             "overdue",
@@ -46,6 +47,10 @@ class ReviewSerializer(serializers.ModelSerializer):
 
     def get_overdue(self, review: ComplianceReview) -> bool:
         return reviews.is_overdue(review, self.context["due_before"])
+
+
+class BinReviewInputSerializer(serializers.Serializer):
+    quarter = serializers.CharField(max_length=7, help_text="Like 2026-Q4.")
 
 
 class DecisionInputSerializer(serializers.Serializer):
@@ -140,3 +145,24 @@ class ReviewDecisionView(APIView):
             finding=form.validated_data.get("finding", ""),
         )
         return _render(decided)
+
+
+class RecycleBinReviewView(APIView):
+    """An auditor opens (or gets back) the review of a quarter's recycle bin: what entered,
+    was restored, was purged and when, and anything purged early or kept too long."""
+
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=BinReviewInputSerializer,
+        responses={200: ReviewSerializer, 400: FIELD_ERRORS, 403: FORBIDDEN},
+        tags=["compliance reviews"],
+    )
+    def post(self, request: Request) -> Response:
+        _readable(request)
+        form = BinReviewInputSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        quarter = reviews.Quarter.parse(form.validated_data["quarter"])
+        return _render(
+            reviews.do_open_recycle_bin_review(acting_user=request.user, quarter=quarter)
+        )

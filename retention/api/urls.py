@@ -60,6 +60,11 @@ urlpatterns = [
     path("reviews/", reviews.ReviewListView.as_view(), name="api-reviews"),
     path("reviews/<int:review_id>/", reviews.ReviewDetailView.as_view(), name="api-review"),
     path(
+        "reviews/recycle-bin/",
+        reviews.RecycleBinReviewView.as_view(),
+        name="api-review-recycle-bin",
+    ),
+    path(
         "reviews/<int:review_id>/sign-off/",
         reviews.ReviewDecisionView.as_view(decision=ReviewStatus.SIGNED_OFF),
         name="api-review-sign-off",

@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
@@ -19,6 +20,8 @@ from retention import reviews
 from retention.deletion.actions import Conflict
 
 REVIEWS_PER_PAGE = 50
+# Quarters offered for a recycle-bin review: this one and the ones before it.
+BIN_QUARTERS = 4
 # The list's tabs: what each shows.
 SHOWN = {
     "open": {"status": ReviewStatus.OPEN},
@@ -26,6 +29,16 @@ SHOWN = {
     "signed_off": {"status": ReviewStatus.SIGNED_OFF},
     "all": {},
 }
+# The rows of a recycle-bin review's figures.
+BIN_ROWS = [
+    ("entered", gettext_lazy("Entered the bin")),
+    ("restored", gettext_lazy("Restored")),
+    ("purged", gettext_lazy("Purged")),
+    ("purged_early", gettext_lazy("Purged before their window ended")),
+    ("purged_late", gettext_lazy("Purged more than a day after their window")),
+    ("kept_past_window", gettext_lazy("Still in the bin a day past their window")),
+    ("in_bin_at_end", gettext_lazy("In the bin at the end of the quarter")),
+]
 TABS = [
     ("open", gettext_lazy("Awaiting review")),
     ("overdue", gettext_lazy("Overdue")),
@@ -33,6 +46,17 @@ TABS = [
     ("signed_off", gettext_lazy("Signed off")),
     ("all", gettext_lazy("All")),
 ]
+
+
+class BinReviewForm(forms.Form):
+    quarter = forms.ChoiceField(label=gettext_lazy("Quarter"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        current = reviews.Quarter.of(timezone.now())
+        self.fields["quarter"].choices = [
+            (str(q), str(q)) for q in (current.previous(n) for n in range(BIN_QUARTERS))
+        ]
 
 
 class DecisionForm(forms.Form):
@@ -75,8 +99,23 @@ def review_list(request: HttpRequest) -> HttpResponse:
             "query": f"show={shown}",
             "overdue": reviews.overdue_reviews(request.user).count(),
             "due_before": reviews.due_before(),
+            "bin_form": BinReviewForm() if reviews.may_decide(request.user) else None,
         },
     )
+
+
+@require_POST
+@login_required
+def recycle_bin_review(request: HttpRequest) -> HttpResponse:
+    """An auditor starts (or returns to) the review of a quarter's recycle bin."""
+    _readable(request)
+    form = BinReviewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(form.errors.get("quarter", [])))
+        return redirect("reviews")
+    quarter = reviews.Quarter.parse(form.cleaned_data["quarter"])
+    review = reviews.do_open_recycle_bin_review(acting_user=request.user, quarter=quarter)
+    return redirect("review", review_id=review.pk)
 
 
 def _detail(request: HttpRequest, review, form: DecisionForm, status: int = 200) -> HttpResponse:
@@ -86,6 +125,7 @@ def _detail(request: HttpRequest, review, form: DecisionForm, status: int = 200)
         {
             "review": review,
             "summary": review.summary,
+            "bin_rows": [(key, label, review.summary.get(key, {})) for key, label in BIN_ROWS],
             "form": form,
             "may_decide": reviews.may_decide(request.user) and review.status == ReviewStatus.OPEN,
             "overdue": reviews.is_overdue(review, reviews.due_before()),

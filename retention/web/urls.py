@@ -98,6 +98,7 @@ urlpatterns = [
     # Holds, policies, notifications.
     path("reviews/", reviews.review_list, name="reviews"),
     path("reviews/<int:review_id>/", reviews.review_detail, name="review"),
+    path("reviews/recycle-bin/", reviews.recycle_bin_review, name="review-recycle-bin"),
     path(
         "reviews/<int:review_id>/<review_decision:decision>/",
         reviews.review_decide,

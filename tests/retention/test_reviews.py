@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind, ReviewStatus
-from retention import exports
-from retention.models import Notification, RequestMethod
+from retention import exports, reviews
+from retention.models import Notification, RequestMethod, Tombstone, TombstoneState
 from retention.policies import do_update_policies
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, people, run, store
@@ -155,3 +155,132 @@ def test_overdue_reviews_show_on_the_auditors_dashboard(client, people, review):
 def test_bad_review_filters_are_a_400(people, review):
     response = api_for(people.auditor).get("/api/v1/reviews/", {"status": "maybe"})
     assert response.status_code == 400 and "status" in response.json()
+
+
+# --- the quarterly recycle-bin review ---------------------------------------------------
+
+
+@pytest.fixture
+def bin_quarter(people, org, store):
+    """Last quarter's recycle bin, with known answers: request A (the Hangzhou store, 3
+    conversations, 14 messages) entered on day 1 with a 7-day window; its group chat was
+    restored on day 3, its warehouse chat purged early on day 5, its customer chat purged
+    late on day 10. Request B (Shenzhen, 1 conversation, 3 messages) entered on day 20
+    and was never purged. A server-side wipe in the quarter is no part of the bin."""
+    quarter = reviews.Quarter.of(timezone.now()).previous()
+    day = lambda n: quarter.start + timedelta(days=n)  # noqa: E731
+    a = approved(people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    b = approved(
+        people.staff2, [people.manager2], RequestMethod.BATCH, departments=[org.shenzhen.pk]
+    )
+    wipe = approved(
+        people.manager2,
+        [people.director, people.security, people.admin],
+        RequestMethod.SERVER,
+        departments=[org.south.pk],
+    )
+    run(a)
+    run(b)
+    Tombstone.objects.filter(request=a).update(created_at=day(1), purge_after=day(8))
+    Tombstone.objects.filter(request=a, conversation=store["group"]).update(
+        state=TombstoneState.RESTORED, restored_at=day(3)
+    )
+    Tombstone.objects.filter(request=a, conversation=store["warehouse"]).update(
+        state=TombstoneState.PURGED, purged_at=day(5)
+    )
+    Tombstone.objects.filter(request=a, conversation=store["customer"]).update(
+        state=TombstoneState.PURGED, purged_at=day(10)
+    )
+    Tombstone.objects.filter(request=b).update(created_at=day(20), purge_after=day(27))
+    Tombstone.objects.create(
+        request=wipe,
+        conversation=store["elsewhere"],
+        after_id=0,
+        up_to_id=10**9,
+        messages=3,
+        state=TombstoneState.PURGED,
+        created_at=day(2),
+        purge_after=day(2),
+        purged_at=day(2),
+    )
+    return quarter, a, b
+
+
+def row(requests, conversations, messages, ids=None):
+    expected = {"requests": requests, "conversations": conversations, "messages": messages}
+    return expected if ids is None else {**expected, "request_ids": ids}
+
+
+def test_a_quarters_recycle_bin_review_has_the_known_answers(people, bin_quarter):
+    quarter, a, b = bin_quarter
+    response = api_for(people.auditor).post(
+        "/api/v1/reviews/recycle-bin/", {"quarter": str(quarter)}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["kind"] == "recycle_bin" and body["period"] == str(quarter)
+    figures = body["summary"]
+    assert figures["entered"] == row(2, 4, 17)
+    assert figures["restored"] == row(1, 1, 4)
+    assert figures["purged"] == row(1, 2, 10)
+    assert figures["purged_early"] == row(1, 1, 2, [a.pk])
+    assert figures["purged_late"] == row(1, 1, 8, [a.pk])
+    assert figures["kept_past_window"] == row(1, 1, 3, [b.pk])
+    assert figures["in_bin_at_end"] == row(1, 1, 3)
+    # Opening it again returns the same review.
+    again = api_for(people.auditor).post(
+        "/api/v1/reviews/recycle-bin/", {"quarter": str(quarter)}, format="json"
+    )
+    assert again.json()["id"] == body["id"]
+
+
+def test_the_sign_off_keeps_the_figures_of_that_moment(client, people, store, bin_quarter):
+    quarter, a, b = bin_quarter
+    client.force_login(people.auditor)
+    opened = client.post(reverse("review-recycle-bin"), {"quarter": str(quarter)})
+    review = ComplianceReview.objects.get(kind=ReviewKind.RECYCLE_BIN)
+    assert opened["Location"] == reverse("review", args=[review.pk])
+    page = client.get(opened["Location"]).content.decode()
+    assert 'data-testid="bin-purged_early"' in page and 'data-testid="sign-off"' in page
+    client.post(reverse("review-decide", args=[review.pk, "sign-off"]), {"finding": "已核对"})
+
+    Tombstone.objects.filter(request=b).update(
+        state=TombstoneState.RESTORED, restored_at=quarter.start + timedelta(days=30)
+    )
+    review.refresh_from_db()
+    assert review.status == ReviewStatus.SIGNED_OFF
+    assert review.summary["kept_past_window"]["request_ids"] == [b.pk]  # as signed
+    event = AuditEvent.objects.get(event_type=EventType.REVIEW_SIGNED_OFF)
+    assert event.details["period"] == str(quarter) and event.details["kind"] == "recycle_bin"
+
+
+@pytest.mark.parametrize("quarter", ["2026-Q5", "26-Q1", "", "2026Q1"])
+def test_a_bad_quarter_is_a_400_that_says_so(people, quarter):
+    response = api_for(people.auditor).post(
+        "/api/v1/reviews/recycle-bin/", {"quarter": quarter}, format="json"
+    )
+    assert response.status_code == 400 and "quarter" in response.json()
+    assert not ComplianceReview.objects.exists()
+
+
+def test_a_future_quarter_cannot_be_reviewed_and_only_auditors_open_one(people):
+    future = reviews.Quarter.of(timezone.now()).previous(-1)
+    response = api_for(people.auditor).post(
+        "/api/v1/reviews/recycle-bin/", {"quarter": str(future)}, format="json"
+    )
+    assert response.status_code == 400
+    current = str(reviews.Quarter.of(timezone.now()))
+    for member in (people.admin, people.manager):
+        refused = api_for(member).post(
+            "/api/v1/reviews/recycle-bin/", {"quarter": current}, format="json"
+        )
+        assert refused.status_code == 403
+    assert not ComplianceReview.objects.exists()
+
+
+def test_quarters_start_and_end_at_local_midnight():
+    q4 = reviews.Quarter.parse("2026-Q4")
+    assert (q4.start.month, q4.start.day, q4.end.year, q4.end.month) == (10, 1, 2027, 1)
+    assert q4.previous() == reviews.Quarter(2026, 3)
+    assert reviews.Quarter(2027, 1).previous(2) == q4.previous()
+    assert reviews.Quarter.of(q4.end - timedelta(seconds=1)) == q4
