@@ -86,3 +86,12 @@ class EventType(models.IntegerChoices):
     AUDIT_EXPORT_COMPLETED = 912, _("audit log export completed")
     AUDIT_EXPORT_FAILED = 913, _("audit log export failed")
     AUDIT_EXPORT_DOWNLOADED = 914, _("audit log export downloaded")
+
+
+def label_of(event_type: int) -> str:
+    """The type's label in the active language. ``get_event_type_display()`` hashes every
+    choice on each call (~1 ms here): too slow for a page of 50 events or a large CSV."""
+    try:
+        return str(EventType(event_type).label)
+    except ValueError:
+        return str(event_type)

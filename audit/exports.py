@@ -215,7 +215,7 @@ def _row(event: AuditEvent, zone) -> list:
         _cell(event.actor_name),
         event.actor_id or "",
         event.event_type,
-        event.get_event_type_display(),
+        event.label,
         event.target_type,
         _cell(event.target_id),
         event.department_id or "",

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from audit.events import EventType
+from audit.events import EventType, label_of
 
 
 class AuditEvent(models.Model):
@@ -55,7 +55,11 @@ class AuditEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.get_event_type_display()} {self.actor_name}"
+        return f"#{self.pk} {self.label} {self.actor_name}"
+
+    @property
+    def label(self) -> str:
+        return label_of(self.event_type)
 
 
 class ReviewKind(models.TextChoices):

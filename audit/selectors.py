@@ -17,13 +17,15 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import connection
-from django.db.models import Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models import Func, Q, QuerySet, TextField, Value
+from django.db.models.functions import Cast, Upper
 from django.utils.dateparse import parse_datetime
 
 from audit.models import AuditEvent
 
+BIGRAMS = ArrayField(TextField())
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
@@ -119,9 +121,23 @@ def _first_id_at_or_after(moment: datetime) -> int | None:
 
 
 def _matching_text(qs: QuerySet[AuditEvent], text: str) -> QuerySet[AuditEvent]:
-    """A substring of the details' JSON text, case-insensitive. Chinese has no word
-    boundaries, so this is substring search: on PostgreSQL a pg_trgm index over
-    ``UPPER(details::text)`` (migration 0012) serves it for three characters or more."""
+    """A substring of the details' JSON text, case-insensitive.
+
+    Chinese has no word boundaries, so this is substring search. On PostgreSQL three
+    characters or more are an ILIKE that pg_trgm's index serves; two characters, which
+    have no trigram, ask migration 0012's bigram index: a two-character text occurs in the
+    details exactly when it is one of their bigrams.
+    """
+    if connection.vendor == "postgresql" and len(text) == 2:
+        return qs.alias(
+            details_bigrams=Func(
+                Upper(Cast("details", TextField())), function="audit_bigrams", output_field=BIGRAMS
+            )
+        ).filter(
+            details_bigrams__contains=Func(
+                Upper(Value(text)), function="audit_bigrams", output_field=BIGRAMS
+            )
+        )
     qs = qs.alias(details_text=Cast("details", TextField()))
     match = Q(details_text__icontains=text)
     if connection.vendor != "postgresql":

@@ -145,6 +145,7 @@ class AuditFilterForm(DepartmentFilterForm):
     object_id = forms.CharField(required=False, max_length=64, label=_("Object id"))
     q = forms.CharField(
         required=False,
+        min_length=2,
         max_length=100,
         label=_("Search the details"),
         strip=True,

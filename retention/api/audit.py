@@ -50,7 +50,7 @@ class EventCursorPagination(CursorPagination):
 class AuditEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor_name", help_text="The actor's user name then.")
     action = serializers.IntegerField(source="event_type")
-    action_label = serializers.CharField(source="get_event_type_display")
+    action_label = serializers.CharField(source="label")
     object_type = serializers.CharField(source="target_type")
     object_id = serializers.CharField(source="target_id")
     link = serializers.SerializerMethodField(

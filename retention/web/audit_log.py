@@ -8,6 +8,8 @@ what they are about.
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -92,7 +94,13 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     )
     context["page"] = page
     context["rows"] = [
-        (event, object_link(event), names.get(event.department_id)) for event in page.events
+        (
+            event,
+            object_link(event),
+            names.get(event.department_id),
+            json.dumps(event.details, ensure_ascii=False, sort_keys=True),
+        )
+        for event in page.events
     ]
     return render(request, "audit/explorer.html", context)
 
