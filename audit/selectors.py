@@ -60,7 +60,11 @@ class EventFilter:
         for name in ("event_types", "department_ids"):
             if data[name] is not None:
                 data[name] = list(data[name])
-        return {k: v for k, v in data.items() if v not in (None, "", [])}
+        kept = {k: v for k, v in data.items() if v is not None and v != ""}
+        # No types is no filter; an empty department list ("none of them") is one.
+        if not kept["event_types"]:
+            del kept["event_types"]
+        return kept
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EventFilter:

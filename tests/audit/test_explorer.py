@@ -155,6 +155,8 @@ def test_filters_survive_a_round_trip_through_json(org):
     )
     assert EventFilter.from_json(f.to_json()) == f
     assert EventFilter.from_json(EventFilter().to_json()) == EventFilter()
+    nowhere = EventFilter(department_ids=())
+    assert EventFilter.from_json(nowhere.to_json()) == nowhere
 
 
 # --- keyset pages -------------------------------------------------------------------------
