@@ -84,3 +84,18 @@ class EventType(models.IntegerChoices):
 
     # 900–999: the audit log itself
     CHAIN_VERIFIED = 900, _("audit chain verified")
+    CHAIN_VERIFICATION_REQUESTED = 901, _("audit chain verification requested")
+    AUDIT_LOG_EXPORTED = 910, _("audit log exported")
+    AUDIT_EXPORT_REQUESTED = 911, _("audit log export requested")
+    AUDIT_EXPORT_COMPLETED = 912, _("audit log export completed")
+    AUDIT_EXPORT_FAILED = 913, _("audit log export failed")
+    AUDIT_EXPORT_DOWNLOADED = 914, _("audit log export downloaded")
+
+
+def label_of(event_type: int) -> str:
+    """The type's label in the active language. ``get_event_type_display()`` hashes every
+    choice on each call (~1 ms here): too slow for a page of 50 events or a large CSV."""
+    try:
+        return str(EventType(event_type).label)
+    except ValueError:
+        return str(event_type)

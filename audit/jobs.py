@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from audit import log as audit
-from audit.chain import verify_chain
-from audit.events import EventType
+from audit import exports, verification
+from audit.models import ChainVerification
 
 
 def verify_audit_chain() -> dict:
-    """Verify the whole chain and record the outcome as an event of its own."""
-    report = verify_chain()
-    outcome = {
-        "intact": report.intact,
-        "events_checked": report.events_checked,
-        "last_good_id": report.last_good_id,
-        "broken_id": report.broken_id,
-        "reason": report.reason,
-    }
-    audit.record(EventType.CHAIN_VERIFIED, target_type="audit.auditevent", details=outcome)
-    return outcome
+    """Nightly: verify the whole chain as a run of its own (shown on the verify page) and
+    record the outcome in the log."""
+    run = ChainVerification.objects.create()
+    return verification.outcome_of(verification.run_verification(run.pk))
+
+
+def run_verification(run_id: int) -> str:
+    """A verification someone asked for on the verify page or the API."""
+    return verification.run_verification(run_id).status
+
+
+def record_chain_digests() -> list[str]:
+    """Daily, after midnight: the head of each finished day."""
+    return [day.isoformat() for day in verification.record_digests()]
+
+
+def build_audit_export(export_id: int) -> str:
+    """Write a large CSV export of the audit log."""
+    return exports.build_export(export_id).status

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -55,18 +55,46 @@ def canonical_ip(address: str | None) -> str | None:
 
 def hash_of_event(event: AuditEvent) -> str:
     """SHA-256 over the event's fields and its predecessor's hash (the chain link)."""
+    return hash_of_fields(
+        prev_hash=event.prev_hash,
+        created_at=event.created_at,
+        actor_id=event.actor_id,
+        actor_name=event.actor_name,
+        event_type=int(event.event_type),
+        target_type=event.target_type,
+        target_id=event.target_id,
+        department_id=event.department_id,
+        ip_address=event.ip_address,
+        details=event.details,
+    )
+
+
+def hash_of_fields(
+    *,
+    prev_hash: str,
+    created_at: datetime,
+    actor_id: int | None,
+    actor_name: str,
+    event_type: int,
+    target_type: str,
+    target_id: str,
+    department_id: int | None,
+    ip_address: str | None,
+    details: dict[str, Any],
+) -> str:
+    """The chain's hash formula (docs/audit.md spells it out for outside verifiers)."""
     payload = json.dumps(
         [
-            event.prev_hash,
-            event.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            event.actor_id,
-            event.actor_name,
-            int(event.event_type),
-            event.target_type,
-            event.target_id,
-            event.department_id,
-            event.ip_address,
-            event.details,
+            prev_hash,
+            created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            actor_id,
+            actor_name,
+            event_type,
+            target_type,
+            target_id,
+            department_id,
+            ip_address,
+            details,
         ],
         ensure_ascii=False,
         separators=(",", ":"),

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from audit.events import EventType
+from audit.events import EventType, label_of
 
 
 class AuditEvent(models.Model):
@@ -42,14 +42,24 @@ class AuditEvent(models.Model):
         # Read-only to everyone, in the admin too: there is nothing to add, change or delete.
         default_permissions = ("view",)
         ordering = ["-id"]
+        # Each filter of the explorer pairs with the id, so "newest first, 50 at a time"
+        # walks one index backwards at any depth. The full-text index over the details
+        # (pg_trgm on PostgreSQL) is made by migration 0012: it is not a model index.
         indexes = [
             models.Index(fields=["event_type", "created_at"]),
-            models.Index(fields=["target_type", "target_id"]),
             models.Index(fields=["actor", "created_at"]),
+            models.Index(fields=["event_type", "id"], name="audit_event_type_id"),
+            models.Index(fields=["actor_name", "id"], name="audit_event_actor_name_id"),
+            models.Index(fields=["department_id", "id"], name="audit_event_department_id"),
+            models.Index(fields=["target_type", "target_id", "id"], name="audit_event_target_id"),
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.get_event_type_display()} {self.actor_name}"
+        return f"#{self.pk} {self.label} {self.actor_name}"
+
+    @property
+    def label(self) -> str:
+        return label_of(self.event_type)
 
 
 class ReviewKind(models.TextChoices):
@@ -114,3 +124,135 @@ class ComplianceReview(models.Model):
 
     def __str__(self) -> str:
         return f"review {self.pk} ({self.get_kind_display()})"
+
+
+class VerificationStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    RUNNING = "running", _("running")
+    INTACT = "intact", _("intact")
+    BROKEN = "broken", _("broken")
+    FAILED = "failed", _("failed")
+
+
+class ChainVerification(models.Model):
+    """One run of the chain verification: the row is the truth about the job.
+
+    ``up_to_id`` is the head when the run started (events appended during the run are
+    left to the next one); ``last_good_id`` the last event whose link and hash held.
+    """
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    requested_at = models.DateTimeField(_("requested"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=VerificationStatus.choices,
+        default=VerificationStatus.QUEUED,
+    )
+    up_to_id = models.BigIntegerField(null=True, blank=True)
+    events_checked = models.PositiveBigIntegerField(default=0)
+    digests_checked = models.PositiveIntegerField(default=0)
+    last_good_id = models.BigIntegerField(null=True, blank=True)
+    broken_id = models.BigIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("chain verification")
+        verbose_name_plural = _("chain verifications")
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "id"])]
+
+    def __str__(self) -> str:
+        return f"verification {self.pk} ({self.status})"
+
+    @property
+    def done(self) -> bool:
+        return self.status in (
+            VerificationStatus.INTACT,
+            VerificationStatus.BROKEN,
+            VerificationStatus.FAILED,
+        )
+
+
+class ChainDigest(models.Model):
+    """The chain's head at the end of one finished day (local time).
+
+    Anyone holding a copy of ``(head_event_id, head_hash)`` can later prove that no event
+    up to that one changed: recompute the chain from the start up to it. The table is
+    append-only in the database, like the log.
+    """
+
+    day = models.DateField(_("day"), unique=True)
+    head_event_id = models.BigIntegerField(_("head event"))
+    head_hash = models.CharField(_("head hash"), max_length=64)
+    recorded_at = models.DateTimeField(_("recorded"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("chain digest")
+        verbose_name_plural = _("chain digests")
+        default_permissions = ("view",)
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.day}: #{self.head_event_id} {self.head_hash[:12]}…"
+
+
+class AuditExportStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    RUNNING = "running", _("running")
+    READY = "ready", _("ready")
+    FAILED = "failed", _("failed")
+
+
+class AuditExport(models.Model):
+    """A CSV of a filtered view of the log, too large to stream at once: written by a job.
+
+    ``filters`` are the explorer's filters as JSON; ``max_event_id`` freezes the view at
+    the head when it was asked for, so the file holds exactly what the requester saw.
+    """
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    filters = models.JSONField(default=dict)
+    max_event_id = models.BigIntegerField(default=0)
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=AuditExportStatus.choices,
+        default=AuditExportStatus.QUEUED,
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    file = models.FileField(max_length=255, blank=True)
+    rows = models.PositiveBigIntegerField(_("events"), default=0)
+    size = models.PositiveBigIntegerField(_("size"), default=0)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("audit log export")
+        verbose_name_plural = _("audit log exports")
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["requested_by", "id"])]
+
+    def __str__(self) -> str:
+        return f"audit export {self.pk} ({self.status})"
+
+    @property
+    def download_name(self) -> str:
+        return f"audit-log-{self.pk}.csv"

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.utils.text import capfirst
 
-from retention.roles import Role
+from audit.verification import latest_verification
+from retention.roles import AUDIT_LOG_READERS, Role
 
 
 def navigation(request: HttpRequest) -> dict:
@@ -11,8 +12,12 @@ def navigation(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"nav": {}}
+    reads_audit_log = user.has_role(*AUDIT_LOG_READERS)
     return {
         "nav": {
+            "reads_audit_log": reads_audit_log,
+            # The chain-status badge of the auditor's and admin's pages: one query.
+            "chain": latest_verification() if reads_audit_log else None,
             "is_admin": user.has_role(Role.ADMIN),
             "is_auditor": user.has_role(Role.AUDITOR),
             "is_manager": user.has_role(Role.MANAGER),

@@ -14,6 +14,9 @@ class Role(models.TextChoices):
     ADMIN = "admin", _("admin")
 
 
+# Who reads the audit log (the explorer, its exports, chain verification and digests).
+AUDIT_LOG_READERS = (Role.AUDITOR, Role.ADMIN)
+
 # What the admin role holds beyond the role checks in code.
 ADMIN_PERMISSIONS = [("retention", "ingest_messages"), ("django_rq", "admin")]
 

@@ -236,6 +236,9 @@ LOGGING = {
     "loggers": {"django.request": {"level": env("REQUEST_LOG_LEVEL", default="ERROR")}},
 }
 QINGLI_AUDITOR_READS_BODIES = env.bool("QINGLI_AUDITOR_READS_BODIES", default=False)
+# A CSV export of the audit log of at most this many events streams at once; a larger one
+# is written by a job and downloaded when ready.
+QINGLI_AUDIT_EXPORT_DIRECT_MAX = env.int("QINGLI_AUDIT_EXPORT_DIRECT_MAX", default=10_000)
 
 # --- running deletions ---------------------------------------------------------------------
 # Messages per batch: each batch is one short transaction followed by a checkpoint.

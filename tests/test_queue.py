@@ -93,6 +93,7 @@ def test_the_cron_config_registers_the_periodic_jobs():
     assert names == {
         "expire_stale_requests",
         "verify_audit_chain",
+        "record_chain_digests",
         "watch_executions",
         "purge_recycle_bin",
         "run_retention_rules",

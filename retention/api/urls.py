@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from audit.models import ReviewStatus
-from retention.api import exports, recycle, requests, reviews, rules, views
+from retention.api import audit, exports, recycle, requests, reviews, rules, views
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
@@ -137,4 +137,8 @@ urlpatterns = [
     ),
     path("policies/", requests.PolicyView.as_view(), name="api-policies"),
     path("quota-grants/", requests.QuotaGrantView.as_view(), name="api-quota-grants"),
+    # The audit log
+    path("audit/events/", audit.AuditEventListView.as_view(), name="api-audit-events"),
+    path("audit/verify/", audit.AuditVerifyView.as_view(), name="api-audit-verify"),
+    path("audit/digests/", audit.ChainDigestListView.as_view(), name="api-audit-digests"),
 ]

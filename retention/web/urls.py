@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from retention.web import exports, recycle, requests, reviews, rules, runs, views
+from retention.web import audit_log, exports, recycle, requests, reviews, rules, runs, views
 
 
 class _Words:
@@ -111,4 +111,16 @@ urlpatterns = [
     path("notifications/", requests.notification_list, name="notifications"),
     path("notifications/read/", requests.notifications_mark_read, name="notifications-mark-read"),
     path("nav/counts/", requests.nav_counts, name="nav-counts"),
+    # The auditor's workspace: the audit log explorer and chain verification.
+    path("audit/", audit_log.audit_log, name="audit-log"),
+    path("audit/export/", audit_log.audit_export, name="audit-export"),
+    path("audit/exports/", audit_log.audit_exports_fragment, name="audit-exports"),
+    path(
+        "audit/exports/<int:export_id>/download/",
+        audit_log.audit_export_download,
+        name="audit-export-download",
+    ),
+    path("audit/verify/", audit_log.audit_verify, name="audit-verify"),
+    path("audit/verify/status/", audit_log.audit_verify_status, name="audit-verify-status"),
+    path("audit/verify/run/", audit_log.audit_verify_run, name="audit-verify-run"),
 ]
