@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
 from retention.deletion.recycle import bin_conversations, bin_requests_for, do_restore_from_bin
 from retention.models import DeletionRequest
+from retention.second_factor import verified
 
 
 class BinConversationSerializer(serializers.Serializer):
@@ -114,6 +115,7 @@ class RecycleBinRestoreView(APIView):
         outcome = do_restore_from_bin(
             entry,
             acting_user=request.user,
+            verified_second_factor=verified(request),
             conversation_ids=form.validated_data.get("conversations"),
         )
         return Response(RestoreResultSerializer(outcome).data)

@@ -15,6 +15,7 @@ from retention.deletion.actions import do_file_request
 from retention.deletion.scope import resolve_scope
 from retention.models import Execution, Message, RequestMethod, Tombstone, TombstoneState
 from retention.selectors import messages_of
+from tests.conftest import sign_in_verified
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, people, run, store, visible_ids
 
@@ -69,7 +70,7 @@ def test_auditors_look_but_cannot_restore(client, people, store, binned):
 
 
 def test_a_manager_restores_chosen_conversations_on_the_page(client, people, store, binned):
-    client.force_login(people.manager)
+    sign_in_verified(client, people.manager)
     response = client.post(
         reverse("recycle-bin-restore", args=[binned.pk]),
         {"conversations": [store["group"].pk]},
@@ -184,7 +185,7 @@ def test_the_polled_fragment_updates_the_status_badge_too(client, people, store,
 
 
 def test_a_partial_restore_returns_to_what_is_left_of_the_request(client, people, store, binned):
-    client.force_login(people.manager)
+    sign_in_verified(client, people.manager)
     response = client.post(
         reverse("recycle-bin-restore", args=[binned.pk]), {"conversations": [store["group"].pk]}
     )
