@@ -549,3 +549,23 @@ def test_a_sign_in_streak_counts_the_day_of_a_code_sign_in(people):
     client.post("/signin/", {"username": "staff2", "password": PASSWORD})
     client.post("/signin/code/", {"code": current_code(device)})
     assert SignInDay.objects.filter(member=people.staff2, day=timezone.localdate()).exists()
+
+
+def test_an_operator_resets_the_only_admins_authenticator_from_the_shell(people):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    enrol_authenticator(people.admin)
+    with pytest.raises(CommandError, match="Say why"):
+        call_command("reset_second_factor", "admin", "--reason", " ")
+    with pytest.raises(CommandError, match="no member"):
+        call_command("reset_second_factor", "nobody", "--reason", "手机丢了")
+    out = StringIO()
+    call_command("reset_second_factor", "admin", "--reason", "手机丢了", stdout=out)
+    assert "authenticator is removed" in out.getvalue()
+    assert not TOTPDevice.objects.filter(user=people.admin).exists()
+    event = events(EventType.SECOND_FACTOR_RESET).get()
+    assert event.actor_id is None and event.details["reason"] == "手机丢了"
+    with pytest.raises(CommandError, match="no authenticator"):
+        call_command("reset_second_factor", "admin", "--reason", "again")
