@@ -243,8 +243,10 @@ def test_the_approve_page_refuses_an_unverified_session_then_allows_it_after_the
     assert f'href="/signin/code/?next={page}"' in body
     assert current_step_status(pending) == StepStatus.PENDING
 
+    before = client.cookies["sessionid"].value
     verified = client.post(f"/signin/code/?next={page}", {"code": current_code(device)})
     assert verified.status_code == 302
+    assert client.cookies["sessionid"].value != before  # more rights, a new session key
     assert verified["Location"] == page
     assert client.session[DEVICE_ID_SESSION_KEY] == device.persistent_id
 
