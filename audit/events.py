@@ -16,6 +16,13 @@ class EventType(models.IntegerChoices):
     SIGN_IN_FAILED = 102, _("sign-in failed")
     TOKEN_ISSUED = 103, _("API token issued")
     TOKEN_REFUSED = 104, _("API token refused")
+    # 110–129: the second factor (TOTP) and API tokens
+    SECOND_FACTOR_ENROLLED = 110, _("second factor enrolled")
+    SECOND_FACTOR_REMOVED = 111, _("second factor removed")
+    SECOND_FACTOR_RESET = 112, _("second factor reset by an admin")
+    SECOND_FACTOR_FAILED = 113, _("second-factor code refused")
+    SECOND_FACTOR_MISSING = 114, _("action refused: second factor required")
+    TOKEN_REVOKED = 115, _("API token revoked")
 
     # 200–299: chat records
     MESSAGES_INGESTED = 200, _("messages ingested")

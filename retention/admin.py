@@ -9,12 +9,14 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
 from django.utils.translation import gettext_lazy as _
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import log as audit
 from audit.events import EventType
 from retention.deletion.actions import do_set_protected
 from retention.models import Conversation, Department, Member
 from retention.roles import Role
+from retention.second_factor import verified
 
 
 class AuditedAdmin(admin.ModelAdmin):
@@ -114,12 +116,22 @@ class ConversationAdmin(AuditedAdmin):
     @admin.action(description=_("Mark protected (deletions need explicit confirmation)"))
     def mark_protected(self, request, queryset) -> None:
         for conversation in queryset:
-            do_set_protected(conversation, acting_user=request.user, protected=True)
+            do_set_protected(
+                conversation,
+                acting_user=request.user,
+                protected=True,
+                verified_second_factor=verified(request),
+            )
 
     @admin.action(description=_("Remove protection"))
     def remove_protection(self, request, queryset) -> None:
         for conversation in queryset:
-            do_set_protected(conversation, acting_user=request.user, protected=False)
+            do_set_protected(
+                conversation,
+                acting_user=request.user,
+                protected=False,
+                verified_second_factor=verified(request),
+            )
 
     def has_add_permission(self, request) -> bool:
         return False  # conversations come in through ingest and import
@@ -130,3 +142,7 @@ class ConversationAdmin(AuditedAdmin):
 
 # Roles are fixed groups; they are granted on the member page, not edited as groups.
 admin.site.unregister(Group)
+# Authenticators are set up, removed and reset on the security pages, through audited
+# actions; never edited (or their secrets shown) here.
+if admin.site.is_registered(TOTPDevice):
+    admin.site.unregister(TOTPDevice)

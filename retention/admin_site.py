@@ -7,7 +7,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext_lazy as _
 
 from retention.roles import Role
@@ -19,7 +19,20 @@ class QingliAdminSite(admin.AdminSite):
 
     def has_permission(self, request) -> bool:
         user = request.user
-        return bool(user.is_active and user.is_staff and user.has_role(Role.ADMIN))
+        return bool(
+            user.is_active
+            and user.is_staff
+            and user.has_role(Role.ADMIN)
+            and self._second_factor_ok(request)
+        )
+
+    @staticmethod
+    def _second_factor_ok(request) -> bool:
+        """Configuration edits people, roles and conversations: while the policy requires
+        it, only a session verified with the second factor reaches it."""
+        from retention import second_factor
+
+        return second_factor.verified(request) or not second_factor.is_required()
 
     def login(self, request, extra_context=None):
         # One sign-in page for the whole product; afterwards, back where the admin was going.
@@ -29,5 +42,9 @@ class QingliAdminSite(admin.AdminSite):
         if request.user.is_authenticated:
             if self.has_permission(request):
                 return redirect(next_url)
+            user = request.user
+            if user.is_active and user.is_staff and user.has_role(Role.ADMIN):
+                # An admin whose session lacks the second factor: verify (or set it up).
+                return redirect(f"{reverse('second-factor-code')}?{urlencode({'next': next_url})}")
             raise Http404  # signed-in non-admins see nothing here
         return redirect_to_login(next_url, reverse("login"))

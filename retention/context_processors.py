@@ -4,6 +4,7 @@ from django.http import HttpRequest
 from django.utils.text import capfirst
 
 from audit.verification import latest_verification
+from retention import second_factor
 from retention.roles import AUDIT_LOG_READERS, Role
 
 
@@ -23,5 +24,17 @@ def navigation(request: HttpRequest) -> dict:
             "is_manager": user.has_role(Role.MANAGER),
             "is_security": user.has_role(Role.SECURITY),
             "role_names": [capfirst(Role(r).label) for r in sorted(user.roles) if r in Role.values],
+            "second_factor": _second_factor_notice(request, user),
         }
     }
+
+
+def _second_factor_notice(request: HttpRequest, user) -> str:
+    """ "enrol" or "verify" when the member's roles need a second factor that this session
+    lacks (the banner that leads there); "" otherwise."""
+    is_verified = getattr(user, "is_verified", None)
+    if (is_verified and is_verified()) or not second_factor.must_enrol(user):
+        return ""
+    if not second_factor.is_required():
+        return ""
+    return "verify" if second_factor.has_device(user) else "enrol"

@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "export_keep_days": 30,
     # Days an auditor has to sign off or flag a permanent deletion's compliance review.
     "review_due_days": 14,
+    # Approving, holds, policy changes, restores and rule changes need a verified TOTP
+    # second factor (see retention.second_factor). Only the demo switches it off.
+    "require_second_factor": True,
 }
 APPROVER_ROLES = {Role.MANAGER.value, Role.SECURITY.value, Role.ADMIN.value}
 
@@ -129,6 +132,12 @@ def _chains(value: Any) -> dict:
     return value
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(_("Must be true or false."))
+    return value
+
+
 VALIDATORS = {
     "personal_monthly_quota": lambda v: _non_negative_int(v, maximum=1000),
     "batch_min_consecutive_signin_days": lambda v: _non_negative_int(v, maximum=365),
@@ -142,6 +151,7 @@ VALIDATORS = {
     "approval_expiry_days": lambda v: _non_negative_int(v, maximum=365),
     "export_keep_days": lambda v: _non_negative_int(v, minimum=1, maximum=3650),
     "review_due_days": lambda v: _non_negative_int(v, minimum=1, maximum=365),
+    "require_second_factor": _boolean,
 }
 
 
@@ -164,27 +174,46 @@ def validate_changes(changes: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def do_update_policies(*, actor: Member, changes: dict[str, Any]) -> dict[str, Any]:
+def do_update_policies(
+    *, actor: Member, changes: dict[str, Any], verified_second_factor: bool
+) -> dict[str, Any]:
     """Admins change policies; each change is audited with its old and new value."""
+    from retention.second_factor import enforce
+
     if not actor.has_role(Role.ADMIN):
         raise PermissionDenied(_("Only an admin may change policies."))
+    enforce(actor, verified_second_factor=verified_second_factor, action="update-policies")
     cleaned = validate_changes(changes)
     with transaction.atomic():
-        for key, new in cleaned.items():
-            old = get_policy(key)
-            if old == new:
-                continue
-            Policy.objects.update_or_create(
-                key=key, defaults={"value": {"v": new}, "updated_by": actor}
-            )
-            audit.record(
-                EventType.POLICY_CHANGED,
-                actor=actor,
-                target_type="retention.policy",
-                target_id=key,
-                details={"key": key, "old": old, "new": new},
-            )
+        _store(cleaned, actor=actor, details={})
     return all_policies()
+
+
+def do_operator_set_policies(*, changes: dict[str, Any], via: str) -> dict[str, Any]:
+    """Policies set by an operator at the server's shell through a management command
+    (``via`` names it), not by a member: no role or second factor applies, and the audit
+    event has no actor. Never call this from a page or the API."""
+    cleaned = validate_changes(changes)
+    with transaction.atomic():
+        _store(cleaned, actor=None, details={"via": via})
+    return all_policies()
+
+
+def _store(cleaned: dict[str, Any], *, actor: Member | None, details: dict[str, Any]) -> None:
+    for key, new in cleaned.items():
+        old = get_policy(key)
+        if old == new:
+            continue
+        Policy.objects.update_or_create(
+            key=key, defaults={"value": {"v": new}, "updated_by": actor}
+        )
+        audit.record(
+            EventType.POLICY_CHANGED,
+            actor=actor,
+            target_type="retention.policy",
+            target_id=key,
+            details={"key": key, "old": old, "new": new, **details},
+        )
 
 
 # --- quota and eligibility --------------------------------------------------------------
@@ -221,9 +250,14 @@ def consecutive_signin_days(member: Member, *, today: date | None = None) -> int
     return streak
 
 
-def do_grant_quota(*, actor: Member, member: Member, extra: int, reason: str) -> QuotaGrant:
+def do_grant_quota(
+    *, actor: Member, member: Member, extra: int, reason: str, verified_second_factor: bool
+) -> QuotaGrant:
+    from retention.second_factor import enforce
+
     if not actor.has_role(Role.ADMIN):
         raise PermissionDenied(_("Only an admin may grant more personal deletions."))
+    enforce(actor, verified_second_factor=verified_second_factor, action="grant-quota")
     errors = {}
     if isinstance(extra, bool) or not isinstance(extra, int) or not 1 <= extra <= 1000:
         errors["extra"] = [_("Must be a whole number from 1 to 1000.")]

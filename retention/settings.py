@@ -57,11 +57,12 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "audit",
     "retention.apps.RetentionConfig",
 ]
@@ -74,6 +75,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed the second factor.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -190,7 +193,8 @@ QINGLI_START_IN_PROCESS_WORKER = env.bool("QINGLI_START_IN_PROCESS_WORKER", defa
 # --- API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Our own tokens (hashed at rest, named, revocable); header "Token <key>" as before.
+        "retention.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Deny by default: every view must name what it allows.
@@ -219,6 +223,12 @@ SPECTACULAR_SETTINGS = {
         "FilingMethodEnum": ["personal", "batch", "server"],
     },
 }
+
+# --- second factor (TOTP) -----------------------------------------------------------------
+# The name authenticator apps show beside the member's username.
+OTP_TOTP_ISSUER = env("QINGLI_TOTP_ISSUER", default="Qingli")
+# Seconds a password-checked sign-in may wait for its TOTP code before starting over.
+QINGLI_SECOND_FACTOR_PENDING_SECONDS = 300
 
 # --- limits --------------------------------------------------------------------------------
 QINGLI_MAX_BODY_CHARS = 20_000

@@ -2,6 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+# A refusal for want of a second factor says how to give it.
+handler403 = "retention.web.security.permission_denied"
+
 urlpatterns = [
     path("", include("retention.web.urls")),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -77,6 +77,79 @@ def make_member(username: str, department: Department, *roles: Role) -> Member:
     return member
 
 
+# --- the second factor ------------------------------------------------------------------------
+
+
+def enrol_authenticator(member: Member):
+    """A confirmed TOTP authenticator for ``member`` (the one they have, if any)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=member, confirmed=True).first()
+    return device or TOTPDevice.objects.create(user=member, name="authenticator", confirmed=True)
+
+
+def current_code(device, *, steps_ahead: int = 0) -> str:
+    """The code an authenticator app (which knows nothing of drift) shows now, or
+    ``steps_ahead`` time steps later."""
+    import time
+
+    from django_otp.oath import TOTP
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits)
+    totp.time = time.time() + steps_ahead * device.step
+    return f"{totp.token():0{device.digits}d}"
+
+
+def unused_code(device) -> str:
+    """A code the server still accepts: each time step's code works once, so after one
+    was used in this step, the next step's (the server allows one step of clock skew)."""
+    import time
+
+    device.refresh_from_db()
+    now_step = int(time.time() - device.t0) // device.step
+    return current_code(device, steps_ahead=max(0, device.last_t + 1 - now_step))
+
+
+def sign_in_verified(client, member: Member):
+    """Sign ``client`` in as ``member`` with a session verified by their authenticator,
+    as the sign-in code step leaves it (django_otp.login stores the device's id)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    device = enrol_authenticator(member)
+    client.force_login(member)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
+def api_token(member: Member, *, second_factor: bool = True) -> str:
+    """A fresh API key for ``member``: issued after a second-factor check, as the token
+    endpoint issues it for a valid ``otp`` (tests of that endpoint send real codes), or
+    without one."""
+    from retention.tokens import do_issue_token
+
+    if second_factor:
+        enrol_authenticator(member)
+    return do_issue_token(
+        member=member,
+        name="tests",
+        second_factor_verified=second_factor,
+        request=None,
+        via="tests",
+    ).key
+
+
+def api_client_for(member: Member, *, second_factor: bool = True, **defaults):
+    """An API client that sends a real token of ``member``'s (``defaults``: headers sent
+    with every request, e.g. HTTP_ACCEPT_LANGUAGE)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient(**defaults)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(member, second_factor=second_factor)}")
+    return client
+
+
 @pytest.fixture
 def org(db) -> Org:
     company = Department.objects.create(name="Company")

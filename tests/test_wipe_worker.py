@@ -178,7 +178,7 @@ def approved(requester, approvers, method, departments) -> DeletionRequest:
         requester=requester, scope=resolve_scope(method, data, requester), reason="清理旧记录"
     )
     for approver in approvers:
-        request = do_approve_step(request, acting_user=approver)
+        request = do_approve_step(request, acting_user=approver, verified_second_factor=True)
     assert request.status == RequestStatus.APPROVED
     return request
 

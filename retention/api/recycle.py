@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
 from retention.deletion.recycle import bin_items, bin_requests_for, do_restore_from_bin
 from retention.models import DeletionRequest
+from retention.second_factor import verified
 
 # Conversations listed with each request (the request's page lists them all).
 ITEMS_PER_ENTRY = 100
@@ -123,6 +124,7 @@ class RecycleBinRestoreView(APIView):
         outcome = do_restore_from_bin(
             entry,
             acting_user=request.user,
+            verified_second_factor=verified(request),
             conversation_ids=form.validated_data.get("conversations"),
         )
         return Response(RestoreResultSerializer(outcome).data)

@@ -312,6 +312,9 @@ class PoliciesSerializer(serializers.Serializer):
     approval_expiry_days = serializers.IntegerField()
     export_keep_days = serializers.IntegerField(help_text="1 to 3650")
     review_due_days = serializers.IntegerField(help_text="1 to 365")
+    require_second_factor = serializers.BooleanField(
+        help_text="Approving, holds, policy changes and restores need a TOTP second factor."
+    )
 
 
 # --- inputs the shared ``retention.deletion.inputs`` does not have yet ---------------------

@@ -57,6 +57,7 @@ from retention.models import (
 )
 from retention.policies import all_policies, do_grant_quota, do_update_policies
 from retention.roles import Role
+from retention.second_factor import verified
 
 IDEMPOTENCY_KEY_MAX = DeletionRequest._meta.get_field("idempotency_key").max_length
 
@@ -209,7 +210,11 @@ class RequestApproveView(APIView):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         actions.do_approve_step(
-            target, acting_user=request.user, step_order=data["step"], comment=data["comment"]
+            target,
+            acting_user=request.user,
+            verified_second_factor=verified(request),
+            step_order=data["step"],
+            comment=data["comment"],
         )
         target.refresh_from_db()
         return _render(request, target)
@@ -230,7 +235,11 @@ class RequestRejectView(APIView):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         actions.do_reject_request(
-            target, acting_user=request.user, reason=data["reason"], step_order=data["step"]
+            target,
+            acting_user=request.user,
+            verified_second_factor=verified(request),
+            reason=data["reason"],
+            step_order=data["step"],
         )
         target.refresh_from_db()
         return _render(request, target)
@@ -294,6 +303,7 @@ class HoldListView(generics.ListAPIView):
         conversations = selectors.conversations_for(viewer)
         hold = actions.do_place_hold(
             acting_user=viewer,
+            verified_second_factor=verified(request),
             kind=data["kind"],
             reason=data["reason"],
             conversations=_visible(conversations, data.get("conversations", []), "conversations"),
@@ -323,7 +333,10 @@ class HoldReleaseView(APIView):
         form = HoldReleaseInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         released = actions.do_release_hold(
-            hold, acting_user=request.user, reason=form.validated_data["reason"]
+            hold,
+            acting_user=request.user,
+            verified_second_factor=verified(request),
+            reason=form.validated_data["reason"],
         )
         return Response(HoldSerializer(released).data)
 
@@ -410,7 +423,13 @@ class PolicyView(APIView):
         tags=["policies"],
     )
     def patch(self, request: Request) -> Response:
-        return Response(do_update_policies(actor=request.user, changes=request.data))
+        return Response(
+            do_update_policies(
+                actor=request.user,
+                changes=request.data,
+                verified_second_factor=verified(request),
+            )
+        )
 
 
 class QuotaGrantView(APIView):
@@ -434,6 +453,10 @@ class QuotaGrantView(APIView):
         if member is None:
             raise ValidationError({"username": [_("No member has this username.")]})
         grant = do_grant_quota(
-            actor=request.user, member=member, extra=data["extra"], reason=data["reason"]
+            actor=request.user,
+            member=member,
+            extra=data["extra"],
+            reason=data["reason"],
+            verified_second_factor=verified(request),
         )
         return Response(QuotaGrantSerializer(grant).data, status=status.HTTP_201_CREATED)

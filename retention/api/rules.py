@@ -26,6 +26,7 @@ from retention.models import (
     RetentionRule,
     RuleAction,
 )
+from retention.second_factor import verified
 
 
 class RuleSerializer(serializers.ModelSerializer):
@@ -220,7 +221,9 @@ class RuleApproveView(APIView):
     @extend_schema(request=None, responses=RULE_RESPONSES, tags=["retention rules"])
     def post(self, request: Request, rule_id: int) -> Response:
         rule = _rule(request, rule_id)
-        rules.do_approve_rule(rule, acting_user=request.user)
+        rules.do_approve_rule(
+            rule, acting_user=request.user, verified_second_factor=verified(request)
+        )
         return _render(rule)
 
 
@@ -237,6 +240,7 @@ class RuleRelaxView(APIView):
         rules.do_relax_rule(
             rule,
             acting_user=request.user,
+            verified_second_factor=verified(request),
             keep_days=form.validated_data.get("keep_days"),
             disable=form.validated_data["disable"],
         )

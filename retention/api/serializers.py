@@ -4,16 +4,48 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from retention.models import Conversation, Department, Member, Message
+from retention.models import ApiToken, Conversation, Department, Member, Message
 
 
 class TokenRequestSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=128, trim_whitespace=False)
+    otp = serializers.CharField(
+        max_length=12,
+        required=False,
+        allow_blank=True,
+        help_text=(
+            "The 6-digit code of the member's authenticator. Required when the member has "
+            "one; only a token issued with it may approve, hold, change policies or restore."
+        ),
+    )
+    name = serializers.CharField(
+        max_length=100, required=False, allow_blank=True, help_text="What the token is for."
+    )
 
 
 class TokenSerializer(serializers.Serializer):
-    token = serializers.CharField()
+    token = serializers.CharField(help_text="The key: shown this once, never stored.")
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    second_factor_verified = serializers.BooleanField()
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    member = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "member",
+            "name",
+            "prefix",
+            "second_factor_verified",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
 
 
 class DepartmentSerializer(serializers.ModelSerializer):

@@ -8,6 +8,12 @@ from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
     path("auth/token/", views.ObtainTokenView.as_view(), name="api-token"),
+    path("auth/tokens/", views.TokenListView.as_view(), name="api-tokens"),
+    path(
+        "auth/tokens/<int:token_id>/revoke/",
+        views.TokenRevokeView.as_view(),
+        name="api-token-revoke",
+    ),
     path("me/", views.MeView.as_view(), name="api-me"),
     path("departments/", views.DepartmentListView.as_view(), name="api-departments"),
     path("conversations/", views.ConversationListView.as_view(), name="api-conversations"),

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -16,9 +16,10 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from retention import selectors
-from retention.actions import do_record_failed_sign_in, do_record_sign_in
+from retention import second_factor, selectors
+from retention.actions import do_record_failed_sign_in
 from retention.api.serializers import (
+    ApiTokenSerializer,
     ConversationDetailSerializer,
     ConversationSerializer,
     DepartmentSerializer,
@@ -29,7 +30,8 @@ from retention.api.serializers import (
 )
 from retention.crypto import KeyDestroyedError
 from retention.forms import ConversationFilterForm
-from retention.models import Conversation, DataKey, Department, Message
+from retention.models import ApiToken, Conversation, DataKey, Department, Message
+from retention.tokens import do_issue_token, do_revoke_token, tokens_for
 
 
 class TokenThrottle(AnonRateThrottle):
@@ -37,32 +39,101 @@ class TokenThrottle(AnonRateThrottle):
 
 
 class ObtainTokenView(APIView):
-    """Exchange a username and password for an API token (audited either way)."""
+    """Exchange a username and password (and, for a member with an authenticator, its
+    current code as ``otp``) for a new API token; audited either way. Each call issues a
+    new named token; list and revoke them under /api/v1/auth/tokens/.
+
+    Only a token issued with a valid ``otp`` may take the sensitive actions (approve or
+    reject, holds, policies, quota, restore, retention-rule approval) while the
+    ``require_second_factor`` policy is on. A member who has an authenticator must send
+    its code to get any token at all, as when signing in in the browser."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [TokenThrottle]
 
-    @extend_schema(request=TokenRequestSerializer, responses={200: TokenSerializer})
+    @extend_schema(
+        request=TokenRequestSerializer,
+        responses={200: TokenSerializer},
+        tags=["auth"],
+    )
     def post(self, request: Request) -> Response:
         form = TokenRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        data = form.validated_data
         member = authenticate(
-            request._request,
-            username=form.validated_data["username"],
-            password=form.validated_data["password"],
+            request._request, username=data["username"], password=data["password"]
         )
         if member is None:
-            do_record_failed_sign_in(
-                username=form.validated_data["username"], request=request._request, via="api"
-            )
+            do_record_failed_sign_in(username=data["username"], request=request._request, via="api")
             return Response(
                 {"detail": _("Username or password is not correct.")},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        token, _created = Token.objects.get_or_create(user=member)
-        do_record_sign_in(member=member, request=request._request, via="api")
-        return Response({"token": token.key})
+        code = data.get("otp", "")
+        if code:
+            # Raises ValidationError (400 {"otp": [...]}), audited, on a wrong code.
+            try:
+                second_factor.check_code(member, code, request=request._request, via="api")
+            except DjangoValidationError as exc:
+                raise ValidationError({"otp": exc.messages}) from exc
+        elif second_factor.has_device(member):
+            raise ValidationError(
+                {"otp": [_("This member has an authenticator: send its current code as otp.")]}
+            )
+        issued = do_issue_token(
+            member=member,
+            name=data.get("name", ""),
+            second_factor_verified=bool(code),
+            request=request._request,
+            via="api",
+        )
+        return Response(
+            {
+                "token": issued.key,
+                "id": issued.token.pk,
+                "name": issued.token.name,
+                "second_factor_verified": issued.token.second_factor_verified,
+            }
+        )
+
+
+class TokenListView(generics.ListAPIView):
+    """The caller's live API tokens (an admin's: everyone's; ``?member=<id>`` narrows it).
+    Keys are never shown again: only their first characters."""
+
+    serializer_class = ApiTokenSerializer
+    queryset = ApiToken.objects.none()  # for the schema; requests use get_queryset
+
+    @extend_schema(
+        parameters=[OpenApiParameter("member", OpenApiTypes.INT, description="admins only")],
+        tags=["auth"],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        qs = tokens_for(self.request.user).filter(revoked_at__isnull=True)
+        member = self.request.query_params.get("member")
+        if member is not None:
+            if not member.isdigit():
+                raise ValidationError({"member": [_("Give a member's id.")]})
+            qs = qs.filter(member_id=int(member))
+        return qs.order_by("-created_at", "-id")
+
+
+class TokenRevokeView(APIView):
+    """Revoke a token at once: its owner or an admin. Anyone else's token is a 404."""
+
+    @extend_schema(
+        request=None,
+        responses={200: ApiTokenSerializer, 404: None, 409: None},
+        tags=["auth"],
+    )
+    def post(self, request: Request, token_id: int) -> Response:
+        token = get_object_or_404(tokens_for(request.user), pk=token_id)
+        revoked = do_revoke_token(token, acting_user=request.user, request=request._request)
+        return Response(ApiTokenSerializer(revoked).data)
 
 
 class MeView(APIView):

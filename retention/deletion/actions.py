@@ -51,6 +51,7 @@ from retention.policies import (
     server_cost_cny,
 )
 from retention.roles import Role
+from retention.second_factor import enforce
 
 
 def _refuse(requester: Member, *, why: str, message: str, details: dict) -> None:
@@ -342,6 +343,7 @@ def do_approve_step(
     request: DeletionRequest,
     *,
     acting_user: Member,
+    verified_second_factor: bool,
     step_order: int | None = None,
     comment: str = "",
 ) -> DeletionRequest:
@@ -350,7 +352,10 @@ def do_approve_step(
     ``step_order`` is the step the approver saw and means to approve: if the request has
     moved on to another step meanwhile (a stale page, a double submit), it is a Conflict
     and nothing changes. Pages always send it; None approves whichever step is current.
+    ``verified_second_factor``: whether the approver's session or token passed a TOTP
+    check (see retention.second_factor).
     """
+    _check_before_deciding(request, acting_user, step_order, verified_second_factor)
     with transaction.atomic():
         locked = _locked(request)
         step = approvals.current_step(locked)
@@ -394,12 +399,19 @@ def do_approve_step(
 
 
 def do_reject_request(
-    request: DeletionRequest, *, acting_user: Member, reason: str, step_order: int | None = None
+    request: DeletionRequest,
+    *,
+    acting_user: Member,
+    reason: str,
+    verified_second_factor: bool,
+    step_order: int | None = None,
 ) -> DeletionRequest:
-    """Reject the request at its current step (``step_order``: as in do_approve_step)."""
+    """Reject the request at its current step (``step_order``, ``verified_second_factor``:
+    as in do_approve_step)."""
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": [_("Say why you reject it; the requester will read it.")]})
+    _check_before_deciding(request, acting_user, step_order, verified_second_factor)
     with transaction.atomic():
         locked = _locked(request)
         step = approvals.current_step(locked)
@@ -424,6 +436,16 @@ def do_reject_request(
         )
         notify.decided(locked, rejected_step=step)
     return locked
+
+
+def _check_before_deciding(
+    request: DeletionRequest, member: Member, step_order: int | None, verified: bool
+) -> None:
+    """Who decides and the request's state are refused first (checked again under the
+    lock), then a missing second factor: its refusal is audited in its own transaction."""
+    fresh = DeletionRequest.objects.get(pk=request.pk)
+    _check_may_decide(fresh, approvals.current_step(fresh), member, step_order)
+    enforce(member, verified_second_factor=verified, action="decide-request")
 
 
 def _check_may_decide(
@@ -507,6 +529,7 @@ def do_expire_stale_requests(*, now=None) -> int:
 def do_place_hold(
     *,
     acting_user: Member,
+    verified_second_factor: bool,
     kind: str,
     reason: str,
     conversations: list[Conversation],
@@ -514,6 +537,7 @@ def do_place_hold(
 ) -> Hold:
     if not acting_user.has_role(Role.SECURITY):
         raise PermissionDenied(_("Only security officers place holds."))
+    enforce(acting_user, verified_second_factor=verified_second_factor, action="place-hold")
     errors = {}
     if not (reason or "").strip():
         errors["reason"] = [_("Say why the records must be kept.")]
@@ -566,9 +590,12 @@ def _pending_requests_touching(hold: Hold) -> list[int]:
     )
 
 
-def do_release_hold(hold: Hold, *, acting_user: Member, reason: str = "") -> Hold:
+def do_release_hold(
+    hold: Hold, *, acting_user: Member, verified_second_factor: bool, reason: str = ""
+) -> Hold:
     if not acting_user.has_role(Role.SECURITY):
         raise PermissionDenied(_("Only security officers release holds."))
+    enforce(acting_user, verified_second_factor=verified_second_factor, action="release-hold")
     with transaction.atomic():
         locked = Hold.objects.select_for_update().get(pk=hold.pk)
         if locked.released_at is not None:
@@ -585,9 +612,16 @@ def do_release_hold(hold: Hold, *, acting_user: Member, reason: str = "") -> Hol
     return locked
 
 
-def do_set_protected(conversation: Conversation, *, acting_user: Member, protected: bool) -> None:
+def do_set_protected(
+    conversation: Conversation,
+    *,
+    acting_user: Member,
+    protected: bool,
+    verified_second_factor: bool,
+) -> None:
     if not acting_user.has_role(Role.ADMIN):
         raise PermissionDenied(_("Only admins mark conversations protected."))
+    enforce(acting_user, verified_second_factor=verified_second_factor, action="set-protected")
     with transaction.atomic():
         changed = (
             Conversation.objects.filter(pk=conversation.pk)

@@ -32,6 +32,7 @@ from retention.models import (
     TombstoneState,
 )
 from retention.roles import Role
+from retention.second_factor import enforce
 from retention.selectors import managed_department_paths
 from retention.store import refresh_last_message
 
@@ -130,12 +131,14 @@ def do_restore_from_bin(
     request: DeletionRequest,
     *,
     acting_user: Member,
+    verified_second_factor: bool,
     conversation_ids: list[int] | None = None,
 ) -> dict:
     """Bring a batch deletion back, whole or for chosen conversations. Managers restore
     within their subtree, admins anywhere; auditors only look."""
     if not may_restore(acting_user):
         raise PermissionDenied(_("Only managers and admins restore from the recycle bin."))
+    enforce(acting_user, verified_second_factor=verified_second_factor, action="restore")
     if request.method != RequestMethod.BATCH:
         raise Conflict(_("Only batch deletions sit in the shared recycle bin."))
     with transaction.atomic():

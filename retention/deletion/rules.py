@@ -47,6 +47,7 @@ from retention.models import (
 from retention.models.rules import APPROVED_STATUSES, RetentionRule, RuleAction, RuleStatus
 from retention.policies import get_policy
 from retention.roles import Role
+from retention.second_factor import enforce
 
 # Admins manage rules; security officers and auditors read them.
 RULE_READERS = (Role.ADMIN, Role.SECURITY, Role.AUDITOR)
@@ -368,10 +369,13 @@ def do_propose(
     return locked
 
 
-def do_approve_rule(rule: RetentionRule, *, acting_user: Member) -> RetentionRule:
+def do_approve_rule(
+    rule: RetentionRule, *, acting_user: Member, verified_second_factor: bool
+) -> RetentionRule:
     """A second admin approves; the change bites after the grace period, and the members
     of every affected conversation are told when."""
     require_admin(acting_user)
+    enforce(acting_user, verified_second_factor=verified_second_factor, action="approve-rule")
     with transaction.atomic():
         locked = RetentionRule.objects.select_for_update().get(pk=rule.pk)
         waiting = locked.status == RuleStatus.PENDING or locked.proposed_keep_days is not None
@@ -410,10 +414,16 @@ def do_approve_rule(rule: RetentionRule, *, acting_user: Member) -> RetentionRul
 
 
 def do_relax_rule(
-    rule: RetentionRule, *, acting_user: Member, keep_days: int | None = None, disable: bool = False
+    rule: RetentionRule,
+    *,
+    acting_user: Member,
+    verified_second_factor: bool,
+    keep_days: int | None = None,
+    disable: bool = False,
 ) -> RetentionRule:
     """Keep longer, or switch the rule off: both delete less, so they apply at once."""
     require_admin(acting_user)
+    enforce(acting_user, verified_second_factor=verified_second_factor, action="relax-rule")
     with transaction.atomic():
         locked = RetentionRule.objects.select_for_update().get(pk=rule.pk)
         before = _describe(locked)

@@ -35,6 +35,7 @@ from retention.demo.reset import (
 )
 from retention.demo.writer import ChunkWriter, Encoder, Row, insert_rows, stamp_conversations
 from retention.models import Conversation, DataKey, Message, Participant, Sensitivity
+from retention.policies import do_operator_set_policies
 from retention.store import NewAttachment
 
 __all__ = ["DEMO_SOURCE", "DemoDataError", "SeedReport", "seed_demo"]
@@ -57,6 +58,9 @@ class SeedReport:
     # (username, role, department) of the named sign-ins.
     sign_ins: list[tuple[str, str, str]] = field(default_factory=list)
     copy: bool = False
+    # The demo switches the require_second_factor policy off (its people have no
+    # authenticators); the command says so.
+    second_factor_off: bool = False
 
     @property
     def rate(self) -> float:
@@ -152,6 +156,10 @@ def seed_demo(
             "seconds": round(report.seconds, 1),
         },
     )
+    # Nobody in the demo has an authenticator yet: without this, approving, holds and
+    # policy changes would first need each person to set one up.
+    do_operator_set_policies(changes={"require_second_factor": False}, via="seed_demo")
+    report.second_factor_off = True
     return report
 
 

@@ -40,9 +40,11 @@ from retention.models.requests import (
     StepStatus,
 )
 from retention.models.rules import RetentionRule, RuleAction, RuleStatus
+from retention.models.tokens import ApiToken
 
 __all__ = [
     "HIDING_STATES",
+    "ApiToken",
     "ApprovalStep",
     "Attachment",
     "Conversation",

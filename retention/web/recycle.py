@@ -25,6 +25,7 @@ from retention.deletion.recycle import (
     may_restore,
     personal_bin_for,
 )
+from retention.second_factor import verified
 
 BIN_CONVERSATIONS_PER_PAGE = 200
 
@@ -73,7 +74,12 @@ def recycle_bin_restore(request: HttpRequest, request_id: int) -> HttpResponse:
         messages.error(request, _("Choose conversations from the list."))
         return redirect("recycle-bin-request", request_id=entry.pk)
     try:
-        outcome = do_restore_from_bin(entry, acting_user=request.user, conversation_ids=ids)
+        outcome = do_restore_from_bin(
+            entry,
+            acting_user=request.user,
+            verified_second_factor=verified(request),
+            conversation_ids=ids,
+        )
     except (Conflict, ValidationError) as exc:
         text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         messages.error(request, text)

@@ -308,8 +308,14 @@ POLICY_LABELS = {
     "approval_expiry_days": _("Days before an undecided request expires"),
     "export_keep_days": _("Days an export is kept before it expires"),
     "review_due_days": _("Days an auditor has to decide a compliance review"),
+    "require_second_factor": _(
+        "Approving, holds, policy changes and restores need a second factor (TOTP)"
+    ),
 }
-INT_POLICIES = [key for key, value in DEFAULTS.items() if isinstance(value, int)]
+INT_POLICIES = [
+    key for key, value in DEFAULTS.items() if isinstance(value, int) and not isinstance(value, bool)
+]
+BOOL_POLICIES = [key for key, value in DEFAULTS.items() if isinstance(value, bool)]
 JSON_POLICIES = ["approval_chains", "server_cost_tiers"]
 
 
@@ -338,7 +344,7 @@ class PolicyForm(forms.Form):
 
     def __init__(self, *args: Any, current: dict[str, Any], **kwargs: Any):
         window = current["execution_window"]
-        initial = {key: current[key] for key in INT_POLICIES + JSON_POLICIES}
+        initial = {key: current[key] for key in INT_POLICIES + JSON_POLICIES + BOOL_POLICIES}
         initial.update(
             window_start=window["start"] if window else "",
             window_end=window["end"] if window else "",
@@ -346,6 +352,8 @@ class PolicyForm(forms.Form):
         super().__init__(*args, initial=initial, **kwargs)
         for key in INT_POLICIES:
             self.fields[key] = forms.IntegerField(label=POLICY_LABELS[key])
+        for key in BOOL_POLICIES:
+            self.fields[key] = forms.BooleanField(label=POLICY_LABELS[key], required=False)
         for key in JSON_POLICIES:
             self.fields[key] = PrettyJSONField(
                 label=POLICY_LABELS[key], widget=forms.Textarea(attrs={"rows": 10})
@@ -353,6 +361,9 @@ class PolicyForm(forms.Form):
 
     def number_fields(self) -> list[forms.BoundField]:
         return [self[key] for key in INT_POLICIES]
+
+    def bool_fields(self) -> list[forms.BoundField]:
+        return [self[key] for key in BOOL_POLICIES]
 
     def json_fields(self) -> list[forms.BoundField]:
         return [self[key] for key in JSON_POLICIES]
@@ -362,7 +373,7 @@ class PolicyForm(forms.Form):
 
     def changes(self) -> dict[str, Any]:
         data = self.cleaned_data
-        changes = {key: data[key] for key in INT_POLICIES + JSON_POLICIES}
+        changes = {key: data[key] for key in INT_POLICIES + JSON_POLICIES + BOOL_POLICIES}
         # Both times empty: deletions may run at any time (stored as null).
         if not data["window_start"] and not data["window_end"]:
             changes["execution_window"] = None

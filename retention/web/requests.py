@@ -70,6 +70,7 @@ from retention.policies import (
     server_cost_cny,
 )
 from retention.roles import Role
+from retention.second_factor import verified
 from retention.selectors import conversations_for
 from retention.web.request_forms import (
     JSON_POLICIES,
@@ -352,6 +353,7 @@ def request_approve(request: HttpRequest, request_id: int) -> HttpResponse:
         deletion = do_approve_step(
             deletion,
             acting_user=request.user,
+            verified_second_factor=verified(request),
             step_order=form.cleaned_data["step"],
             comment=form.cleaned_data["comment"],
         )
@@ -376,6 +378,7 @@ def request_reject(request: HttpRequest, request_id: int) -> HttpResponse:
         do_reject_request(
             deletion,
             acting_user=request.user,
+            verified_second_factor=verified(request),
             reason=form.cleaned_data["reason"],
             step_order=form.cleaned_data["step"],
         )
@@ -474,6 +477,7 @@ def hold_place(request: HttpRequest) -> HttpResponse:
         try:
             hold = do_place_hold(
                 acting_user=request.user,
+                verified_second_factor=verified(request),
                 kind=form.cleaned_data["kind"],
                 reason=form.cleaned_data["reason"],
                 conversations=form.cleaned_data["conversations"],
@@ -497,7 +501,12 @@ def hold_release(request: HttpRequest, hold_id: int) -> HttpResponse:
         messages.error(request, " ".join(form.errors.get("reason", [])))
         return redirect("holds")
     try:
-        do_release_hold(hold, acting_user=request.user, reason=form.cleaned_data["reason"])
+        do_release_hold(
+            hold,
+            acting_user=request.user,
+            verified_second_factor=verified(request),
+            reason=form.cleaned_data["reason"],
+        )
     except Conflict as exc:
         messages.error(request, str(exc))
     else:
@@ -520,7 +529,11 @@ def policies(request: HttpRequest) -> HttpResponse:
         form = PolicyForm(request.POST, current=current)
         if form.is_valid():
             try:
-                do_update_policies(actor=request.user, changes=form.changes())
+                do_update_policies(
+                    actor=request.user,
+                    changes=form.changes(),
+                    verified_second_factor=verified(request),
+                )
             except ValidationError as exc:
                 add_service_errors(form, exc, aliases=POLICY_ERROR_FIELDS)
             else:
@@ -694,6 +707,8 @@ def policy_display(key: str, value: Any) -> str:
         return f"{value['start']}–{value['end']}" if value else _("any time")
     if key in JSON_POLICIES:
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return _("on") if value else _("off")
     return str(value)
 
 

@@ -25,6 +25,7 @@ from retention.models import (
     RuleAction,
 )
 from retention.roles import Role
+from retention.second_factor import verified
 
 
 class DepartmentChoiceField(forms.ModelChoiceField):
@@ -162,6 +163,7 @@ def rule_action(request: HttpRequest, rule_id: int, action: str) -> HttpResponse
         if not form.is_valid():
             return _detail(request, rule, keep_form=form, status=400)
         keep_days = form.cleaned_data["keep_days"]
+    second = verified(request)
     try:
         if action == "preview":
             rules.do_preview_rule(rule, acting_user=request.user)
@@ -170,13 +172,17 @@ def rule_action(request: HttpRequest, rule_id: int, action: str) -> HttpResponse
             rules.do_propose(rule, acting_user=request.user, keep_days=keep_days)
             done = _("Proposed: a second admin must approve it.")
         elif action == "approve":
-            rules.do_approve_rule(rule, acting_user=request.user)
+            rules.do_approve_rule(rule, acting_user=request.user, verified_second_factor=second)
             done = _("Approved: it bites after the grace period.")
         elif action == "relax":
-            rules.do_relax_rule(rule, acting_user=request.user, keep_days=keep_days)
+            rules.do_relax_rule(
+                rule, acting_user=request.user, verified_second_factor=second, keep_days=keep_days
+            )
             done = _("The rule now keeps longer.")
         elif action == "disable":
-            rules.do_relax_rule(rule, acting_user=request.user, disable=True)
+            rules.do_relax_rule(
+                rule, acting_user=request.user, verified_second_factor=second, disable=True
+            )
             done = _("The rule is disabled.")
         else:  # the URL converter admits only the actions above
             raise Http404

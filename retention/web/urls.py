@@ -1,6 +1,16 @@
 from django.urls import path, register_converter
 
-from retention.web import audit_log, exports, recycle, requests, reviews, rules, runs, views
+from retention.web import (
+    audit_log,
+    exports,
+    recycle,
+    requests,
+    reviews,
+    rules,
+    runs,
+    security,
+    views,
+)
 
 
 class _Words:
@@ -23,6 +33,23 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("signin/", views.SignInView.as_view(), name="login"),
     path("signout/", views.SignOutView.as_view(), name="logout"),
+    # The second factor and API tokens.
+    path("signin/code/", security.second_factor_code, name="second-factor-code"),
+    path("security/", security.security, name="security"),
+    path("security/authenticator/", security.second_factor_enrol, name="second-factor-enrol"),
+    path(
+        "security/authenticator/remove/",
+        security.second_factor_remove,
+        name="second-factor-remove",
+    ),
+    path("security/tokens/", security.token_create, name="token-create"),
+    path("security/tokens/<int:token_id>/revoke/", security.token_revoke, name="token-revoke"),
+    path("security/members/", security.member_security, name="member-security"),
+    path(
+        "security/members/<int:member_id>/reset/",
+        security.member_reset_device,
+        name="member-reset-device",
+    ),
     path("conversations/", views.conversation_list, name="conversations"),
     path(
         "conversations/<int:conversation_id>/",

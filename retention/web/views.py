@@ -17,6 +17,8 @@ from retention.crypto import KeyDestroyedError
 from retention.deletion import rules
 from retention.forms import ConversationFilterForm
 from retention.roles import Role
+from retention.second_factor import has_device
+from retention.web.security import start_pending_sign_in
 
 CONVERSATIONS_PER_PAGE = 25
 MESSAGES_PER_PAGE = 50
@@ -26,8 +28,12 @@ class SignInView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def form_valid(self, form):
+        member = form.get_user()
+        if has_device(member):
+            # The password is right; the sign-in completes with the authenticator's code.
+            return start_pending_sign_in(self.request, member, self.get_success_url())
         response = super().form_valid(form)
-        do_record_sign_in(member=form.get_user(), request=self.request)
+        do_record_sign_in(member=member, request=self.request)
         return response
 
     def form_invalid(self, form):

@@ -12,9 +12,9 @@ from django.utils import timezone, translation
 from playwright.sync_api import expect
 
 from audit.events import EventType
-from retention.models import DeletionRequest, RequestStatus, SignInDay
+from retention.models import DeletionRequest, Member, RequestStatus, SignInDay
 from tests.browser.conftest import screenshot
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, enrol_authenticator, unused_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -33,11 +33,20 @@ def streaks(cast):
     return cast
 
 
-def sign_in(page, username: str) -> None:
+def sign_in(page, username: str, *, second_factor: bool = False) -> None:
+    """Sign in with the password; with ``second_factor`` the member has an authenticator
+    and gives its code too, as approvers must before they approve."""
+    device = None
+    if second_factor:
+        device = enrol_authenticator(Member.objects.get(username=username))
     page.goto("/signin/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit].primary")
+    if device is not None:
+        page.wait_for_url("**/signin/code/")
+        page.fill("#id_code", unused_code(device))
+        page.get_by_test_id("verify-code").click()
     page.get_by_test_id("whoami").wait_for()
 
 
@@ -93,7 +102,7 @@ def test_staff_file_a_batch_with_a_live_preview_and_their_manager_approves(
     assert request.requester == streaks.staff and request.preview["messages"] == 3
     sign_out(page)
 
-    sign_in(page, "manager")
+    sign_in(page, "manager", second_factor=True)
     expect(page.get_by_test_id("approvals-count")).to_have_text("1")
     page.get_by_test_id("nav-approvals").click()
     expect(page.get_by_test_id("inbox-count")).to_have_text("1")

@@ -58,7 +58,11 @@ def worker(redis_queue_connection):
 
 @pytest.fixture
 def store_chats(cast, org):
-    do_update_policies(actor=cast.admin, changes={"batch_delay_hours": 0, "execution_window": None})
+    do_update_policies(
+        actor=cast.admin,
+        changes={"batch_delay_hours": 0, "execution_window": None},
+        verified_second_factor=True,
+    )
     today = timezone.localdate()
     SignInDay.objects.bulk_create(
         [SignInDay(member=cast.staff, day=today - timedelta(days=i)) for i in range(5)]
@@ -94,7 +98,7 @@ def test_a_manager_approves_the_wipe_runs_live_and_a_restore_brings_it_back(
     in_scope = set(Message.objects.filter(conversation__in=chats).values_list("pk", flat=True))
     assert request.preview["messages"] == len(in_scope) == 404
 
-    sign_in(page, "manager")
+    sign_in(page, "manager", second_factor=True)
     page.goto(f"/requests/{request.pk}/")
     page.evaluate("document.body.dataset.sameDocument = 'yes'")
     page.get_by_test_id("approve").click()

@@ -26,6 +26,7 @@ from retention.models import (
     SignInDay,
 )
 from retention.policies import DEFAULTS
+from tests.conftest import api_client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -46,13 +47,12 @@ def regulars(cast):
     return cast
 
 
-def api_for(member=None) -> APIClient:
-    """A client of ``member`` (anonymous for None) that asks for English answers."""
-    client = APIClient()
-    client.credentials(HTTP_ACCEPT_LANGUAGE="en")
-    if member is not None:
-        client.force_authenticate(member)
-    return client
+def api_for(member=None, *, second_factor: bool = True) -> APIClient:
+    """A client of ``member`` (anonymous for None) that asks for English answers, with a
+    token of theirs issued after a second-factor check (``second_factor=False``: without)."""
+    if member is None:
+        return APIClient(HTTP_ACCEPT_LANGUAGE="en")
+    return api_client_for(member, second_factor=second_factor, HTTP_ACCEPT_LANGUAGE="en")
 
 
 def batch(department, **scope) -> dict:
@@ -203,9 +203,10 @@ def test_a_decision_for_a_step_already_decided_conflicts_and_changes_nothing(reg
     director, security = api_for(regulars.director), api_for(regulars.security)
     assert director.post(url + "approve/", {"step": 1}, format="json").status_code == 200
     assert security.post(url + "approve/", {"step": 2}, format="json").status_code == 200
+    both_client = api_for(both)  # its token's issue is audited: before the count
     events = AuditEvent.objects.count()
     for action, body in (("approve/", {"step": 2}), ("reject/", {"step": 2, "reason": "不同意"})):
-        stale = api_for(both).post(url + action, body, format="json")
+        stale = both_client.post(url + action, body, format="json")
         assert stale.status_code == 409, stale.data
         assert "step 3" in stale.data["detail"]
     request.refresh_from_db()
@@ -405,7 +406,11 @@ def test_members_hide_and_unhide_their_conversations(cast, chats):
     shown = staff.post(url + "unhide/")
     assert shown.data == {"conversation": conversation.pk, "hidden": False, "changed": True}
     assert not ConversationHide.objects.exists()
-    assert [e.event_type for e in AuditEvent.objects.order_by("id")] == [
+    # (The token of api_for was issued before: its event comes first.)
+    assert [
+        e.event_type
+        for e in AuditEvent.objects.exclude(event_type=EventType.TOKEN_ISSUED).order_by("id")
+    ] == [
         EventType.CONVERSATION_HIDDEN,
         EventType.CONVERSATION_UNHIDDEN,
     ]
@@ -588,6 +593,7 @@ def world(regulars, org, chats):
         reason="诉讼保全",
         conversations=[chats["warehouse"]],
         departments=[],
+        verified_second_factor=True,
     )
     return SimpleNamespace(
         cast=cast, org=org, chats=chats, pending=pending, personal=personal, hold=hold

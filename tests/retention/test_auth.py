@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.models import SignInDay
-from tests.conftest import PASSWORD
+from retention.models import ApiToken, SignInDay
+from tests.conftest import PASSWORD, enrol_authenticator, sign_in_verified, unused_code
 
 pytestmark = pytest.mark.django_db
 
@@ -58,8 +57,9 @@ def test_the_api_gives_a_token_for_good_credentials_only(cast):
 
     good = client.post("/api/v1/auth/token/", {"username": "staff", "password": PASSWORD})
     assert good.status_code == 200
-    assert good.json()["token"] == Token.objects.get(user=cast.staff).key
+    assert good.json()["id"] == ApiToken.objects.get(member=cast.staff).pk
     assert events(EventType.TOKEN_ISSUED).get().actor_id == cast.staff.pk
+    assert SignInDay.objects.filter(member=cast.staff, day=timezone.localdate()).exists()
 
     client.credentials(HTTP_AUTHORIZATION=f"Token {good.json()['token']}")
     assert client.get("/api/v1/me/").json()["username"] == "staff"
@@ -68,7 +68,7 @@ def test_the_api_gives_a_token_for_good_credentials_only(cast):
 def test_a_token_request_without_fields_names_them():
     response = APIClient().post("/api/v1/auth/token/", {}, format="json")
     assert response.status_code == 400
-    assert set(response.json()) == {"username", "password"}
+    assert set(response.json()) == {"username", "password"}  # otp and name are optional
 
 
 def test_a_bad_token_is_refused():
@@ -90,7 +90,7 @@ def test_only_admins_reach_configuration_and_queues(client, cast, who):
 def test_admins_reach_configuration_and_queues(client, cast):
     cast.admin.is_staff = True
     cast.admin.save()
-    client.force_login(cast.admin)
+    sign_in_verified(client, cast.admin)
     assert client.get("/admin/").status_code == 200
     assert client.get("/admin/retention/member/").status_code == 200
     assert client.get("/admin/django_rq/dashboard/").status_code == 200
@@ -99,7 +99,7 @@ def test_admins_reach_configuration_and_queues(client, cast):
 def test_configuration_changes_are_audited(client, cast, org):
     cast.admin.is_staff = True
     cast.admin.save()
-    client.force_login(cast.admin)
+    sign_in_verified(client, cast.admin)
     response = client.post(
         f"/admin/retention/department/{org.shenzhen.pk}/change/",
         {"name": "深圳南山店", "parent": org.south.pk},
@@ -119,13 +119,25 @@ def test_anonymous_admin_visits_go_to_the_one_sign_in_page(client):
 def test_an_admin_signing_in_from_an_admin_page_lands_on_it(client, cast):
     cast.admin.is_staff = True
     cast.admin.save()
+    device = enrol_authenticator(cast.admin)
     response = client.post(
         "/signin/",
         {"username": "admin", "password": PASSWORD, "next": "/admin/retention/member/"},
-        follow=True,
     )
+    assert response["Location"] == "/signin/code/"
+    response = client.post("/signin/code/", {"code": unused_code(device)}, follow=True)
     assert response.redirect_chain[-1][0] == "/admin/retention/member/"
     assert response.status_code == 200
+
+
+def test_an_admin_without_an_authenticator_is_sent_to_set_one_up(client, cast):
+    cast.admin.is_staff = True
+    cast.admin.save()
+    client.force_login(cast.admin)
+    response = client.get("/admin/retention/member/", follow=True)
+    assert response.redirect_chain[-1][0] == (
+        "/security/authenticator/?next=%2Fadmin%2Fretention%2Fmember%2F"
+    )
 
 
 def test_the_openapi_schema_and_docs_are_served(client):
@@ -157,7 +169,7 @@ def test_the_interface_is_chinese_until_someone_picks_english(client, cast):
 def test_admins_mark_conversations_protected_through_an_audited_action(client, cast, chats):
     cast.admin.is_staff = True
     cast.admin.save()
-    client.force_login(cast.admin)
+    sign_in_verified(client, cast.admin)
     conversation = chats["hangzhou"]
     response = client.post(
         "/admin/retention/conversation/",

@@ -210,6 +210,7 @@ def test_a_held_conversations_key_cannot_be_destroyed(chat, cast, org, through):
         reason="诉讼保全",
         conversations=[chat] if through == "conversation" else [],
         departments=[org.east] if through == "department" else [],
+        verified_second_factor=True,
     )
     for actor in (cast.admin, None):  # neither an admin nor an approved wipe
         with pytest.raises(PermissionDenied, match="on hold"):

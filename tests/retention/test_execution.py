@@ -109,7 +109,7 @@ def approved(requester, approvers, method, **scope):
         requester=requester, scope=resolve_scope(method, data, requester), reason="清理旧记录"
     )
     for approver in approvers:
-        request = do_approve_step(request, acting_user=approver)
+        request = do_approve_step(request, acting_user=approver, verified_second_factor=True)
     assert request.status == RequestStatus.APPROVED
     return request
 
@@ -185,6 +185,7 @@ def test_a_hold_placed_after_approval_is_honoured_at_run_time(people, org, store
         reason="仲裁案件",
         conversations=[store["customer"]],
         departments=[],
+        verified_second_factor=True,
     )
     held_before = visible_ids(store["customer"])
 
@@ -358,17 +359,17 @@ def test_a_manager_restores_a_whole_request_and_the_records_come_back(people, or
     assert list(bin_requests_for(people.staff)) == []
 
     with pytest.raises(PermissionDenied):
-        do_restore_from_bin(request, acting_user=people.auditor)
+        do_restore_from_bin(request, acting_user=people.auditor, verified_second_factor=True)
     with pytest.raises(PermissionDenied):
-        do_restore_from_bin(request, acting_user=people.manager2)
-    outcome = do_restore_from_bin(request, acting_user=people.manager)
+        do_restore_from_bin(request, acting_user=people.manager2, verified_second_factor=True)
+    outcome = do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
 
     assert outcome["messages"] == len(before)
     assert visible_ids(store["customer"], store["group"], store["warehouse"]) == before
     assert set(Tombstone.objects.values_list("state", flat=True)) == {TombstoneState.RESTORED}
     assert timeline(request, EventType.RECYCLE_RESTORED).get().actor == people.manager
     with pytest.raises(Conflict):
-        do_restore_from_bin(request, acting_user=people.manager)
+        do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
 
 
 def test_chosen_conversations_are_restored_alone(people, org, store):
@@ -376,7 +377,12 @@ def test_chosen_conversations_are_restored_alone(people, org, store):
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
     run(request)
-    do_restore_from_bin(request, acting_user=people.manager, conversation_ids=[store["group"].pk])
+    do_restore_from_bin(
+        request,
+        acting_user=people.manager,
+        conversation_ids=[store["group"].pk],
+        verified_second_factor=True,
+    )
     assert visible_ids(store["group"]) == stored_ids(store["group"])
     assert visible_ids(store["customer"], store["warehouse"]) == set()
 
@@ -430,6 +436,7 @@ def test_purge_skips_what_a_hold_covers_now(people, org, store):
         reason="调查",
         conversations=[store["group"]],
         departments=[],
+        verified_second_factor=True,
     )
     (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(days=8))
     runs.run_execution(purge_id)
@@ -458,6 +465,7 @@ def test_a_hold_placed_after_a_purge_started_keeps_the_attachment_files_too(peop
         reason="发票纠纷",
         conversations=[store["customer"]],
         departments=[],
+        verified_second_factor=True,
     )
     purge = runs.run_execution(purge_id)
     assert purge.held_conversations == 1
@@ -616,13 +624,14 @@ def test_rows_a_hold_kept_during_a_wipes_purge_go_once_it_is_released(
         reason="诉讼",
         conversations=[store["group"]],
         departments=[],
+        verified_second_factor=True,
     )
     done = runs.run_execution(started.pk, worker="w")
     assert done.status == ExecutionStatus.COMPLETED
     assert in_scope <= stored_ids(store["group"])  # kept while held (hidden, key alive)
     assert runs.start_due_purges() == []  # still held: nothing to start
 
-    do_release_hold(hold, acting_user=people.security, reason="结案")
+    do_release_hold(hold, acting_user=people.security, reason="结案", verified_second_factor=True)
     (purge_id,) = runs.start_due_purges()
     assert runs.run_execution(purge_id).status == ExecutionStatus.COMPLETED
     assert not (in_scope & stored_ids(store["group"]))
@@ -698,7 +707,7 @@ def test_a_manager_who_is_also_security_restores_only_in_the_subtree_they_manage
     )
     run(request)
     with pytest.raises(PermissionDenied):
-        do_restore_from_bin(request, acting_user=south_security)
+        do_restore_from_bin(request, acting_user=south_security, verified_second_factor=True)
     assert visible_ids(store["customer"], store["group"], store["warehouse"]) == set()
     assert not timeline(request, EventType.RECYCLE_RESTORED).exists()
 
@@ -711,5 +720,5 @@ def test_a_deletion_still_running_cannot_be_restored_yet(people, org, store):
     runs._acquire(started.pk, "w")
     runs._step(Execution.objects.get(pk=started.pk), "w")  # one batch binned
     with pytest.raises(Conflict):
-        do_restore_from_bin(request, acting_user=people.manager)
+        do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     assert set(Tombstone.objects.values_list("state", flat=True)) == {TombstoneState.BINNED}

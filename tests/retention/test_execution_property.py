@@ -287,6 +287,7 @@ class World:
             reason="诉讼保全",
             conversations=chats,
             departments=departments,
+            verified_second_factor=True,
         )
         self.holds.append(({c.pk for c in chats}, [d.path for d in departments], during_run))
         return hold
@@ -386,7 +387,7 @@ class World:
         )
         assert targets == expected_targets
         for approver in approvers:
-            request = do_approve_step(request, acting_user=approver)
+            request = do_approve_step(request, acting_user=approver, verified_second_factor=True)
         assert request.status == RequestStatus.APPROVED
         high = request.max_message_id
         frozen = {
@@ -400,7 +401,12 @@ class World:
         for target, pick, released in s.holds:
             hold = self.place_hold(target, pick, during_run=False)
             if released:
-                do_release_hold(hold, acting_user=self.people.security, reason="结案")
+                do_release_hold(
+                    hold,
+                    acting_user=self.people.security,
+                    reason="结案",
+                    verified_second_factor=True,
+                )
                 self.holds.pop()
         for pick, minutes in s.late:
             self.add(self.chats[pick % len(self.chats)], (minutes,))

@@ -307,7 +307,13 @@ def test_recycle_bin_records_are_exported_and_purged_ones_are_absent(people, org
     run(narrow)
     (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(days=8))
     runs.run_execution(purge_id)
-    run(do_approve_step(DeletionRequest.objects.get(pk=wide.pk), acting_user=people.manager))
+    run(
+        do_approve_step(
+            DeletionRequest.objects.get(pk=wide.pk),
+            acting_user=people.manager,
+            verified_second_factor=True,
+        )
+    )
     assert not Message.objects.filter(conversation__in=[store["customer"], store["warehouse"]])
 
     rows = rows_of(export_of(wide, people.auditor))
@@ -826,7 +832,9 @@ def test_exports_older_than_the_policy_expire(people, hangzhou_request, export_o
 def test_the_keep_days_policy_is_validated_and_drives_expiry(people, hangzhou_request, export_of):
     for bad in (0, 3651, -1, True, "30", 2.5):
         with pytest.raises(ValidationError) as raised:
-            do_update_policies(actor=people.admin, changes={"export_keep_days": bad})
+            do_update_policies(
+                actor=people.admin, changes={"export_keep_days": bad}, verified_second_factor=True
+            )
         assert "export_keep_days" in raised.value.message_dict
     response = api_for(people.admin).patch(
         "/api/v1/policies/", {"export_keep_days": 0}, format="json"
@@ -835,7 +843,9 @@ def test_the_keep_days_policy_is_validated_and_drives_expiry(people, hangzhou_re
     assert response.json()["export_keep_days"] == ["Must be a whole number from 1 to 3650."]
     assert get_policy("export_keep_days") == 30
 
-    do_update_policies(actor=people.admin, changes={"export_keep_days": 2})
+    do_update_policies(
+        actor=people.admin, changes={"export_keep_days": 2}, verified_second_factor=True
+    )
     export = written_days_ago(export_of(hangzhou_request, people.staff), 2)
     assert jobs.expire_exports() == [export.pk]
     assert not exports.has_evidence_export(hangzhou_request)  # evidence must be made again

@@ -42,7 +42,9 @@ def in_thread(target, results: list, index: int, *args) -> threading.Thread:
 
 
 def test_concurrent_personal_deletions_cannot_exceed_the_quota(cast, chats):
-    do_update_policies(actor=cast.admin, changes={"personal_monthly_quota": 1})
+    do_update_policies(
+        actor=cast.admin, changes={"personal_monthly_quota": 1}, verified_second_factor=True
+    )
     conversation_id = chats["hangzhou"].pk
     barrier = threading.Barrier(6)
 

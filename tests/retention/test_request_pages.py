@@ -35,7 +35,7 @@ from retention.models import (
 )
 from retention.policies import do_update_policies, get_policy
 from retention.roles import Role
-from tests.conftest import make_chat, make_member
+from tests.conftest import make_chat, make_member, sign_in_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -64,9 +64,11 @@ def file(requester, method, reason="清理过期聊天记录", **scope) -> Delet
 
 
 def client_for(member) -> Client:
+    """Signed in as ``member`` (anonymous for None), the session verified with their
+    authenticator, as every approver's is after the sign-in code step."""
     client = Client()
     if member is not None:
-        client.force_login(member)
+        sign_in_verified(client, member)
     return client
 
 
@@ -103,6 +105,7 @@ def world(regulars, org, chats) -> World:
             reason="诉讼保全",
             conversations=[],
             departments=[org.warehouse],
+            verified_second_factor=True,
         ),
     )
 
@@ -133,6 +136,7 @@ def policy_data(w: World, who: str) -> dict:
         "window_end": "06:00",
         "approval_chains": '{"batch": ["manager"], "server": ["manager", "security", "admin"]}',
         "server_cost_tiers": '[{"up_to_messages": null, "cny": 800}]',
+        "require_second_factor": "on",
     }
 
 
@@ -385,7 +389,7 @@ def test_a_department_outside_the_viewers_scope_is_an_error(regulars, org, chats
 def test_the_preview_asks_to_confirm_protected_conversations(regulars, org, chats):
     cast = regulars
     supplier = make_chat(org.hangzhou, [cast.staff], ["报价单"], title="供应商对接群")
-    do_set_protected(supplier, acting_user=cast.admin, protected=True)
+    do_set_protected(supplier, acting_user=cast.admin, protected=True, verified_second_factor=True)
     client = client_for(cast.manager)
     html = preview(client, method="batch", departments=[org.hangzhou.pk])
     assert 'data-testid="protected"' in html and "供应商对接群" in html
@@ -465,7 +469,7 @@ def test_filing_without_a_sign_in_streak_is_refused_with_the_reason(cast, org, c
 def test_filing_a_protected_conversation_needs_the_box_ticked(regulars, org, chats):
     cast = regulars
     supplier = make_chat(org.hangzhou, [cast.staff], ["报价单"], title="供应商对接群")
-    do_set_protected(supplier, acting_user=cast.admin, protected=True)
+    do_set_protected(supplier, acting_user=cast.admin, protected=True, verified_second_factor=True)
     client = client_for(cast.staff)
     response = client.post("/requests/new/", wizard_data_for(org))
     assert response.status_code == 400 and "供应商对接群" in response.content.decode()
@@ -514,10 +518,10 @@ def test_a_stale_decision_page_is_a_message_and_changes_nothing(world):
     cast, org = world.cast, world.org
     both = make_member("sec_admin", org.company, Role.SECURITY, Role.ADMIN)
     request = file(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
-    do_approve_step(request, acting_user=cast.director, step_order=1)
+    do_approve_step(request, acting_user=cast.director, step_order=1, verified_second_factor=True)
     page = client_for(both).get(f"/requests/{request.pk}/").content.decode()
     assert 'value="2" id="id_approve_step"' in page
-    do_approve_step(request, acting_user=cast.security, step_order=2)
+    do_approve_step(request, acting_user=cast.security, step_order=2, verified_second_factor=True)
     client = client_for(both)
     client.cookies["django_language"] = "en"  # the message is matched in English
     for action, data in (("approve", {"step": 2}), ("reject", {"step": 2, "reason": "不同意"})):
@@ -554,7 +558,9 @@ def test_rejecting_without_a_reason_changes_nothing(world):
 
 
 def test_the_timeline_shows_filing_and_approval_with_their_details(world):
-    do_approve_step(world.own, acting_user=world.cast.manager, comment="同意清理")
+    do_approve_step(
+        world.own, acting_user=world.cast.manager, comment="同意清理", verified_second_factor=True
+    )
     html = client_for(world.cast.staff).get(f"/requests/{world.own.pk}/").content.decode()
     timeline = html.split('data-testid="timeline"')[1]
     assert "event-400" in timeline and "event-402" in timeline
@@ -638,7 +644,9 @@ def test_deleting_a_message_on_my_side_keeps_it_for_others(regulars, chats):
 
 
 def test_the_personal_quota_refusal_is_a_message(regulars, chats):
-    do_update_policies(actor=regulars.admin, changes={"personal_monthly_quota": 0})
+    do_update_policies(
+        actor=regulars.admin, changes={"personal_monthly_quota": 0}, verified_second_factor=True
+    )
     conversation = chats["hangzhou"]
     response = client_for(regulars.staff).post(
         f"/conversations/{conversation.pk}/delete-mine/", follow=True
@@ -740,7 +748,7 @@ def test_admins_change_policies_and_errors_show_per_policy(regulars):
 
 
 def test_notifications_list_their_text_and_can_be_marked_read(world):
-    do_approve_step(world.own, acting_user=world.cast.manager)
+    do_approve_step(world.own, acting_user=world.cast.manager, verified_second_factor=True)
     client = client_for(world.cast.staff)
     assert Notification.objects.filter(recipient=world.cast.staff, read_at__isnull=True).exists()
     counts = client.get("/nav/counts/").content.decode()

@@ -193,7 +193,9 @@ def approve(request_pk: int, member_pk: int) -> Callable[[], Callable[[], object
         request = DeletionRequest.objects.get(pk=request_pk)
         member = Member.objects.get(pk=member_pk)
         _ = member.roles  # loaded before the start, like a signed-in user's
-        return lambda: do_approve_step(request, acting_user=member, comment="同意")
+        return lambda: do_approve_step(
+            request, acting_user=member, comment="同意", verified_second_factor=True
+        )
 
     return prepare
 
@@ -203,7 +205,9 @@ def reject(request_pk: int, member_pk: int) -> Callable[[], Callable[[], object]
         request = DeletionRequest.objects.get(pk=request_pk)
         member = Member.objects.get(pk=member_pk)
         _ = member.roles
-        return lambda: do_reject_request(request, acting_user=member, reason="还在处理售后")
+        return lambda: do_reject_request(
+            request, acting_user=member, reason="还在处理售后", verified_second_factor=True
+        )
 
     return prepare
 
@@ -361,7 +365,7 @@ def test_one_approver_double_clicking_a_two_role_chain_decides_one_step_only(peo
             RequestMethod.SERVER, {"departments": [org.hangzhou.pk]}, requester=people.admin
         )
         request, _ = do_file_request(requester=people.admin, scope=scope, reason="门店关闭")
-        do_approve_step(request, acting_user=people.manager)
+        do_approve_step(request, acting_user=people.manager, verified_second_factor=True)
         outcomes = race(
             [
                 Contender("tab1", approve(request.pk, both.pk)),

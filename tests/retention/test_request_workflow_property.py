@@ -479,9 +479,17 @@ class RequestWorkflow(RuleBasedStateMachine):
 
         def call():
             if action == "approve":
-                do_approve_step(request, acting_user=member, step_order=order)
+                do_approve_step(
+                    request, acting_user=member, step_order=order, verified_second_factor=True
+                )
             else:
-                do_reject_request(request, acting_user=member, reason="不同意", step_order=order)
+                do_reject_request(
+                    request,
+                    acting_user=member,
+                    reason="不同意",
+                    step_order=order,
+                    verified_second_factor=True,
+                )
 
         refused = outcome_of(call)
         assert refused is expected, (action, who, request.pk, expected, refused)
@@ -547,7 +555,9 @@ class RequestWorkflow(RuleBasedStateMachine):
         request = self.pick_request(pick)
         before = list(request.steps.values_list("status", flat=True))
         refused = outcome_of(
-            lambda: do_reject_request(request, acting_user=self.members[who], reason="  ")
+            lambda: do_reject_request(
+                request, acting_user=self.members[who], reason="  ", verified_second_factor=True
+            )
         )
         assert refused is ValidationError
         assert list(request.steps.values_list("status", flat=True)) == before
@@ -588,7 +598,11 @@ class RequestWorkflow(RuleBasedStateMachine):
     def change_approval_chains(self, who, batch, server):
         changes = {"approval_chains": {"batch": batch, "server": server}}
         before = get_policy("approval_chains")
-        refused = outcome_of(lambda: do_update_policies(actor=self.members[who], changes=changes))
+        refused = outcome_of(
+            lambda: do_update_policies(
+                actor=self.members[who], changes=changes, verified_second_factor=True
+            )
+        )
         if Role.ADMIN not in BY_NAME[who].roles:
             assert refused is PermissionDenied
         elif len(server) < 2:
@@ -613,6 +627,7 @@ class RequestWorkflow(RuleBasedStateMachine):
                     reason="诉讼保全",
                     conversations=[self.chats[chat]] if chat else [],
                     departments=[self.departments[department]] if department else [],
+                    verified_second_factor=True,
                 )
             )
         )
@@ -630,7 +645,10 @@ class RequestWorkflow(RuleBasedStateMachine):
         pk = sorted(self.holds)[pick % len(self.holds)]
         del self.holds[pk]
         do_release_hold(
-            Hold.objects.get(pk=pk), acting_user=self.members["security"], reason="结案"
+            Hold.objects.get(pk=pk),
+            acting_user=self.members["security"],
+            reason="结案",
+            verified_second_factor=True,
         )
 
     # --- invariants ---------------------------------------------------------------------

@@ -82,8 +82,10 @@ def test_a_managers_batch_goes_to_the_manager_above_and_is_scheduled(regulars, o
     assert events_for(request, EventType.REQUEST_FILED).count() == 1
 
     with pytest.raises(PermissionDenied):
-        do_approve_step(request, acting_user=cast.manager)  # own request
-    approved = do_approve_step(request, acting_user=cast.director)
+        do_approve_step(
+            request, acting_user=cast.manager, verified_second_factor=True
+        )  # own request
+    approved = do_approve_step(request, acting_user=cast.director, verified_second_factor=True)
     assert approved.status == RequestStatus.APPROVED
     assert approved.scheduled_for >= approved.decided_at + timedelta(hours=24)
     local = timezone.localtime(approved.scheduled_for).time()
@@ -98,8 +100,11 @@ def test_staff_file_and_their_manager_approves(regulars, org, chats):
     assert step.department == org.east
     for outsider in (cast.staff, cast.manager2, cast.auditor, cast.security, cast.staff2):
         with pytest.raises(PermissionDenied):
-            do_approve_step(request, acting_user=outsider)
-    assert do_approve_step(request, acting_user=cast.manager).status == RequestStatus.APPROVED
+            do_approve_step(request, acting_user=outsider, verified_second_factor=True)
+    assert (
+        do_approve_step(request, acting_user=cast.manager, verified_second_factor=True).status
+        == RequestStatus.APPROVED
+    )
 
 
 def test_staff_cannot_file_beyond_their_department(regulars, org, chats):
@@ -157,10 +162,13 @@ def test_high_sensitivity_adds_a_security_step_and_steps_need_distinct_people(re
     request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     roles = list(request.steps.values_list("role", flat=True))
     assert roles == ["manager", "security"]
-    do_approve_step(request, acting_user=cast.manager)
+    do_approve_step(request, acting_user=cast.manager, verified_second_factor=True)
     request.refresh_from_db()
     assert request.status == RequestStatus.PENDING
-    assert do_approve_step(request, acting_user=cast.security).status == RequestStatus.APPROVED
+    assert (
+        do_approve_step(request, acting_user=cast.security, verified_second_factor=True).status
+        == RequestStatus.APPROVED
+    )
 
 
 def test_a_server_side_wipe_needs_three_roles_and_shows_its_cost(regulars, org, chats):
@@ -168,35 +176,44 @@ def test_a_server_side_wipe_needs_three_roles_and_shows_its_cost(regulars, org, 
     request = file(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
     assert list(request.steps.values_list("role", flat=True)) == ["manager", "security", "admin"]
     assert request.cost_estimate_cny == 500
-    do_approve_step(request, acting_user=cast.director)
+    do_approve_step(request, acting_user=cast.director, verified_second_factor=True)
     with pytest.raises(PermissionDenied):
-        do_approve_step(request, acting_user=cast.director)  # a second step: no
-    do_approve_step(request, acting_user=cast.security)
-    assert do_approve_step(request, acting_user=cast.admin).status == RequestStatus.APPROVED
+        do_approve_step(
+            request, acting_user=cast.director, verified_second_factor=True
+        )  # a second step: no
+    do_approve_step(request, acting_user=cast.security, verified_second_factor=True)
+    assert (
+        do_approve_step(request, acting_user=cast.admin, verified_second_factor=True).status
+        == RequestStatus.APPROVED
+    )
 
 
 def test_a_decision_names_its_step_and_a_stale_one_changes_nothing(regulars, org, chats):
     cast = regulars
     both = make_member("sec_admin", org.company, Role.SECURITY, Role.ADMIN)
     request = file(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
-    do_approve_step(request, acting_user=cast.director, step_order=1)
+    do_approve_step(request, acting_user=cast.director, step_order=1, verified_second_factor=True)
     # A second click on the director's page, meant for step 1, finds step 2 waiting.
     with translation.override("en"), pytest.raises(Conflict, match="step 2"):
-        do_approve_step(request, acting_user=cast.director, step_order=1)
-    do_approve_step(request, acting_user=cast.security, step_order=2)
+        do_approve_step(
+            request, acting_user=cast.director, step_order=1, verified_second_factor=True
+        )
+    do_approve_step(request, acting_user=cast.security, step_order=2, verified_second_factor=True)
     # Someone who may decide step 3 too, on a page still showing step 2: refused.
     events = AuditEvent.objects.count()
     with pytest.raises(Conflict):
-        do_approve_step(request, acting_user=both, step_order=2)
+        do_approve_step(request, acting_user=both, step_order=2, verified_second_factor=True)
     with pytest.raises(Conflict):
-        do_reject_request(request, acting_user=both, reason="不同意", step_order=2)
+        do_reject_request(
+            request, acting_user=both, reason="不同意", step_order=2, verified_second_factor=True
+        )
     assert list(request.steps.order_by("order").values_list("status", "approver")) == [
         (StepStatus.APPROVED, cast.director.pk),
         (StepStatus.APPROVED, cast.security.pk),
         (StepStatus.PENDING, None),
     ]
     assert AuditEvent.objects.count() == events
-    approved = do_approve_step(request, acting_user=both, step_order=3)
+    approved = do_approve_step(request, acting_user=both, step_order=3, verified_second_factor=True)
     assert approved.status == RequestStatus.APPROVED
     assert events_for(request, EventType.REQUEST_STEP_APPROVED).count() == 3
 
@@ -205,13 +222,17 @@ def test_rejection_ends_the_request_and_later_decisions_conflict(regulars, org, 
     cast = regulars
     request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     with pytest.raises(ValidationError):
-        do_reject_request(request, acting_user=cast.manager, reason=" ")
-    do_reject_request(request, acting_user=cast.manager, reason="还在处理售后")
+        do_reject_request(
+            request, acting_user=cast.manager, reason=" ", verified_second_factor=True
+        )
+    do_reject_request(
+        request, acting_user=cast.manager, reason="还在处理售后", verified_second_factor=True
+    )
     request.refresh_from_db()
     assert request.status == RequestStatus.REJECTED
     assert request.steps.get().status == StepStatus.REJECTED
     with pytest.raises(Conflict):
-        do_approve_step(request, acting_user=cast.director)
+        do_approve_step(request, acting_user=cast.director, verified_second_factor=True)
     with pytest.raises(Conflict):
         do_cancel_request(request, acting_user=cast.staff)
 
@@ -224,6 +245,7 @@ def test_held_conversations_are_left_out_and_named(regulars, org, chats):
         reason="诉讼保全",
         conversations=[chats["warehouse"]],
         departments=[],
+        verified_second_factor=True,
     )
     request = file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
     assert request.preview["messages"] == 2
@@ -245,6 +267,7 @@ def test_a_hold_placed_later_shows_on_the_open_requests_timeline(regulars, org, 
             reason="x",
             conversations=[],
             departments=[org.east],
+            verified_second_factor=True,
         )
     do_place_hold(
         acting_user=cast.security,
@@ -252,6 +275,7 @@ def test_a_hold_placed_later_shows_on_the_open_requests_timeline(regulars, org, 
         reason="交易纠纷",
         conversations=[],
         departments=[org.warehouse],
+        verified_second_factor=True,
     )
     assert events_for(request, EventType.HOLD_PLACED).count() == 1
 
@@ -261,7 +285,7 @@ def test_protected_conversations_need_explicit_confirmation(regulars, org, chats
     supplier = make_chat(org.hangzhou, [cast.staff], ["报价单已发"], title="供应商对接群")
     supplier.kind = ConversationKind.GROUP
     supplier.save()
-    do_set_protected(supplier, acting_user=cast.admin, protected=True)
+    do_set_protected(supplier, acting_user=cast.admin, protected=True, verified_second_factor=True)
     with pytest.raises(ValidationError) as error:
         file(cast.manager, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     assert "供应商对接群" in str(error.value)
@@ -278,7 +302,9 @@ def test_protected_conversations_need_explicit_confirmation(regulars, org, chats
 def test_personal_deletion_is_immediate_limited_by_quota_and_restorable(regulars, chats):
     cast = regulars
     conversation = chats["hangzhou"]
-    do_update_policies(actor=cast.admin, changes={"personal_monthly_quota": 1})
+    do_update_policies(
+        actor=cast.admin, changes={"personal_monthly_quota": 1}, verified_second_factor=True
+    )
     request = file(cast.staff, RequestMethod.PERSONAL, conversations=[conversation.pk])
     assert request.status == RequestStatus.COMPLETED
     removal = PersonalRemoval.objects.get(request=request)
@@ -349,11 +375,16 @@ def test_with_no_manager_above_a_wipe_still_needs_three_distinct_approvers(regul
     steps = list(request.steps.order_by("order"))
     assert [s.role for s in steps] == ["admin", "security", "admin"]
     assert steps[0].because == NO_MANAGER_ABOVE
-    do_approve_step(request, acting_user=regulars.admin)
-    do_approve_step(request, acting_user=regulars.security)
+    do_approve_step(request, acting_user=regulars.admin, verified_second_factor=True)
+    do_approve_step(request, acting_user=regulars.security, verified_second_factor=True)
     with pytest.raises(PermissionDenied):
-        do_approve_step(request, acting_user=regulars.admin)  # already decided step 1
-    assert do_approve_step(request, acting_user=admin2).status == RequestStatus.APPROVED
+        do_approve_step(
+            request, acting_user=regulars.admin, verified_second_factor=True
+        )  # already decided step 1
+    assert (
+        do_approve_step(request, acting_user=admin2, verified_second_factor=True).status
+        == RequestStatus.APPROVED
+    )
 
 
 def test_a_manager_who_is_also_an_auditor_is_not_a_level_for_the_manager_step(regulars, org, chats):
@@ -365,7 +396,9 @@ def test_a_manager_who_is_also_an_auditor_is_not_a_level_for_the_manager_step(re
     request = file(regulars.director, RequestMethod.BATCH, departments=[org.company.pk])
     (step,) = request.steps.all()
     assert (step.role, step.department, step.because) == ("admin", None, NO_MANAGER_ABOVE)
-    assert do_approve_step(request, acting_user=regulars.admin).status == (RequestStatus.APPROVED)
+    assert do_approve_step(
+        request, acting_user=regulars.admin, verified_second_factor=True
+    ).status == (RequestStatus.APPROVED)
 
     make_member("audit_store_manager", org.hangzhou, Role.MANAGER, Role.AUDITOR)
     request = file(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
@@ -408,7 +441,7 @@ def test_undecided_requests_expire_and_the_job_is_idempotent(regulars, org, chat
     assert request.steps.get().status == StepStatus.CANCELLED
     assert events_for(request, EventType.REQUEST_EXPIRED).count() == 1
     with pytest.raises(Conflict):
-        do_approve_step(request, acting_user=regulars.manager)
+        do_approve_step(request, acting_user=regulars.manager, verified_second_factor=True)
 
 
 def test_approvers_requester_and_members_are_notified_in_app_and_by_mail(
@@ -432,7 +465,7 @@ def test_approvers_requester_and_members_are_notified_in_app_and_by_mail(
     assert mailed == {"manager@example.com", "director@example.com"}
 
     with django_capture_on_commit_callbacks(execute=True):
-        do_approve_step(request, acting_user=cast.manager)
+        do_approve_step(request, acting_user=cast.manager, verified_second_factor=True)
     assert Notification.objects.filter(verb=notify.APPROVED, recipient=cast.staff).exists()
     scheduled = Notification.objects.filter(verb=notify.SCHEDULED)
     # Everyone in the affected conversations (hangzhou's staff, the warehouse's staff).
@@ -442,9 +475,13 @@ def test_approvers_requester_and_members_are_notified_in_app_and_by_mail(
 
 def test_any_time_execution_window_runs_right_after_the_delay(regulars, org, chats):
     cast = regulars
-    do_update_policies(actor=cast.admin, changes={"execution_window": None, "batch_delay_hours": 1})
+    do_update_policies(
+        actor=cast.admin,
+        changes={"execution_window": None, "batch_delay_hours": 1},
+        verified_second_factor=True,
+    )
 
     assert get_policy("execution_window") is None
     request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
-    approved = do_approve_step(request, acting_user=cast.manager)
+    approved = do_approve_step(request, acting_user=cast.manager, verified_second_factor=True)
     assert approved.scheduled_for == approved.decided_at + timedelta(hours=1)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind
@@ -34,7 +34,7 @@ from retention.models import (
 from retention.policies import do_update_policies
 from retention.roles import Role
 from retention.store import NewMessage, add_messages
-from tests.conftest import make_chat, make_member
+from tests.conftest import make_chat, make_member, sign_in_verified
 from tests.retention.test_api_requests import api_for
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +62,9 @@ def aged(conversation, ages_in_days: list[int]):
 def admins(cast, org):
     cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)
     # Runs keep to the execution window like any deletion; these tests run at any hour.
-    do_update_policies(actor=cast.admin, changes={"execution_window": None})
+    do_update_policies(
+        actor=cast.admin, changes={"execution_window": None}, verified_second_factor=True
+    )
     return cast
 
 
@@ -80,7 +82,7 @@ def enabled(rule: RetentionRule, admins, *, now=None) -> RetentionRule:
     """Dry run, propose (first admin), approve (second admin), grace over."""
     rules.do_preview_rule(rule, acting_user=admins.admin)
     rules.do_propose(rule, acting_user=admins.admin)
-    rule = rules.do_approve_rule(rule, acting_user=admins.admin_b)
+    rule = rules.do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
     RetentionRule.objects.filter(pk=rule.pk).update(effective_from=now or NOW)
     rule.refresh_from_db()
     return rule
@@ -158,6 +160,7 @@ def test_a_hold_beats_every_rule(admins, org, chats):
         reason="诉讼保全",
         conversations=[],
         departments=[org.hangzhou],
+        verified_second_factor=True,
     )
     assert rules.measure_rule(rule, now=NOW).preview["excluded"]["held"]["messages"] == 6
     run_rules()
@@ -177,7 +180,8 @@ def test_a_rule_leaves_protected_conversations_and_its_dry_run_says_so(client, a
     assert ages_left(chats["group"]) == [5, 40, 100, 200, 400]
     assert ages_left(chats["customer"]) == [5, 40]
     chats["group"].refresh_from_db()
-    effective = rules.effective_policy(chats["group"])
+    with translation.override("en"):
+        effective = rules.effective_policy(chats["group"])
     assert effective.rule is None and effective.matching == [rule]
     assert "Protected" in effective.why
     rules.do_preview_rule(rule, acting_user=admins.admin)
@@ -227,7 +231,7 @@ def test_a_shortening_in_force_hands_the_overlap_to_the_longer_keep(admins, org,
     hangzhou = enabled(new_rule(admins, department=org.hangzhou, keep_days=300), admins)
     rules.do_preview_rule(hangzhou, acting_user=admins.admin)
     rules.do_propose(hangzhou, acting_user=admins.admin, keep_days=30)
-    rules.do_approve_rule(hangzhou, acting_user=admins.admin_b)
+    rules.do_approve_rule(hangzhou, acting_user=admins.admin_b, verified_second_factor=True)
     company = enabled(new_rule(admins, name="公司 100 天", keep_days=100), admins)
     later = NOW + timedelta(days=9)  # the shortening's grace is over
     hangzhou.refresh_from_db()
@@ -278,10 +282,12 @@ def test_enabling_needs_a_dry_run_and_a_second_admin(admins, org, chats):
     rules.do_propose(rule, acting_user=admins.admin)
     assert Notification.objects.filter(recipient=admins.admin_b, verb="rule_needs_approval")
     with pytest.raises(PermissionDenied):
-        rules.do_approve_rule(rule, acting_user=admins.admin)  # the proposer
+        rules.do_approve_rule(
+            rule, acting_user=admins.admin, verified_second_factor=True
+        )  # the proposer
     with pytest.raises(PermissionDenied):
-        rules.do_approve_rule(rule, acting_user=admins.manager)
-    approved = rules.do_approve_rule(rule, acting_user=admins.admin_b)
+        rules.do_approve_rule(rule, acting_user=admins.manager, verified_second_factor=True)
+    approved = rules.do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
     assert approved.status == RuleStatus.SCHEDULED
     assert approved.effective_from >= NOW + timedelta(days=7)  # the grace period
     # Members of the affected conversations are told when it bites.
@@ -307,7 +313,7 @@ def test_shortening_needs_approval_and_bites_after_grace_but_lengthening_is_imme
         rules.do_propose(rule, acting_user=admins.admin, keep_days=400)  # not shorter
     rules.do_propose(rule, acting_user=admins.admin, keep_days=30)
     assert rules.in_force_keep_days(RetentionRule.objects.get(pk=rule.pk), NOW) == 300
-    rules.do_approve_rule(rule, acting_user=admins.admin_b)
+    rules.do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
     rule.refresh_from_db()
     assert rule.next_keep_days == 30 and rules.in_force_keep_days(rule, NOW) == 300
 
@@ -316,11 +322,17 @@ def test_shortening_needs_approval_and_bites_after_grace_but_lengthening_is_imme
     run_rules(NOW + timedelta(days=9))
     assert ages_left(chats["customer"]) == [5]
 
-    relaxed = rules.do_relax_rule(rule, acting_user=admins.admin, keep_days=500)
+    relaxed = rules.do_relax_rule(
+        rule, acting_user=admins.admin, keep_days=500, verified_second_factor=True
+    )
     assert relaxed.keep_days == 500 and relaxed.status == RuleStatus.ACTIVE
     with pytest.raises(ValidationError):
-        rules.do_relax_rule(rule, acting_user=admins.admin, keep_days=10)
-    disabled = rules.do_relax_rule(rule, acting_user=admins.admin, disable=True)
+        rules.do_relax_rule(
+            rule, acting_user=admins.admin, keep_days=10, verified_second_factor=True
+        )
+    disabled = rules.do_relax_rule(
+        rule, acting_user=admins.admin, disable=True, verified_second_factor=True
+    )
     assert disabled.status == RuleStatus.DISABLED
     assert AuditEvent.objects.filter(event_type=EventType.RULE_RELAXED).count() == 2
 
@@ -428,7 +440,7 @@ def test_who_may_see_and_manage_rules(admins, org, chats):
 
 
 def test_two_admins_enable_a_rule_on_its_pages(client, admins, org, chats):
-    client.force_login(admins.admin)
+    sign_in_verified(client, admins.admin)
     bad = client.post(
         reverse("rule-create"),
         {"name": "杭州", "keep_days": "0", "action": "bin", "excluded": "12, abc"},
@@ -457,7 +469,7 @@ def test_two_admins_enable_a_rule_on_its_pages(client, admins, org, chats):
     page = client.get(reverse("rule", args=[rule.pk])).content.decode()
     assert 'data-testid="rule-approve"' not in page  # not for the proposer
 
-    client.force_login(admins.admin_b)
+    sign_in_verified(client, admins.admin_b)  # approving needs the second factor
     client.post(reverse("rule-action", args=[rule.pk, "approve"]))
     rule.refresh_from_db()
     assert rule.status == RuleStatus.SCHEDULED and rule.approved_by == admins.admin_b
@@ -540,7 +552,7 @@ def test_a_rule_in_its_grace_period_says_when_it_bites(client, admins, org, chat
     rule = new_rule(admins, department=org.hangzhou)
     rules.do_preview_rule(rule, acting_user=admins.admin)
     rules.do_propose(rule, acting_user=admins.admin)
-    rules.do_approve_rule(rule, acting_user=admins.admin_b)
+    rules.do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
     client.force_login(admins.staff)
     page = client.get(reverse("conversation", args=[chats["customer"].pk])).content.decode()
     assert 'data-testid="effective-from"' in page
@@ -575,7 +587,7 @@ def test_disabling_a_rule_cancels_its_run_not_yet_started(admins, org, chats):
     (request_id,) = rules.run_due_rules(now=NOW)
     # Its run is filed; the next night files no second one while it waits.
     assert rules.run_due_rules(now=NOW + timedelta(days=1)) == []
-    rules.do_relax_rule(rule, acting_user=admins.admin, disable=True)
+    rules.do_relax_rule(rule, acting_user=admins.admin, disable=True, verified_second_factor=True)
     request = DeletionRequest.objects.get(pk=request_id)
     assert request.status == RequestStatus.CANCELLED
     assert runs.start_request(request.pk, now=NOW) is None

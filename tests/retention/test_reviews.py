@@ -134,7 +134,9 @@ def test_an_auditor_decides_on_the_page_and_bad_input_is_a_form_error(client, pe
 
 
 def test_overdue_reviews_show_on_the_auditors_dashboard(client, people, review):
-    do_update_policies(actor=people.admin, changes={"review_due_days": 14})
+    do_update_policies(
+        actor=people.admin, changes={"review_due_days": 14}, verified_second_factor=True
+    )
     client.force_login(people.auditor)
     assert 'data-testid="dashboard-overdue-reviews"' not in client.get("/").content.decode()
     ComplianceReview.objects.filter(pk=review.pk).update(

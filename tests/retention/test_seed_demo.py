@@ -38,6 +38,7 @@ from retention.models import (
     Sensitivity,
     SignInDay,
 )
+from retention.policies import get_policy
 from retention.store import NewMessage, build_message, read_attachment
 from tests.conftest import make_chat, on_postgres
 
@@ -311,6 +312,22 @@ def test_summary_and_audit_event():
     assert event.details["sensitivity"]["high"] == (
         Message.objects.filter(sensitivity=Sensitivity.HIGH).count()
     )
+
+
+def test_the_demo_switches_the_second_factor_off_and_says_so():
+    assert get_policy("require_second_factor") is True
+    output = seed(0)
+    assert get_policy("require_second_factor") is False
+    assert "Two-factor authentication is NOT enforced in this demo" in output
+    assert "require_second_factor" in output
+    change = AuditEvent.objects.get(event_type=EventType.POLICY_CHANGED)
+    assert change.actor_id is None
+    assert change.details == {
+        "key": "require_second_factor",
+        "old": True,
+        "new": False,
+        "via": "seed_demo",
+    }
 
 
 def test_messages_go_in_through_copy_on_postgresql_and_bulk_create_elsewhere():

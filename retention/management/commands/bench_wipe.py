@@ -336,7 +336,11 @@ class Command(BaseCommand):
                 progress=lambda _line: None,
             )
             admin = Member.objects.get(username="admin")
-            do_update_policies(actor=admin, changes=PERMISSIVE_POLICIES)
+            # seed_demo switched require_second_factor off: the benchmark's members act
+            # without a second factor, as in the demo.
+            do_update_policies(
+                actor=admin, changes=PERMISSIVE_POLICIES, verified_second_factor=False
+            )
             connection.close()
         with self.server.connect(self.db["seed"]) as conn:
             conn.execute("VACUUM ANALYZE")
@@ -399,7 +403,12 @@ class Command(BaseCommand):
             eligible = sorted(approvals.eligible_approvers(step), key=lambda m: m.pk)
             if not eligible:
                 raise CommandError(f"nobody may decide step {step.order} ({step.role})")
-            do_approve_step(request, acting_user=eligible[0], comment="bench_wipe")
+            do_approve_step(
+                request,
+                acting_user=eligible[0],
+                verified_second_factor=False,  # the demo's policy: see seed()
+                comment="bench_wipe",
+            )
             approvers.append(eligible[0].username)
             request.refresh_from_db()
         if request.status != RequestStatus.APPROVED:
@@ -557,7 +566,11 @@ class Command(BaseCommand):
         outcome: dict = {}
 
         def start():
-            outcome.update(do_restore_from_bin(request, acting_user=self.cast["admin"]))
+            outcome.update(
+                do_restore_from_bin(
+                    request, acting_user=self.cast["admin"], verified_second_factor=False
+                )
+            )
             return outcome["as_job"]
 
         def done() -> bool:
@@ -615,7 +628,7 @@ class Command(BaseCommand):
         )
         rules.do_preview_rule(rule, acting_user=first_admin)
         rules.do_propose(rule, acting_user=first_admin)
-        rules.do_approve_rule(rule, acting_user=second_admin)
+        rules.do_approve_rule(rule, acting_user=second_admin, verified_second_factor=False)
         RetentionRule.objects.filter(pk=rule.pk).update(effective_from=timezone.now())
         started: list[int] = []
 

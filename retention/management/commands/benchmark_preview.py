@@ -29,6 +29,7 @@ from retention.deletion.actions import do_place_hold
 from retention.deletion.scope import Scope, compute_preview, resolve_scope
 from retention.demo.org import COMPANY_NAME, STAFF_STORE
 from retention.models import Conversation, Department, Member, Message, RequestMethod
+from retention.policies import do_operator_set_policies
 
 REGION = "华东区"
 USERS = ["staff", "manager", "admin", "security"]
@@ -136,8 +137,14 @@ class Command(BaseCommand):
 
         # A hold on the staff's store, placed the real way and rolled back afterwards.
         with transaction.atomic():
+            # The benchmark acts from the operator's shell, with no session to verify:
+            # inside this rolled-back transaction it lifts the second-factor requirement.
+            do_operator_set_policies(
+                changes={"require_second_factor": False}, via="benchmark_preview"
+            )
             do_place_hold(
                 acting_user=members["security"],
+                verified_second_factor=False,
                 kind="legal",
                 reason="benchmark_preview (rolled back)",
                 conversations=[],

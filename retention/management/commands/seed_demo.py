@@ -95,6 +95,17 @@ class Command(BaseCommand):
             if i == 0:
                 out("  " + "  ".join("-" * w for w in widths))
         out("  (generated members share the same password)")
+        if report.second_factor_off:
+            out("")
+            out(
+                self.style.WARNING(
+                    "Two-factor authentication is NOT enforced in this demo: the policy "
+                    "require_second_factor is switched off, so approving, holds, policy "
+                    "changes and restores work without an authenticator code. Switch it on "
+                    "under Policies (as admin, after setting up an authenticator) before "
+                    "real use."
+                )
+            )
 
 
 def _width(text: str) -> int:
