@@ -16,6 +16,10 @@ class EventType(models.IntegerChoices):
     SIGN_IN_FAILED = 102, _("sign-in failed")
     TOKEN_ISSUED = 103, _("API token issued")
     TOKEN_REFUSED = 104, _("API token refused")
+    # 120–129: sign-in protection (lockouts, session limits)
+    SIGN_IN_LOCKED_OUT = 120, _("sign-in locked out after repeated failures")
+    SIGN_IN_LOCKOUT_LIFTED = 121, _("sign-in lockout lifted")
+    SESSION_EXPIRED = 122, _("session ended after inactivity")
 
     # 200–299: chat records
     MESSAGES_INGESTED = 200, _("messages ingested")

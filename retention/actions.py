@@ -43,12 +43,17 @@ def do_record_failed_sign_in(
     *, username: str, request: HttpRequest | None, via: str = "web"
 ) -> None:
     # The attempted name is kept (truncated): it is how guessing attacks show in the log.
+    # ``locked_out``: the sign-in was refused by a lockout, or this failure started one.
     audit.record(
         EventType.SIGN_IN_FAILED if via == "web" else EventType.TOKEN_REFUSED,
         target_type="retention.member",
         target_id=str(username)[:64],
         ip_address=audit.client_ip(request) if request else None,
-        details={"username": str(username)[:150], "via": via},
+        details={
+            "username": str(username)[:150],
+            "via": via,
+            "locked_out": bool(getattr(request, "axes_locked_out", False)),
+        },
     )
 
 

@@ -8,6 +8,7 @@ variables documented in ``docs/configuration.md``.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -46,6 +47,9 @@ SESSION_COOKIE_HTTPONLY = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_AGE = env.int("QINGLI_SESSION_AGE_SECONDS", default=8 * 3600)
+# Behind reverse proxies, how many of them append to X-Forwarded-For: the client address
+# (audit log, sign-in lockout) is then taken from there instead of the proxy's address.
+QINGLI_PROXY_COUNT = env.int("QINGLI_PROXY_COUNT", default=0)
 
 INSTALLED_APPS = [
     "retention.apps.QingliAdminConfig",
@@ -62,6 +66,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
+    "axes",
     "audit",
     "retention.apps.RetentionConfig",
 ]
@@ -76,7 +81,33 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- sign-in throttling (django-axes) ------------------------------------------------------
+# A username, or an address, with QINGLI_SIGNIN_FAILURE_LIMIT failed sign-ins, each less
+# than the cool-off after the one before, is refused until the cool-off has passed since
+# the last of them, or an admin lifts the lockout (retention/signin.py). Web and API alike.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("QINGLI_SIGNIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("QINGLI_SIGNIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Attempts while locked out do not extend the lockout: it ends when it said it would.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not wipe the count: it would let anyone with an account reset their
+# address's counter between guesses at other accounts.
+AXES_RESET_ON_SUCCESS = False
+AXES_HANDLER = "retention.signin.AuditingLockoutHandler"
+AXES_LOCKOUT_CALLABLE = "retention.signin.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "audit.log.client_ip"
+# Successful sign-ins are in the audit log already; lockouts are lifted through the
+# audited do_lift_lockout, not by deleting rows in the Django admin.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_ENABLE_ADMIN = False
 
 ROOT_URLCONF = "retention.urls"
 WSGI_APPLICATION = "retention.wsgi.application"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from retention.api import exports, recycle, requests, rules, views
+from retention.api import exports, lockouts, recycle, requests, rules, views
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
@@ -118,4 +118,7 @@ urlpatterns = [
     ),
     path("policies/", requests.PolicyView.as_view(), name="api-policies"),
     path("quota-grants/", requests.QuotaGrantView.as_view(), name="api-quota-grants"),
+    # Sign-in lockouts (admins)
+    path("lockouts/", lockouts.LockoutListView.as_view(), name="api-lockouts"),
+    path("lockouts/lift/", lockouts.LockoutLiftView.as_view(), name="api-lockout-lift"),
 ]

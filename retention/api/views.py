@@ -37,13 +37,19 @@ class TokenThrottle(AnonRateThrottle):
 
 
 class ObtainTokenView(APIView):
-    """Exchange a username and password for an API token (audited either way)."""
+    """Exchange a username and password for an API token (audited either way).
+
+    Failures count toward the sign-in lockout, as in the browser: past the limit the
+    answer is 429 ``{"detail": ...}`` (retention/signin.py), even for the right password."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [TokenThrottle]
 
-    @extend_schema(request=TokenRequestSerializer, responses={200: TokenSerializer})
+    @extend_schema(
+        request=TokenRequestSerializer,
+        responses={200: TokenSerializer, 400: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request) -> Response:
         form = TokenRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)

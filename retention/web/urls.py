@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from retention.web import exports, recycle, requests, rules, runs, views
+from retention.web import exports, lockouts, recycle, requests, rules, runs, views
 
 register_converter(rules.RuleActionConverter, "rule_action")
 
@@ -88,4 +88,7 @@ urlpatterns = [
     path("notifications/", requests.notification_list, name="notifications"),
     path("notifications/read/", requests.notifications_mark_read, name="notifications-mark-read"),
     path("nav/counts/", requests.nav_counts, name="nav-counts"),
+    # Sign-in lockouts (admins).
+    path("lockouts/", lockouts.lockout_list, name="lockouts"),
+    path("lockouts/lift/", lockouts.lockout_lift, name="lockout-lift"),
 ]

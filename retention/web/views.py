@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.selectors import recent_events
-from retention import selectors
+from retention import selectors, signin
 from retention.actions import do_record_failed_sign_in, do_record_sign_in, do_record_sign_out
 from retention.crypto import KeyDestroyedError
 from retention.deletion import rules
@@ -23,6 +23,9 @@ MESSAGES_PER_PAGE = 50
 
 
 class SignInView(auth_views.LoginView):
+    """Failed sign-ins are audited and counted (retention/signin.py): past the limit, the
+    django-axes middleware answers with the lockout page instead of the form."""
+
     redirect_authenticated_user = True
 
     def form_valid(self, form):
@@ -55,6 +58,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["recent_events"] = recent_events(limit=10)
     if viewer.has_role(Role.ADMIN):
         context["unhealthy_rules"] = rules.unhealthy_rules()
+        context["lockouts"] = signin.active_lockouts()
     return render(request, "retention/dashboard.html", context)
 
 
