@@ -29,13 +29,29 @@ def do_record_sign_in(*, member: Member, request: HttpRequest | None, via: str =
         )
 
 
-def do_record_sign_out(*, member: Member, request: HttpRequest | None) -> None:
+def _record_session_end(
+    event_type: EventType, *, member: Member, request: HttpRequest | None, **details
+) -> None:
     audit.record(
-        EventType.SIGN_OUT,
+        event_type,
         actor=member,
         target=member,
         department_id=member.department_id,
         ip_address=audit.client_ip(request) if request else None,
+        details=details,
+    )
+
+
+def do_record_sign_out(*, member: Member, request: HttpRequest | None) -> None:
+    _record_session_end(EventType.SIGN_OUT, member=member, request=request)
+
+
+def do_record_session_expired(
+    *, member: Member, request: HttpRequest | None, idle_minutes: int
+) -> None:
+    """A browser session ended because it went unused (retention/web/sessions.py)."""
+    _record_session_end(
+        EventType.SESSION_EXPIRED, member=member, request=request, idle_minutes=idle_minutes
     )
 
 

@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "approval_expiry_days": 14,
     # Days an export's file is kept before it is deleted and its key destroyed.
     "export_keep_days": 30,
+    # A browser session unused this long ends (SESSION_COOKIE_AGE caps it regardless).
+    "session_idle_minutes": 30,
 }
 APPROVER_ROLES = {Role.MANAGER.value, Role.SECURITY.value, Role.ADMIN.value}
 
@@ -139,6 +141,7 @@ VALIDATORS = {
     "retention_grace_days": lambda v: _non_negative_int(v, maximum=365),
     "approval_expiry_days": lambda v: _non_negative_int(v, maximum=365),
     "export_keep_days": lambda v: _non_negative_int(v, minimum=1, maximum=3650),
+    "session_idle_minutes": lambda v: _non_negative_int(v, minimum=1, maximum=24 * 60),
 }
 
 

@@ -46,6 +46,8 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 SESSION_COOKIE_HTTPONLY = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# The absolute cap of a browser session, counted from sign-in; the idle limit is the
+# policy ``session_idle_minutes`` (see retention/web/sessions.py).
 SESSION_COOKIE_AGE = env.int("QINGLI_SESSION_AGE_SECONDS", default=8 * 3600)
 # Behind reverse proxies, how many of them append to X-Forwarded-For: the client address
 # (audit log, sign-in lockout) is then taken from there instead of the proxy's address.
@@ -80,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "retention.web.sessions.IdleSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into the lockout answer.
     "axes.middleware.AxesMiddleware",

@@ -307,6 +307,7 @@ POLICY_LABELS = {
     "retention_grace_days": _("Grace days before a retention rule deletes"),
     "approval_expiry_days": _("Days before an undecided request expires"),
     "export_keep_days": _("Days an export is kept before it expires"),
+    "session_idle_minutes": _("Minutes without activity before a browser session ends"),
 }
 INT_POLICIES = [key for key, value in DEFAULTS.items() if isinstance(value, int)]
 JSON_POLICIES = ["approval_chains", "server_cost_tiers"]
