@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 import time_machine
 from axes.models import AccessAttempt
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -321,4 +323,20 @@ def test_the_api_lists_and_lifts_lockouts_for_admins_only(cast):
     staff.force_authenticate(cast.staff)
     assert staff.get("/api/v1/lockouts/").status_code == 403
     assert staff.post("/api/v1/lockouts/lift/", {"username": "x"}, format="json").status_code == 403
+    assert events(EventType.SIGN_IN_LOCKOUT_LIFTED).count() == 1
+
+
+def test_the_shell_command_lists_and_lifts_in_an_admins_name(cast):
+    lock_out("manager", "203.0.113.9")
+    out = StringIO()
+    call_command("lift_lockout", "--list", stdout=out)
+    assert "username manager: 5 failures" in out.getvalue()
+    assert "ip_address 203.0.113.9: 5 failures" in out.getvalue()
+
+    call_command("lift_lockout", "--as", "admin", "--ip", "203.0.113.9", stdout=StringIO())
+    assert events(EventType.SIGN_IN_LOCKOUT_LIFTED).get().actor_id == cast.admin.pk
+    with pytest.raises(CommandError, match="admin"):
+        call_command("lift_lockout", "--as", "staff", "--username", "manager")
+    with pytest.raises(CommandError, match="--as"):
+        call_command("lift_lockout", "--username", "manager")
     assert events(EventType.SIGN_IN_LOCKOUT_LIFTED).count() == 1
