@@ -23,6 +23,10 @@ class EventType(models.IntegerChoices):
     SECOND_FACTOR_FAILED = 113, _("second-factor code refused")
     SECOND_FACTOR_MISSING = 114, _("action refused: second factor required")
     TOKEN_REVOKED = 115, _("API token revoked")
+    # 120–129: sign-in protection (lockouts, session limits)
+    SIGN_IN_LOCKED_OUT = 120, _("sign-in locked out after repeated failures")
+    SIGN_IN_LOCKOUT_LIFTED = 121, _("sign-in lockout lifted")
+    SESSION_EXPIRED = 122, _("session ended after inactivity")
 
     # 200–299: chat records
     MESSAGES_INGESTED = 200, _("messages ingested")

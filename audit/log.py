@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -153,5 +154,19 @@ def record(
 
 
 def client_ip(request) -> str | None:
-    """The address a request came from, for the audit log."""
-    return request.META.get("REMOTE_ADDR") or None
+    """The address a request came from, for the audit log and the sign-in lockout.
+
+    Behind ``QINGLI_PROXY_COUNT`` reverse proxies that each append to X-Forwarded-For, it is
+    that many entries from the right: the address our outermost proxy saw. Entries further
+    left were written by the client and prove nothing.
+    """
+    proxies = getattr(settings, "QINGLI_PROXY_COUNT", 0)
+    if proxies:
+        forwarded = [
+            part.strip()
+            for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+            if part.strip()
+        ]
+        if len(forwarded) >= proxies:
+            return canonical_ip(forwarded[-proxies])
+    return canonical_ip(request.META.get("REMOTE_ADDR"))

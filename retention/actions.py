@@ -29,13 +29,29 @@ def do_record_sign_in(*, member: Member, request: HttpRequest | None, via: str =
         )
 
 
-def do_record_sign_out(*, member: Member, request: HttpRequest | None) -> None:
+def _record_session_end(
+    event_type: EventType, *, member: Member, request: HttpRequest | None, **details
+) -> None:
     audit.record(
-        EventType.SIGN_OUT,
+        event_type,
         actor=member,
         target=member,
         department_id=member.department_id,
         ip_address=audit.client_ip(request) if request else None,
+        details=details,
+    )
+
+
+def do_record_sign_out(*, member: Member, request: HttpRequest | None) -> None:
+    _record_session_end(EventType.SIGN_OUT, member=member, request=request)
+
+
+def do_record_session_expired(
+    *, member: Member, request: HttpRequest | None, idle_minutes: int
+) -> None:
+    """A browser session ended because it went unused (retention/web/sessions.py)."""
+    _record_session_end(
+        EventType.SESSION_EXPIRED, member=member, request=request, idle_minutes=idle_minutes
     )
 
 
@@ -43,12 +59,17 @@ def do_record_failed_sign_in(
     *, username: str, request: HttpRequest | None, via: str = "web"
 ) -> None:
     # The attempted name is kept (truncated): it is how guessing attacks show in the log.
+    # ``locked_out``: the sign-in was refused by a lockout, or this failure started one.
     audit.record(
         EventType.SIGN_IN_FAILED if via == "web" else EventType.TOKEN_REFUSED,
         target_type="retention.member",
         target_id=str(username)[:64],
         ip_address=audit.client_ip(request) if request else None,
-        details={"username": str(username)[:150], "via": via},
+        details={
+            "username": str(username)[:150],
+            "via": via,
+            "locked_out": bool(getattr(request, "axes_locked_out", False)),
+        },
     )
 
 

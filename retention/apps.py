@@ -8,6 +8,13 @@ class RetentionConfig(AppConfig):
     verbose_name = _("Chat records")
     default_auto_field = "django.db.models.BigAutoField"
 
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
+        from retention.web.sessions import on_sign_in
+
+        user_logged_in.connect(on_sign_in, dispatch_uid="qingli-session-clock")
+
 
 class QingliAdminConfig(AdminConfig):
     default_site = "retention.admin_site.QingliAdminSite"

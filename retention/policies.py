@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     # Approving, holds, policy changes, restores and rule changes need a verified TOTP
     # second factor (see retention.second_factor). Only the demo switches it off.
     "require_second_factor": True,
+    # A browser session unused this long ends (SESSION_COOKIE_AGE caps it regardless).
+    "session_idle_minutes": 30,
 }
 APPROVER_ROLES = {Role.MANAGER.value, Role.SECURITY.value, Role.ADMIN.value}
 
@@ -152,6 +154,7 @@ VALIDATORS = {
     "export_keep_days": lambda v: _non_negative_int(v, minimum=1, maximum=3650),
     "review_due_days": lambda v: _non_negative_int(v, minimum=1, maximum=365),
     "require_second_factor": _boolean,
+    "session_idle_minutes": lambda v: _non_negative_int(v, minimum=1, maximum=24 * 60),
 }
 
 

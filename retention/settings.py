@@ -8,6 +8,7 @@ variables documented in ``docs/configuration.md``.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -42,10 +43,20 @@ SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+LANGUAGE_COOKIE_SECURE = HTTPS
+# No script reads a cookie: the CSRF token reaches htmx through the page (base.html).
 SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# The absolute cap of a browser session, counted from sign-in; the idle limit is the
+# policy ``session_idle_minutes`` (see retention/web/sessions.py).
 SESSION_COOKIE_AGE = env.int("QINGLI_SESSION_AGE_SECONDS", default=8 * 3600)
+# Behind reverse proxies, how many of them append to X-Forwarded-For: the client address
+# (audit log, sign-in lockout) is then taken from there instead of the proxy's address.
+QINGLI_PROXY_COUNT = env.int("QINGLI_PROXY_COUNT", default=0)
 
 INSTALLED_APPS = [
     "retention.apps.QingliAdminConfig",
@@ -63,12 +74,15 @@ INSTALLED_APPS = [
     "django_rq",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "axes",
     "audit",
     "retention.apps.RetentionConfig",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # On Django 6, replace with "django.middleware.csp.ContentSecurityPolicyMiddleware".
+    "retention.web.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "retention.web.middleware.ChosenLanguageMiddleware",
@@ -78,8 +92,53 @@ MIDDLEWARE = [
     # request.user.is_verified(): whether this session passed the second factor.
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "retention.web.sessions.IdleSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Content-Security-Policy -------------------------------------------------------------
+# Django 6's SECURE_CSP format, so moving to Django 6 only swaps the middleware. No inline
+# scripts or styles of our own; the few fixed inline blocks of the RQ dashboard and the
+# Swagger page are allowed by their hashes (retention/web/csp.py).
+from retention.web.csp import THIRD_PARTY_SCRIPT_HASHES, THIRD_PARTY_STYLE_HASHES  # noqa: E402
+
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", *THIRD_PARTY_SCRIPT_HASHES],
+    "style-src": ["'self'", *THIRD_PARTY_STYLE_HASHES],
+    # Swagger UI's stylesheet draws its icons from data: URIs.
+    "img-src": ["'self'", "data:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+
+# --- sign-in throttling (django-axes) ------------------------------------------------------
+# A username, or an address, with QINGLI_SIGNIN_FAILURE_LIMIT failed sign-ins, each less
+# than the cool-off after the one before, is refused until the cool-off has passed since
+# the last of them, or an admin lifts the lockout (retention/signin.py). Web and API alike.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("QINGLI_SIGNIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("QINGLI_SIGNIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Attempts while locked out do not extend the lockout: it ends when it said it would.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not wipe the count: it would let anyone with an account reset their
+# address's counter between guesses at other accounts.
+AXES_RESET_ON_SUCCESS = False
+AXES_HANDLER = "retention.signin.AuditingLockoutHandler"
+AXES_LOCKOUT_CALLABLE = "retention.signin.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "audit.log.client_ip"
+# Successful sign-ins are in the audit log already; lockouts are lifted through the
+# audited do_lift_lockout, not by deleting rows in the Django admin.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_ENABLE_ADMIN = False
 
 ROOT_URLCONF = "retention.urls"
 WSGI_APPLICATION = "retention.wsgi.application"

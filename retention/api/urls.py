@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from audit.models import ReviewStatus
-from retention.api import audit, exports, recycle, requests, reviews, rules, views
+from retention.api import audit, exports, lockouts, recycle, requests, reviews, rules, views
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
@@ -147,4 +147,7 @@ urlpatterns = [
     path("audit/events/", audit.AuditEventListView.as_view(), name="api-audit-events"),
     path("audit/verify/", audit.AuditVerifyView.as_view(), name="api-audit-verify"),
     path("audit/digests/", audit.ChainDigestListView.as_view(), name="api-audit-digests"),
+    # Sign-in lockouts (admins)
+    path("lockouts/", lockouts.LockoutListView.as_view(), name="api-lockouts"),
+    path("lockouts/lift/", lockouts.LockoutLiftView.as_view(), name="api-lockout-lift"),
 ]

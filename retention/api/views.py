@@ -46,7 +46,10 @@ class ObtainTokenView(APIView):
     Only a token issued with a valid ``otp`` may take the sensitive actions (approve or
     reject, holds, policies, quota, restore, retention-rule approval) while the
     ``require_second_factor`` policy is on. A member who has an authenticator must send
-    its code to get any token at all, as when signing in in the browser."""
+    its code to get any token at all, as when signing in in the browser.
+
+    Failures count toward the sign-in lockout, as in the browser: past the limit the
+    answer is 429 ``{"detail": ...}`` (retention/signin.py), even for the right password."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -54,7 +57,7 @@ class ObtainTokenView(APIView):
 
     @extend_schema(
         request=TokenRequestSerializer,
-        responses={200: TokenSerializer},
+        responses={200: TokenSerializer, 400: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT},
         tags=["auth"],
     )
     def post(self, request: Request) -> Response:

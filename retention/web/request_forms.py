@@ -311,6 +311,7 @@ POLICY_LABELS = {
     "require_second_factor": _(
         "Approving, holds, policy changes and restores need a second factor (TOTP)"
     ),
+    "session_idle_minutes": _("Minutes without activity before a browser session ends"),
 }
 INT_POLICIES = [
     key for key, value in DEFAULTS.items() if isinstance(value, int) and not isinstance(value, bool)

@@ -3,6 +3,7 @@ from django.urls import path, register_converter
 from retention.web import (
     audit_log,
     exports,
+    lockouts,
     recycle,
     requests,
     reviews,
@@ -150,4 +151,7 @@ urlpatterns = [
     path("audit/verify/", audit_log.audit_verify, name="audit-verify"),
     path("audit/verify/status/", audit_log.audit_verify_status, name="audit-verify-status"),
     path("audit/verify/run/", audit_log.audit_verify_run, name="audit-verify-run"),
+    # Sign-in lockouts (admins).
+    path("lockouts/", lockouts.lockout_list, name="lockouts"),
+    path("lockouts/lift/", lockouts.lockout_lift, name="lockout-lift"),
 ]

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.selectors import recent_events
-from retention import reviews, selectors
+from retention import reviews, selectors, signin
 from retention.actions import do_record_failed_sign_in, do_record_sign_in, do_record_sign_out
 from retention.crypto import KeyDestroyedError
 from retention.deletion import rules
@@ -25,6 +25,9 @@ MESSAGES_PER_PAGE = 50
 
 
 class SignInView(auth_views.LoginView):
+    """Failed sign-ins are audited and counted (retention/signin.py): past the limit, the
+    django-axes middleware answers with the lockout page instead of the form."""
+
     redirect_authenticated_user = True
 
     def form_valid(self, form):
@@ -65,6 +68,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["overdue_reviews"] = list(overdue[:10])
     if viewer.has_role(Role.ADMIN):
         context["unhealthy_rules"] = rules.unhealthy_rules()
+        context["lockouts"] = signin.active_lockouts()
     return render(request, "retention/dashboard.html", context)
 
 

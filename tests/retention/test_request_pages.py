@@ -132,6 +132,7 @@ def policy_data(w: World, who: str) -> dict:
         "approval_expiry_days": 14,
         "export_keep_days": 30,
         "review_due_days": 14,
+        "session_idle_minutes": 30,
         "window_start": "22:00",
         "window_end": "06:00",
         "approval_chains": '{"batch": ["manager"], "server": ["manager", "security", "admin"]}',
