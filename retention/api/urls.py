@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from retention.api import exports, recycle, requests, rules, views
+from retention.api import exports, recycle, reports, requests, rules, views
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
@@ -118,4 +118,15 @@ urlpatterns = [
     ),
     path("policies/", requests.PolicyView.as_view(), name="api-policies"),
     path("quota-grants/", requests.QuotaGrantView.as_view(), name="api-quota-grants"),
+    # Audit reports (auditors, admins)
+    path(
+        "reports/quarterly/<str:quarter>/",
+        reports.QuarterlyReportView.as_view(),
+        name="api-report-quarterly",
+    ),
+    path(
+        "reports/annual/<str:year>/",
+        reports.AnnualAssessmentView.as_view(),
+        name="api-report-annual",
+    ),
 ]

@@ -1,8 +1,9 @@
 from django.urls import path, register_converter
 
-from retention.web import exports, recycle, requests, rules, runs, views
+from retention.web import exports, recycle, reports, requests, rules, runs, views
 
 register_converter(rules.RuleActionConverter, "rule_action")
+register_converter(reports.ReportFormatConverter, "report_format")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -88,4 +89,17 @@ urlpatterns = [
     path("notifications/", requests.notification_list, name="notifications"),
     path("notifications/read/", requests.notifications_mark_read, name="notifications-mark-read"),
     path("nav/counts/", requests.nav_counts, name="nav-counts"),
+    # Audit reports (auditors and admins).
+    path("reports/", reports.report_index, name="reports"),
+    path(
+        "reports/annual/<str:period>/<report_format:fmt>/",
+        reports.annual_download,
+        name="report-annual-download",
+    ),
+    path("reports/<str:period>/", reports.quarterly, name="report-quarterly"),
+    path(
+        "reports/<str:period>/<report_format:fmt>/",
+        reports.quarterly_download,
+        name="report-quarterly-download",
+    ),
 ]

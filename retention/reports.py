@@ -1,0 +1,589 @@
+"""The quarterly audit report and the annual data-security assessment: pure reads.
+
+The report lives in ``retention`` and not in ``audit``: its numbers come from the audit
+log *and* from the requests' own tables (a request's method and requester, the tombstones
+that say how many messages and bytes of which department it took, the recycle-bin dates
+of what was restored), and ``audit`` must never import ``retention``.
+
+Every figure is computed in a handful of indexed queries: the audit events of one type
+in the quarter (``(event_type, created_at)`` index), then the rows those events name.
+The result is a plain, JSON-ready dict that the page, the API and every download format
+render as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections import Counter, defaultdict
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from audit.chain import verify_chain
+from audit.events import EventType
+from audit.models import AuditEvent, ComplianceReview, ReviewStatus
+from retention.models import (
+    DeletionRequest,
+    Department,
+    Member,
+    RequestMethod,
+    Tombstone,
+)
+from retention.policies import get_policy
+
+# Anomaly thresholds. A person with more deletions than this in one quarter is listed.
+PERSON_DELETIONS_THRESHOLD = 20
+# An approval decided this soon after its step became due is listed.
+FAST_APPROVAL_SECONDS = 60
+# A restore this close to the records' purge time is listed.
+NEAR_PURGE = timedelta(hours=24)
+# Lists in the report are cut at this length (their counts are not).
+LIST_LIMIT = 200
+
+_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
+REQUEST = "retention.deletionrequest"
+HOLD = "retention.hold"
+
+
+class BadPeriod(ValueError):
+    """A quarter or year that does not parse; its message says what is expected."""
+
+
+def parse_quarter(text: str) -> tuple[int, int]:
+    match = _QUARTER.match(text or "")
+    if not match or not 2000 <= int(match.group(1)) <= 2999:
+        raise BadPeriod(f"“{text}” is not a quarter: write it as YYYY-Qn, for example 2026-Q4.")
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_year(text: str) -> int:
+    if not re.fullmatch(r"\d{4}", text or "") or not 2000 <= int(text) <= 2999:
+        raise BadPeriod(f"“{text}” is not a year: write it as YYYY, for example 2026.")
+    return int(text)
+
+
+def quarter_bounds(year: int, quarter: int) -> tuple[datetime, datetime]:
+    """[start, end) of the quarter in the site's time zone."""
+    tz = timezone.get_current_timezone()
+    start = datetime(year, 3 * quarter - 2, 1, tzinfo=tz)
+    end = datetime(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 1, tzinfo=tz)
+    return start, end
+
+
+def _events(event_type: EventType, start: datetime, end: datetime, **filters):
+    return AuditEvent.objects.filter(
+        event_type=event_type, created_at__gte=start, created_at__lt=end, **filters
+    ).order_by("created_at", "id")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return timezone.localtime(moment).isoformat() if moment else None
+
+
+def _p90(values: list[float]) -> float:
+    """Nearest-rank 90th percentile: the smallest value at or above 90% of the values."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+def _ints(values) -> list[int]:
+    return [int(v) for v in values if str(v).isdigit()]
+
+
+# --- deletions -------------------------------------------------------------------------
+
+
+def _deletion_rows(start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """One row per (request, department): what each deletion finished in the quarter took.
+
+    Batch, server-side and retention-rule deletions count when their run completed
+    (REQUEST_EXECUTED), from their tombstones: messages, conversations and bytes per
+    department of the conversation. Personal deletions count when filed (they take effect
+    at once), from their audit event and their request's preview.
+    """
+    executed = _ints(
+        _events(EventType.REQUEST_EXECUTED, start, end).values_list("target_id", flat=True)
+    )
+    rows = [
+        {
+            "request": r["request_id"],
+            "method": r["request__method"],
+            "person": r["request__requester_id"],
+            "department": r["conversation__department_id"],
+            "messages": r["taken"] or 0,
+            "conversations": r["touched"],
+            "bytes": r["size"] or 0,
+        }
+        for r in Tombstone.objects.filter(request_id__in=executed)
+        .values(
+            "request_id",
+            "request__method",
+            "request__requester_id",
+            "conversation__department_id",
+        )
+        .annotate(
+            taken=Sum("messages"),
+            size=Sum("bytes"),
+            touched=Count("conversation_id", distinct=True, filter=Q(messages__gt=0)),
+        )
+        .order_by("request_id", "conversation__department_id")
+    ]
+    # A server-side wipe destroys keys and rows without reading them: its tombstones
+    # carry no bytes, so its bytes are those of its approved preview, per department.
+    wiped = [r["request"] for r in rows if r["method"] == RequestMethod.SERVER]
+    previewed = {
+        (pk, d.get("department")): int(d.get("bytes") or 0)
+        for pk, departments in DeletionRequest.objects.filter(pk__in=wiped).values_list(
+            "pk", "preview__by_department"
+        )
+        for d in departments or []
+    }
+    for row in rows:
+        if row["method"] == RequestMethod.SERVER:
+            row["bytes"] = previewed.get((row["request"], row["department"]), 0)
+    personal = list(
+        _events(EventType.PERSONAL_DELETED, start, end).values_list(
+            "target_id", "actor_id", "department_id", "details"
+        )
+    )
+    preview_bytes = dict(
+        DeletionRequest.objects.filter(pk__in=_ints(p[0] for p in personal)).values_list(
+            "pk", "preview__bytes"
+        )
+    )
+    for target_id, actor_id, department_id, details in personal:
+        request_id = int(target_id) if str(target_id).isdigit() else None
+        rows.append(
+            {
+                "request": request_id,
+                "method": RequestMethod.PERSONAL.value,
+                "person": actor_id,
+                "department": department_id,
+                "messages": int(details.get("messages") or 0),
+                "conversations": 1,
+                "bytes": int(preview_bytes.get(request_id) or 0),
+            }
+        )
+    return rows
+
+
+def _totals(rows: list[dict[str, Any]], key: str) -> dict[Any, dict[str, int]]:
+    out: dict[Any, dict[str, int]] = defaultdict(
+        lambda: {"deletions": 0, "messages": 0, "conversations": 0, "bytes": 0}
+    )
+    seen: set[tuple[Any, Any]] = set()
+    for row in rows:
+        entry = out[row[key]]
+        # A request counts once per group, however many departments it touched.
+        if (row[key], row["request"]) not in seen or row["request"] is None:
+            seen.add((row[key], row["request"]))
+            entry["deletions"] += 1
+        for field in ("messages", "conversations", "bytes"):
+            entry[field] += row[field]
+    return out
+
+
+def _deletions(start: datetime, end: datetime) -> dict[str, Any]:
+    rows = _deletion_rows(start, end)
+    by_method = _totals(rows, "method")
+    by_department = _totals(rows, "department")
+    by_person = _totals(rows, "person")
+    departments = dict(
+        Department.objects.filter(pk__in=[d for d in by_department if d]).values_list("pk", "name")
+    )
+    people = {
+        m["pk"]: m
+        for m in Member.objects.filter(pk__in=[p for p in by_person if p]).values(
+            "pk", "username", "display_name"
+        )
+    }
+    labels = dict(RequestMethod.choices)
+    requests = {r["request"] for r in rows if r["request"] is not None}
+    return {
+        "total": {
+            "deletions": len(requests) + sum(1 for r in rows if r["request"] is None),
+            "messages": sum(r["messages"] for r in rows),
+            "conversations": sum(r["conversations"] for r in rows),
+            "bytes": sum(r["bytes"] for r in rows),
+        },
+        "by_method": [
+            {"method": m, "label": str(labels[m]), **by_method.get(m, _ZERO)}
+            for m in RequestMethod.values
+        ],
+        "by_department": sorted(
+            (
+                {"department": d, "name": departments.get(d, ""), **totals}
+                for d, totals in by_department.items()
+            ),
+            key=lambda e: (-e["messages"], e["name"]),
+        ),
+        "by_person": sorted(
+            (
+                {
+                    "member": p,
+                    "username": people.get(p, {}).get("username", ""),
+                    "name": people.get(p, {}).get("display_name", ""),
+                    **totals,
+                }
+                for p, totals in by_person.items()
+            ),
+            key=lambda e: (-e["deletions"], -e["messages"], e["username"]),
+        ),
+    }
+
+
+_ZERO = {"deletions": 0, "messages": 0, "conversations": 0, "bytes": 0}
+
+
+# --- approvals ---------------------------------------------------------------------------
+
+
+def _approval_latencies(start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Each step approved in the quarter, with how long it waited: from the filing (step 1)
+    or the previous step's approval (later steps) to its own approval."""
+    approved = list(
+        _events(EventType.REQUEST_STEP_APPROVED, start, end, target_type=REQUEST).values(
+            "target_id", "created_at", "details", "actor_name"
+        )
+    )
+    targets = {a["target_id"] for a in approved}
+    became_due: dict[tuple[str, int], datetime] = {}
+    for event in AuditEvent.objects.filter(
+        target_type=REQUEST,
+        target_id__in=targets,
+        event_type__in=[EventType.REQUEST_FILED, EventType.REQUEST_STEP_APPROVED],
+    ).values("target_id", "event_type", "created_at", "details"):
+        if event["event_type"] == EventType.REQUEST_FILED:
+            became_due[(event["target_id"], 1)] = event["created_at"]
+        else:
+            following = int(event["details"].get("step") or 0) + 1
+            became_due[(event["target_id"], following)] = event["created_at"]
+    out = []
+    for a in approved:
+        step = int(a["details"].get("step") or 0)
+        due = became_due.get((a["target_id"], step))
+        if due is None:
+            continue  # filed before the log began: no start to measure from
+        out.append(
+            {
+                "request": int(a["target_id"]),
+                "step": step,
+                "role": a["details"].get("role", ""),
+                "approver": a["actor_name"],
+                "at": a["created_at"],
+                "seconds": (a["created_at"] - due).total_seconds(),
+            }
+        )
+    return out
+
+
+def _latency_summary(latencies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for entry in latencies:
+        groups[(entry["step"], entry["role"])].append(entry["seconds"])
+    return [
+        {
+            "step": step,
+            "role": role,
+            "approvals": len(values),
+            "median_seconds": round(statistics.median(values), 1),
+            "p90_seconds": round(_p90(values), 1),
+        }
+        for (step, role), values in sorted(groups.items())
+    ]
+
+
+# --- the rest of the log ------------------------------------------------------------------
+
+
+def _listed(queryset, shape) -> dict[str, Any]:
+    events = list(queryset)
+    return {"count": len(events), "items": [shape(e) for e in events[:LIST_LIMIT]]}
+
+
+def _restores(start: datetime, end: datetime) -> dict[str, Any]:
+    from_bin = list(_events(EventType.RECYCLE_RESTORED, start, end))
+    personal = _events(EventType.PERSONAL_RESTORED, start, end).count()
+    return {
+        "count": len(from_bin) + personal,
+        "recycle_bin": len(from_bin),
+        "personal": personal,
+        "messages": sum(int(e.details.get("messages") or 0) for e in from_bin),
+        "conversations": sum(int(e.details.get("conversations") or 0) for e in from_bin),
+        "items": [
+            {
+                "request": int(e.target_id),
+                "by": e.actor_name,
+                "at": _iso(e.created_at),
+                "messages": int(e.details.get("messages") or 0),
+                "conversations": int(e.details.get("conversations") or 0),
+            }
+            for e in from_bin[:LIST_LIMIT]
+        ],
+    }
+
+
+def _in_window(moment: datetime, window: dict | None) -> bool:
+    if window is None:
+        return True
+    local = timezone.localtime(moment).time()
+    start, end = time.fromisoformat(window["start"]), time.fromisoformat(window["end"])
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end  # the window spans midnight
+
+
+def _anomalies(
+    start: datetime,
+    end: datetime,
+    *,
+    deletions: dict[str, Any],
+    latencies: list[dict[str, Any]],
+    person_threshold: int,
+) -> dict[str, Any]:
+    window = get_policy("execution_window")
+    started = list(
+        _events(EventType.REQUEST_STARTED, start, end, target_type=REQUEST).values(
+            "target_id", "created_at"
+        )
+    )
+    methods = dict(
+        DeletionRequest.objects.filter(pk__in=_ints(s["target_id"] for s in started)).values_list(
+            "pk", "method"
+        )
+    )
+    outside = [
+        {
+            "request": int(s["target_id"]),
+            "method": methods.get(int(s["target_id"])),
+            "at": _iso(s["created_at"]),
+        }
+        for s in started
+        # Retention rules run on their own daily schedule; personal deletions never start.
+        if methods.get(int(s["target_id"])) in (RequestMethod.BATCH, RequestMethod.SERVER)
+        and not _in_window(s["created_at"], window)
+    ]
+    heavy = [
+        {"member": p["member"], "username": p["username"], "deletions": p["deletions"]}
+        for p in deletions["by_person"]
+        if p["deletions"] > person_threshold
+    ]
+    near_purge = [
+        {
+            "request": r["request_id"],
+            "restored_at": _iso(r["restored_at"]),
+            "purge_after": _iso(r["purge_after"]),
+            "hours_left": round((r["purge_after"] - r["restored_at"]).total_seconds() / 3600, 1),
+            "messages": r["messages"],
+        }
+        for r in Tombstone.objects.filter(restored_at__gte=start, restored_at__lt=end)
+        .values("request_id", "restored_at", "purge_after")
+        .annotate(messages=Sum("messages"))
+        .order_by("restored_at", "request_id")
+        if r["purge_after"] - r["restored_at"] < NEAR_PURGE
+    ]
+    fast = [
+        {
+            "request": entry["request"],
+            "step": entry["step"],
+            "approver": entry["approver"],
+            "seconds": round(entry["seconds"], 1),
+        }
+        for entry in latencies
+        if entry["seconds"] < FAST_APPROVAL_SECONDS
+    ]
+    return {
+        "execution_window": window,
+        "person_threshold": person_threshold,
+        "outside_window": outside,
+        "heavy_deleters": heavy,
+        "restores_near_purge": near_purge,
+        "fast_approvals": fast,
+        "count": len(outside) + len(heavy) + len(near_purge) + len(fast),
+    }
+
+
+def quarterly_report(
+    year: int, quarter: int, *, person_threshold: int = PERSON_DELETIONS_THRESHOLD
+) -> dict[str, Any]:
+    """Everything the quarter's audit report shows, as one JSON-ready dict."""
+    start, end = quarter_bounds(year, quarter)
+    deletions = _deletions(start, end)
+    latencies = _approval_latencies(start, end)
+    rejected = _listed(
+        _events(EventType.REQUEST_REJECTED, start, end),
+        lambda e: {
+            "request": int(e.target_id),
+            "step": e.details.get("step"),
+            "role": e.details.get("role", ""),
+            "by": e.actor_name,
+            "reason": e.details.get("reason", ""),
+            "at": _iso(e.created_at),
+        },
+    )
+    rejected["by_reason"] = [
+        {"reason": reason, "count": n}
+        for reason, n in Counter(i["reason"] for i in rejected["items"]).most_common()
+    ]
+    refused = _listed(
+        _events(EventType.REQUEST_REFUSED, start, end),
+        lambda e: {
+            "member": e.actor_name,
+            "why": e.details.get("why", ""),
+            "at": _iso(e.created_at),
+        },
+    )
+    refused["by_why"] = dict(Counter(i["why"] for i in refused["items"]))
+    grants = list(_events(EventType.QUOTA_GRANTED, start, end))
+    member_names = dict(
+        Member.objects.filter(pk__in=_ints(e.target_id for e in grants)).values_list(
+            "pk", "username"
+        )
+    )
+    quota = _listed(
+        grants,
+        lambda e: {
+            "member": member_names.get(int(e.target_id) if e.target_id.isdigit() else None, ""),
+            "extra": int(e.details.get("extra") or 0),
+            "reason": e.details.get("reason", ""),
+            "by": e.actor_name,
+            "at": _iso(e.created_at),
+        },
+    )
+    quota["extra"] = sum(i["extra"] for i in quota["items"])
+    rule_runs = list(_events(EventType.RULE_RUN, start, end))
+    return {
+        "period": f"{year}-Q{quarter}",
+        "year": year,
+        "quarter": quarter,
+        "start": _iso(start),
+        "end": _iso(end),
+        "generated_at": _iso(timezone.now()),
+        "deletions": deletions,
+        "approval_latency": _latency_summary(latencies),
+        "rejections": rejected,
+        "quota_overrides": quota,
+        "refusals": refused,
+        "holds": {
+            "placed": _listed(
+                _events(EventType.HOLD_PLACED, start, end, target_type=HOLD),
+                lambda e: {
+                    "hold": int(e.target_id),
+                    "kind": e.details.get("kind", ""),
+                    "reason": e.details.get("reason", ""),
+                    "by": e.actor_name,
+                    "at": _iso(e.created_at),
+                },
+            ),
+            "released": _listed(
+                _events(EventType.HOLD_RELEASED, start, end, target_type=HOLD),
+                lambda e: {
+                    "hold": int(e.target_id),
+                    "reason": e.details.get("reason", ""),
+                    "by": e.actor_name,
+                    "at": _iso(e.created_at),
+                },
+            ),
+        },
+        "restores": _restores(start, end),
+        "jobs": {
+            "failed": _listed(
+                _events(EventType.REQUEST_FAILED, start, end),
+                lambda e: {
+                    "request": int(e.target_id),
+                    "reason": e.details.get("reason", ""),
+                    "attempts": e.details.get("attempts"),
+                    "at": _iso(e.created_at),
+                },
+            ),
+            "resumed": _listed(
+                _events(EventType.REQUEST_RESUMED, start, end),
+                lambda e: {
+                    "request": int(e.target_id),
+                    "attempt": e.details.get("attempt"),
+                    "at": _iso(e.created_at),
+                },
+            ),
+        },
+        "rule_runs": {
+            "count": len(rule_runs),
+            "messages": sum(int(e.details.get("messages") or 0) for e in rule_runs),
+            "failed": _events(EventType.RULE_RUN_FAILED, start, end).count(),
+        },
+        "anomalies": _anomalies(
+            start,
+            end,
+            deletions=deletions,
+            latencies=latencies,
+            person_threshold=person_threshold,
+        ),
+    }
+
+
+# --- the annual assessment ---------------------------------------------------------------
+
+
+def quarter_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a quarter, as the annual assessment lists them."""
+    return {
+        "period": report["period"],
+        "deletions": report["deletions"]["total"]["deletions"],
+        "messages": report["deletions"]["total"]["messages"],
+        "bytes": report["deletions"]["total"]["bytes"],
+        "rejections": report["rejections"]["count"],
+        "refusals": report["refusals"]["count"],
+        "quota_overrides": report["quota_overrides"]["count"],
+        "holds_placed": report["holds"]["placed"]["count"],
+        "holds_released": report["holds"]["released"]["count"],
+        "restores": report["restores"]["count"],
+        "failed_jobs": report["jobs"]["failed"]["count"],
+        "resumed_jobs": report["jobs"]["resumed"]["count"],
+        "rule_runs": report["rule_runs"]["count"],
+        "anomalies": report["anomalies"]["count"],
+    }
+
+
+def annual_assessment(year: int) -> dict[str, Any]:
+    """The year's data-security assessment: its four quarters, the chain verified now,
+    the compliance findings still open, and every policy change of the year."""
+    start, end = quarter_bounds(year, 1)[0], quarter_bounds(year, 4)[1]
+    chain = verify_chain()
+    findings = ComplianceReview.objects.filter(
+        status__in=[ReviewStatus.OPEN, ReviewStatus.FLAGGED], opened_at__lt=end
+    ).order_by("opened_at", "id")
+    return {
+        "year": year,
+        "generated_at": _iso(timezone.now()),
+        "quarters": [quarter_summary(quarterly_report(year, q)) for q in (1, 2, 3, 4)],
+        "chain": {
+            "intact": chain.intact,
+            "events_checked": chain.events_checked,
+            "broken_id": chain.broken_id,
+            "reason": chain.reason,
+        },
+        "open_findings": [
+            {
+                "review": r.pk,
+                "kind": r.kind,
+                "status": r.status,
+                "request": r.request_id,
+                "opened_at": _iso(r.opened_at),
+                "finding": r.finding,
+            }
+            for r in findings[:LIST_LIMIT]
+        ],
+        "policy_changes": [
+            {
+                "key": e.details.get("key", e.target_id),
+                "old": e.details.get("old"),
+                "new": e.details.get("new"),
+                "by": e.actor_name,
+                "at": _iso(e.created_at),
+            }
+            for e in _events(EventType.POLICY_CHANGED, start, end)[:LIST_LIMIT]
+        ],
+    }
