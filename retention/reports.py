@@ -20,7 +20,23 @@ from collections import Counter, defaultdict
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, TruncTime
 from django.utils import timezone
 
 from audit.chain import verify_chain
@@ -97,6 +113,11 @@ def _ints(values) -> list[int]:
 # --- deletions -------------------------------------------------------------------------
 
 
+def _request_ids(events):
+    """The requests these events are about, as a subquery (no long list of ids)."""
+    return events.order_by().values(request_id=Cast("target_id", BigIntegerField()))
+
+
 def _deletion_rows(start: datetime, end: datetime) -> list[dict[str, Any]]:
     """One row per (request, department): what each deletion finished in the quarter took.
 
@@ -105,9 +126,7 @@ def _deletion_rows(start: datetime, end: datetime) -> list[dict[str, Any]]:
     department of the conversation. Personal deletions count when filed (they take effect
     at once), from their audit event and their request's preview.
     """
-    executed = _ints(
-        _events(EventType.REQUEST_EXECUTED, start, end).values_list("target_id", flat=True)
-    )
+    executed = _request_ids(_events(EventType.REQUEST_EXECUTED, start, end, target_type=REQUEST))
     rows = [
         {
             "request": r["request_id"],
@@ -244,41 +263,46 @@ _ZERO = {"deletions": 0, "messages": 0, "conversations": 0, "bytes": 0}
 
 def _approval_latencies(start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Each step approved in the quarter, with how long it waited: from the filing (step 1)
-    or the previous step's approval (later steps) to its own approval."""
-    approved = list(
-        _events(EventType.REQUEST_STEP_APPROVED, start, end, target_type=REQUEST).values(
-            "target_id", "created_at", "details", "actor_name"
+    or the previous step's approval (later steps) to its own approval. One query: the
+    moment each step became due is a subquery over the request's own events."""
+    step_of = Cast(KT("details__step"), IntegerField())
+    became_due = (
+        AuditEvent.objects.filter(
+            target_type=REQUEST,
+            target_id=OuterRef("target_id"),
+            event_type__in=[EventType.REQUEST_FILED, EventType.REQUEST_STEP_APPROVED],
         )
+        .annotate(
+            makes_due=Case(
+                When(event_type=EventType.REQUEST_FILED, then=Value(1)),
+                default=step_of + 1,
+            )
+        )
+        .filter(makes_due=OuterRef("step"))
+        .order_by("-id")
+        .values("created_at")[:1]
     )
-    targets = {a["target_id"] for a in approved}
-    became_due: dict[tuple[str, int], datetime] = {}
-    for event in AuditEvent.objects.filter(
-        target_type=REQUEST,
-        target_id__in=targets,
-        event_type__in=[EventType.REQUEST_FILED, EventType.REQUEST_STEP_APPROVED],
-    ).values("target_id", "event_type", "created_at", "details"):
-        if event["event_type"] == EventType.REQUEST_FILED:
-            became_due[(event["target_id"], 1)] = event["created_at"]
-        else:
-            following = int(event["details"].get("step") or 0) + 1
-            became_due[(event["target_id"], following)] = event["created_at"]
-    out = []
-    for a in approved:
-        step = int(a["details"].get("step") or 0)
-        due = became_due.get((a["target_id"], step))
-        if due is None:
-            continue  # filed before the log began: no start to measure from
-        out.append(
-            {
-                "request": int(a["target_id"]),
-                "step": step,
-                "role": a["details"].get("role", ""),
-                "approver": a["actor_name"],
-                "at": a["created_at"],
-                "seconds": (a["created_at"] - due).total_seconds(),
-            }
+    rows = (
+        _events(EventType.REQUEST_STEP_APPROVED, start, end, target_type=REQUEST)
+        .annotate(step=step_of, role=KT("details__role"))
+        .annotate(
+            waited=ExpressionWrapper(
+                F("created_at") - Subquery(became_due), output_field=DurationField()
+            )
         )
-    return out
+        .values_list("target_id", "step", "role", "actor_name", "waited")
+    )
+    return [
+        {
+            "request": int(target_id),
+            "step": step,
+            "role": role or "",
+            "approver": approver,
+            "seconds": waited.total_seconds(),
+        }
+        for target_id, step, role, approver, waited in rows
+        if waited is not None  # filed before the log began: no start to measure from
+    ]
 
 
 def _latency_summary(latencies: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -301,19 +325,36 @@ def _latency_summary(latencies: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _listed(queryset, shape) -> dict[str, Any]:
-    events = list(queryset)
-    return {"count": len(events), "items": [shape(e) for e in events[:LIST_LIMIT]]}
+    """How many events, and the first LIST_LIMIT of them shaped for the report."""
+    return {"count": queryset.count(), "items": [shape(e) for e in queryset[:LIST_LIMIT]]}
+
+
+def _tally(queryset, key: str) -> Counter:
+    """Events counted by one key of their details, over all of them (not just those listed)."""
+    return Counter(
+        {
+            row["value"] or "": row["n"]
+            for row in queryset.order_by()
+            .values(value=KT(f"details__{key}"))
+            .annotate(n=Count("id"))
+        }
+    )
 
 
 def _restores(start: datetime, end: datetime) -> dict[str, Any]:
-    from_bin = list(_events(EventType.RECYCLE_RESTORED, start, end))
+    from_bin = _events(EventType.RECYCLE_RESTORED, start, end)
+    totals = from_bin.aggregate(
+        n=Count("id"),
+        messages=Sum(Cast(KT("details__messages"), IntegerField())),
+        conversations=Sum(Cast(KT("details__conversations"), IntegerField())),
+    )
     personal = _events(EventType.PERSONAL_RESTORED, start, end).count()
     return {
-        "count": len(from_bin) + personal,
-        "recycle_bin": len(from_bin),
+        "count": totals["n"] + personal,
+        "recycle_bin": totals["n"],
         "personal": personal,
-        "messages": sum(int(e.details.get("messages") or 0) for e in from_bin),
-        "conversations": sum(int(e.details.get("conversations") or 0) for e in from_bin),
+        "messages": totals["messages"] or 0,
+        "conversations": totals["conversations"] or 0,
         "items": [
             {
                 "request": int(e.target_id),
@@ -327,10 +368,10 @@ def _restores(start: datetime, end: datetime) -> dict[str, Any]:
     }
 
 
-def _in_window(moment: datetime, window: dict | None) -> bool:
+def _in_window(local: time, window: dict | None) -> bool:
+    """Whether a local clock time lies in the execution window (None: any time)."""
     if window is None:
         return True
-    local = timezone.localtime(moment).time()
     start, end = time.fromisoformat(window["start"]), time.fromisoformat(window["end"])
     if start <= end:
         return start <= local < end
@@ -346,26 +387,22 @@ def _anomalies(
     person_threshold: int,
 ) -> dict[str, Any]:
     window = get_policy("execution_window")
-    started = list(
-        _events(EventType.REQUEST_STARTED, start, end, target_type=REQUEST).values(
-            "target_id", "created_at"
-        )
+    # Retention rules run on their own daily schedule; personal deletions never start.
+    method = DeletionRequest.objects.filter(
+        pk=Cast(OuterRef("target_id"), BigIntegerField())
+    ).values("method")[:1]
+    started = (
+        _events(EventType.REQUEST_STARTED, start, end, target_type=REQUEST)
+        .annotate(method=Subquery(method), local=TruncTime("created_at"))
+        .filter(method__in=[RequestMethod.BATCH, RequestMethod.SERVER])
+        .values_list("pk", "target_id", "method", "local")
     )
-    methods = dict(
-        DeletionRequest.objects.filter(pk__in=_ints(s["target_id"] for s in started)).values_list(
-            "pk", "method"
-        )
-    )
+    late = {pk: (t, m) for pk, t, m, local in started if not _in_window(local, window)}
     outside = [
-        {
-            "request": int(s["target_id"]),
-            "method": methods.get(int(s["target_id"])),
-            "at": _iso(s["created_at"]),
-        }
-        for s in started
-        # Retention rules run on their own daily schedule; personal deletions never start.
-        if methods.get(int(s["target_id"])) in (RequestMethod.BATCH, RequestMethod.SERVER)
-        and not _in_window(s["created_at"], window)
+        {"request": int(late[pk][0]), "method": late[pk][1], "at": _iso(at)}
+        for pk, at in AuditEvent.objects.filter(pk__in=late)
+        .order_by("created_at", "id")
+        .values_list("pk", "created_at")
     ]
     heavy = [
         {"member": p["member"], "username": p["username"], "deletions": p["deletions"]}
@@ -377,14 +414,15 @@ def _anomalies(
             "request": r["request_id"],
             "restored_at": _iso(r["restored_at"]),
             "purge_after": _iso(r["purge_after"]),
-            "hours_left": round((r["purge_after"] - r["restored_at"]).total_seconds() / 3600, 1),
+            "hours_left": round(r["left"].total_seconds() / 3600, 1),
             "messages": r["messages"],
         }
         for r in Tombstone.objects.filter(restored_at__gte=start, restored_at__lt=end)
-        .values("request_id", "restored_at", "purge_after")
+        .annotate(left=ExpressionWrapper(F("purge_after") - F("restored_at"), DurationField()))
+        .filter(left__lt=NEAR_PURGE)
+        .values("request_id", "restored_at", "purge_after", "left")
         .annotate(messages=Sum("messages"))
         .order_by("restored_at", "request_id")
-        if r["purge_after"] - r["restored_at"] < NEAR_PURGE
     ]
     fast = [
         {
@@ -396,14 +434,18 @@ def _anomalies(
         for entry in latencies
         if entry["seconds"] < FAST_APPROVAL_SECONDS
     ]
-    return {
-        "execution_window": window,
-        "person_threshold": person_threshold,
+    found = {
         "outside_window": outside,
         "heavy_deleters": heavy,
         "restores_near_purge": near_purge,
         "fast_approvals": fast,
-        "count": len(outside) + len(heavy) + len(near_purge) + len(fast),
+    }
+    return {
+        "execution_window": window,
+        "person_threshold": person_threshold,
+        **{kind: items[:LIST_LIMIT] for kind, items in found.items()},
+        "counts": {kind: len(items) for kind, items in found.items()},
+        "count": sum(len(items) for items in found.values()),
     }
 
 
@@ -427,7 +469,10 @@ def quarterly_report(
     )
     rejected["by_reason"] = [
         {"reason": reason, "count": n}
-        for reason, n in Counter(i["reason"] for i in rejected["items"]).most_common()
+        for reason, n in sorted(
+            _tally(_events(EventType.REQUEST_REJECTED, start, end), "reason").items(),
+            key=lambda item: (-item[1], item[0]),
+        )
     ]
     refused = _listed(
         _events(EventType.REQUEST_REFUSED, start, end),
@@ -437,12 +482,14 @@ def quarterly_report(
             "at": _iso(e.created_at),
         },
     )
-    refused["by_why"] = dict(Counter(i["why"] for i in refused["items"]))
-    grants = list(_events(EventType.QUOTA_GRANTED, start, end))
+    refused["by_why"] = dict(
+        sorted(_tally(_events(EventType.REQUEST_REFUSED, start, end), "why").items())
+    )
+    grants = _events(EventType.QUOTA_GRANTED, start, end)
     member_names = dict(
-        Member.objects.filter(pk__in=_ints(e.target_id for e in grants)).values_list(
-            "pk", "username"
-        )
+        Member.objects.filter(
+            pk__in=_ints(grants[:LIST_LIMIT].values_list("target_id", flat=True))
+        ).values_list("pk", "username")
     )
     quota = _listed(
         grants,
@@ -454,7 +501,7 @@ def quarterly_report(
             "at": _iso(e.created_at),
         },
     )
-    quota["extra"] = sum(i["extra"] for i in quota["items"])
+    quota["extra"] = sum(int(n or 0) for n in grants.values_list("details__extra", flat=True))
     rule_runs = list(_events(EventType.RULE_RUN, start, end))
     return {
         "period": f"{year}-Q{quarter}",

@@ -42,18 +42,18 @@ EVENTS_PER_REQUEST = 50  # one request for every 50 events of the log
 
 # The log's mix besides the requests' own events, in parts per 1,000 of the rest.
 NOISE = [
-    (100, 700),  # signed in
-    (200, 150),  # messages ingested
-    (450, 40),  # export requested
-    (451, 40),  # export completed
-    (406, 20),  # refused (quota or eligibility)
-    (440, 10),  # restored from the recycle bin
-    (601, 10),  # quota granted
-    (500, 10),  # hold placed
-    (501, 8),  # hold released
-    (704, 5),  # retention rule ran
-    (431, 4),  # run resumed
-    (433, 3),  # run failed
+    (100, 700, "retention.member"),  # signed in
+    (200, 150, "retention.conversation"),  # messages ingested
+    (450, 40, "retention.export"),  # export requested
+    (451, 40, "retention.export"),  # export completed
+    (406, 20, "retention.member"),  # refused (quota or eligibility)
+    (440, 10, "retention.deletionrequest"),  # restored from the recycle bin
+    (601, 10, "retention.member"),  # quota granted
+    (500, 10, "retention.hold"),  # hold placed
+    (501, 8, "retention.hold"),  # hold released
+    (704, 5, "retention.retentionrule"),  # retention rule ran
+    (431, 4, "retention.deletionrequest"),  # run resumed
+    (433, 3, "retention.deletionrequest"),  # run failed
 ]
 
 
@@ -135,8 +135,16 @@ class Command(BaseCommand):
             cursor.execute(_REQUEST_EVENTS_SQL)
             cursor.execute("SELECT count(*) FROM audit_auditevent")
             written = cursor.fetchone()[0]
-            types = [t for t, share in NOISE for _ in range(share)]
-            cursor.execute(_NOISE_SQL, {"n": max(0, events - written), "types": types})
+            mix = [(t, target) for t, share, target in NOISE for _ in range(share)]
+            cursor.execute(
+                _NOISE_SQL,
+                {
+                    "n": max(0, events - written),
+                    "types": [t for t, _target in mix],
+                    "targets": [target for _t, target in mix],
+                    "requests": events // EVENTS_PER_REQUEST,
+                },
+            )
             cursor.execute("SELECT count(*) FROM audit_auditevent")
             return cursor.fetchone()[0]
 
@@ -159,6 +167,13 @@ class Command(BaseCommand):
             times.append(time.perf_counter() - began)
             self.stdout.write(f"  run {i + 1}: {times[-1] * 1000:.0f} ms")
         median = statistics.median(times)
+        for fmt, render in _formats(report):
+            began = time.perf_counter()
+            size = len(render())
+            self.stdout.write(
+                f"  {fmt} from the same report: {(time.perf_counter() - began) * 1000:.0f} ms, "
+                f"{size / 1024:.0f} KiB"
+            )
         total = report["deletions"]["total"]
         self.stdout.write(
             f"Quarterly report 2026-Q2 ({in_quarter:,} events in the quarter; "
@@ -167,6 +182,18 @@ class Command(BaseCommand):
             f"median {median * 1000:.0f} ms of {runs} runs "
             f"(goal < {GOAL_SECONDS:.0f} s: {'met' if median < GOAL_SECONDS else 'NOT met'})"
         )
+
+
+def _formats(report):
+    from retention import report_formats as formats
+
+    tables = formats.quarterly_tables(report)
+    charts = formats.bar_charts(report)
+    return [
+        ("CSV", lambda: formats.to_csv(tables)),
+        ("XLSX", lambda: formats.to_xlsx(tables)),
+        ("PDF", lambda: formats.to_pdf(title=report["period"], tables=tables, charts=charts)),
+    ]
 
 
 YEAR_START = datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai")).isoformat()
@@ -250,10 +277,8 @@ INSERT INTO audit_auditevent (
     created_at, actor_id, actor_name, event_type, target_type, target_id, department_id,
     details, prev_hash, hash)
 SELECT timestamptz '{YEAR_START}' + (g::float / %(n)s) * interval '365 days',
-       NULL, 'bench', (%(types)s::int[])[1 + g %% 1000],
-       CASE WHEN (%(types)s::int[])[1 + g %% 1000] IN (500, 501) THEN 'retention.hold'
-            ELSE 'retention.deletionrequest' END,
-       (g %% 5000)::text, NULL,
+       NULL, 'bench', (%(types)s::int[])[1 + g %% 1000], (%(targets)s::text[])[1 + g %% 1000],
+       (1 + g %% %(requests)s)::text, NULL,
        jsonb_build_object('why', 'quota', 'reason', '例行', 'messages', 5, 'attempt', 2),
        {_HASHES}
 FROM generate_series(1, %(n)s) AS g
