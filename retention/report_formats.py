@@ -16,6 +16,8 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 
+from retention.roles import Role
+
 
 @dataclass(frozen=True)
 class Table:
@@ -25,8 +27,8 @@ class Table:
     rows: list[list[Any]]
 
 
-def _method_label(report: dict[str, Any]) -> dict[str, str]:
-    return {m["method"]: m["label"] for m in report["deletions"]["by_method"]}
+def role_label(role: str) -> str:
+    return str(Role(role).label) if role in Role.values else role
 
 
 def quarterly_tables(report: dict[str, Any]) -> list[Table]:
@@ -89,7 +91,13 @@ def quarterly_tables(report: dict[str, Any]) -> list[Table]:
             _("Approval latency per step"),
             [_("Step"), _("Role"), _("Approvals"), _("Median (s)"), _("90th percentile (s)")],
             [
-                [s["step"], s["role"], s["approvals"], s["median_seconds"], s["p90_seconds"]]
+                [
+                    s["step"],
+                    role_label(s["role"]),
+                    s["approvals"],
+                    s["median_seconds"],
+                    s["p90_seconds"],
+                ]
                 for s in report["approval_latency"]
             ],
         ),
@@ -98,7 +106,7 @@ def quarterly_tables(report: dict[str, Any]) -> list[Table]:
             _("Rejections"),
             [_("Request"), _("Step"), _("Role"), _("By"), _("Reason"), _("Time")],
             [
-                [r["request"], r["step"], r["role"], r["by"], r["reason"], r["at"]]
+                [r["request"], r["step"], role_label(r["role"]), r["by"], r["reason"], r["at"]]
                 for r in report["rejections"]["items"]
             ],
         ),

@@ -29,7 +29,14 @@ from retention.deletion.actions import (
 )
 from retention.deletion.recycle import do_restore_from_bin
 from retention.deletion.scope import resolve_scope
-from retention.models import Department, HoldKind, RequestMethod, RequestStatus, SignInDay
+from retention.models import (
+    Department,
+    Execution,
+    HoldKind,
+    RequestMethod,
+    RequestStatus,
+    SignInDay,
+)
 from retention.policies import do_grant_quota, do_update_policies
 from retention.reports import parse_quarter, quarterly_report
 from tests.conftest import make_chat
@@ -65,6 +72,10 @@ def file(member, method, **scope):
     return request
 
 
+def _run_of(request) -> int:
+    return Execution.objects.get(request=request).pk
+
+
 def run_now(request):
     started = runs.start_request(request.pk)
     assert started is not None
@@ -72,7 +83,7 @@ def run_now(request):
 
 
 @pytest.fixture
-def quarter(people, org):
+def quarter(people, org, settings, monkeypatch):
     """2026-Q3, with its answers in the returned dict."""
     for key, name in NAMES.items():
         Department.objects.filter(pk=getattr(org, key).pk).update(name=name)
@@ -176,6 +187,36 @@ def quarter(people, org):
     with clock(at(9, 6, 10)):
         do_release_hold(hold, acting_user=people.security, reason="案件结束")
 
+    # 7. A batch run killed after its first batch, resumed, then failed for good: one
+    # resumed and one failed job, and no deletion (nothing completed).
+    settings.QINGLI_WIPE_BATCH_MESSAGES = 1  # moves take 4 messages a batch
+    settings.QINGLI_WIPE_MAX_ATTEMPTS = 2
+    with clock(at(9, 10, 9)):
+        make_chat(org.shenzhen, [people.staff2], [f"故障{i}" for i in range(10)])
+        doomed = file(people.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk])
+    with clock(at(9, 10, 10)):
+        do_approve_step(doomed, acting_user=people.manager2)
+    real_step, steps = runs._step, []
+
+    def killed_after_one_batch(execution, worker):
+        if steps:
+            raise KeyboardInterrupt  # like SIGKILL: no cleanup, no failure recorded
+        steps.append(worker)
+        return real_step(execution, worker)
+
+    with clock(at(9, 11, 22)), pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(runs, "_step", killed_after_one_batch)
+        runs.run_execution(runs.start_request(doomed.pk).pk, worker="first")
+    monkeypatch.setattr(runs, "_step", real_step)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("磁盘已满")
+
+    monkeypatch.setattr(runs, "_move_batch", broken)
+    with clock(at(9, 11, 23)):
+        failed = runs.run_execution(_run_of(doomed))
+    assert failed.status == "failed" and failed.resumes == 1, failed.last_error
+
     # A personal deletion in the quarter after: not counted.
     with clock(at(10, 1, 0, 10)):
         late = make_chat(org.hangzhou, [people.staff], ["十月"])
@@ -186,6 +227,7 @@ def quarter(people, org):
         "second": second,
         "third": third,
         "wipe": wipe,
+        "doomed": doomed,
         "bytes": {
             "hangzhou_batch": utf8(*customer, *group, "六月"),
             "warehouse": utf8(*stock),
@@ -245,7 +287,7 @@ def test_approval_latency_rejections_holds_restores_and_refusals(quarter):
         {
             "step": 1,
             "role": "manager",
-            "approvals": 3,
+            "approvals": 4,  # 30 s, 1 h, 1 h and 2 h
             "median_seconds": 3600.0,
             "p90_seconds": 7200.0,
         },
@@ -276,7 +318,9 @@ def test_approval_latency_rejections_holds_restores_and_refusals(quarter):
     assert report["holds"]["released"]["count"] == 1
     assert report["holds"]["placed"]["items"][0]["reason"] == "诉讼保全"
     assert (report["restores"]["recycle_bin"], report["restores"]["messages"]) == (1, 3)
-    assert report["jobs"]["failed"]["count"] == report["jobs"]["resumed"]["count"] == 0
+    assert report["jobs"]["failed"]["count"] == report["jobs"]["resumed"]["count"] == 1
+    assert report["jobs"]["failed"]["items"][0]["request"] == quarter["doomed"].pk
+    assert report["jobs"]["failed"]["items"][0]["reason"].endswith("磁盘已满")
     assert report["rule_runs"] == {"count": 0, "messages": 0, "failed": 0}
 
 
@@ -376,6 +420,16 @@ def test_the_annual_assessment_lists_quarters_chain_findings_and_policy_changes(
     client.force_login(people.auditor)
     book = load_workbook(io.BytesIO(client.get("/reports/annual/2026/xlsx/").content))
     assert book.sheetnames == ["quarters", "chain", "open_findings", "policy_changes"]
+    rows = list(
+        csv.reader(io.StringIO(client.get("/reports/annual/2026/csv/").content.decode("utf-8-sig")))
+    )
+    assert [r[1:3] for r in rows if r[0] == "quarters"] == [
+        ["2026-Q1", "0"],
+        ["2026-Q2", "1"],
+        ["2026-Q3", "5"],
+        ["2026-Q4", "1"],
+    ]
+    assert client.get("/reports/annual/2026/pdf/").content.startswith(b"%PDF")
 
 
 # --- who may read, and bad input ------------------------------------------------------
