@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.utils import timezone
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
@@ -42,10 +43,11 @@ from retention.reports import parse_quarter, quarterly_report
 from tests.conftest import make_chat
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import people
+from tests.retention.test_retention_rules import admins, chats, enabled, new_rule, run_rules
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["people"]  # a fixture shared with the run tests
+__all__ = ["admins", "chats", "people"]  # fixtures shared with the run and rule tests
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NAMES = {"hangzhou": "杭州门店", "warehouse": "杭州仓库", "shenzhen": "深圳门店"}
 
@@ -343,6 +345,21 @@ def test_the_quarters_around_it_see_only_their_own_records(quarter):
     assert quarterly_report(2026, 2)["deletions"]["total"]["deletions"] == 1
     assert quarterly_report(2026, 4)["deletions"]["total"]["deletions"] == 1
     assert quarterly_report(2025, 3)["deletions"]["total"]["deletions"] == 0
+
+
+def test_a_retention_rule_run_counts_as_a_run_and_as_its_deletion(admins, org, chats):
+    """The rule tests' own clock: now, so the report of the current quarter."""
+    rule = enabled(new_rule(admins, department=org.hangzhou, keep_days=90), admins)
+    run_rules()
+    today = timezone.localdate()
+    report = quarterly_report(today.year, (today.month - 1) // 3 + 1)
+    # Hangzhou's customer and group chats each lose their 100-, 200- and 400-day-old messages.
+    assert report["rule_runs"] == {"count": 1, "messages": 6, "failed": 0}
+    retention = next(m for m in report["deletions"]["by_method"] if m["method"] == "retention")
+    assert (retention["deletions"], retention["messages"], retention["conversations"]) == (1, 6, 2)
+    assert [(p["username"], p["messages"]) for p in report["deletions"]["by_person"]] == [
+        (rule.approved_by.username, 6)
+    ]
 
 
 # --- pages, API and downloads --------------------------------------------------------
