@@ -14,15 +14,14 @@ past it. Its figures are recomputed when it is decided, and kept as they were th
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 import audit.log as audit
 from audit.events import EventType
@@ -30,6 +29,7 @@ from audit.models import ComplianceReview, ReviewKind, ReviewStatus
 from retention.deletion import notify
 from retention.deletion.errors import Conflict
 from retention.models import Member, RequestMethod, Tombstone, TombstoneState
+from retention.periods import BadPeriod, Quarter
 from retention.policies import get_policy
 from retention.roles import Role
 
@@ -134,46 +134,6 @@ def do_decide_review(
 
 # --- the quarterly recycle-bin review -----------------------------------------------------
 
-QUARTER_PATTERN = re.compile(r"(\d{4})-Q([1-4])")
-
-
-@dataclass(frozen=True)
-class Quarter:
-    year: int
-    number: int
-
-    @classmethod
-    def parse(cls, text: str) -> Quarter:
-        matched = QUARTER_PATTERN.fullmatch(text or "")
-        if not matched or not 2000 <= int(matched[1]) <= 2999:
-            raise ValidationError({"quarter": [_("Give a quarter like 2026-Q4.")]})
-        return cls(int(matched[1]), int(matched[2]))
-
-    @classmethod
-    def of(cls, moment: datetime) -> Quarter:
-        day = timezone.localtime(moment).date()
-        return cls(day.year, (day.month - 1) // 3 + 1)
-
-    def __str__(self) -> str:
-        return f"{self.year}-Q{self.number}"
-
-    @property
-    def start(self) -> datetime:
-        return _local_midnight(date(self.year, 3 * self.number - 2, 1))
-
-    @property
-    def end(self) -> datetime:
-        following = Quarter(self.year + self.number // 4, self.number % 4 + 1)
-        return following.start
-
-    def previous(self, n: int = 1) -> Quarter:
-        index = self.year * 4 + self.number - 1 - n
-        return Quarter(index // 4, index % 4 + 1)
-
-
-def _local_midnight(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, datetime.min.time()))
-
 
 def _totals(tombstones: QuerySet[Tombstone], *, listed: bool = False) -> dict:
     totals = tombstones.aggregate(
@@ -186,6 +146,18 @@ def _totals(tombstones: QuerySet[Tombstone], *, listed: bool = False) -> dict:
         ids = tombstones.values_list("request", flat=True).distinct().order_by("request")
         totals["request_ids"] = list(ids[:LISTED_REQUESTS])
     return totals
+
+
+# The figures of a recycle-bin review, in the order pages and reports show them.
+BIN_FIGURES = [
+    ("entered", gettext_lazy("Entered the bin")),
+    ("restored", gettext_lazy("Restored")),
+    ("purged", gettext_lazy("Purged")),
+    ("purged_early", gettext_lazy("Purged before their window ended")),
+    ("purged_late", gettext_lazy("Purged more than a day after their window")),
+    ("kept_past_window", gettext_lazy("Still in the bin a day past their window")),
+    ("in_bin_at_end", gettext_lazy("In the bin at the end of the quarter")),
+]
 
 
 def recycle_bin_figures(quarter: Quarter, *, now: datetime | None = None) -> dict:
@@ -219,10 +191,15 @@ def recycle_bin_figures(quarter: Quarter, *, now: datetime | None = None) -> dic
     }
 
 
-def do_open_recycle_bin_review(*, acting_user: Member, quarter: Quarter) -> ComplianceReview:
-    """An auditor starts (or returns to) the review of a quarter's recycle bin."""
+def do_open_recycle_bin_review(*, acting_user: Member, quarter: str) -> ComplianceReview:
+    """An auditor starts (or returns to) the review of a quarter's recycle bin
+    (``quarter`` like "2026-Q4")."""
     if not may_decide(acting_user):
         raise PermissionDenied(_("Only auditors review the recycle bin."))
+    try:
+        quarter = Quarter.parse(quarter)
+    except BadPeriod as exc:
+        raise ValidationError({"quarter": [str(exc)]}) from exc
     if quarter.start > timezone.now():
         raise ValidationError({"quarter": [_("That quarter has not begun yet.")]})
     with transaction.atomic():

@@ -22,6 +22,7 @@ SAMPLES = {
     "path": "x",
     "rule_action": "approve",
     "review_decision": "sign-off",
+    "report_format": "csv",
 }
 # Not protected by CSRF, on purpose: it takes credentials, not a cookie, and sets none.
 EXEMPT = {"/api/v1/auth/token/"}

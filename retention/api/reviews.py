@@ -162,7 +162,7 @@ class RecycleBinReviewView(APIView):
         _readable(request)
         form = BinReviewInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        quarter = reviews.Quarter.parse(form.validated_data["quarter"])
-        return _render(
-            reviews.do_open_recycle_bin_review(acting_user=request.user, quarter=quarter)
+        review = reviews.do_open_recycle_bin_review(
+            acting_user=request.user, quarter=form.validated_data["quarter"]
         )
+        return _render(review)

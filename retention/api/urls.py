@@ -3,7 +3,17 @@ from __future__ import annotations
 from django.urls import path
 
 from audit.models import ReviewStatus
-from retention.api import audit, exports, lockouts, recycle, requests, reviews, rules, views
+from retention.api import (
+    audit,
+    exports,
+    lockouts,
+    recycle,
+    reports,
+    requests,
+    reviews,
+    rules,
+    views,
+)
 from retention.api.ingest import IngestMessagesView
 
 urlpatterns = [
@@ -150,4 +160,15 @@ urlpatterns = [
     # Sign-in lockouts (admins)
     path("lockouts/", lockouts.LockoutListView.as_view(), name="api-lockouts"),
     path("lockouts/lift/", lockouts.LockoutLiftView.as_view(), name="api-lockout-lift"),
+    # Audit reports (auditors, admins)
+    path(
+        "reports/quarterly/<str:quarter>/",
+        reports.QuarterlyReportView.as_view(),
+        name="api-report-quarterly",
+    ),
+    path(
+        "reports/annual/<str:year>/",
+        reports.AnnualAssessmentView.as_view(),
+        name="api-report-annual",
+    ),
 ]

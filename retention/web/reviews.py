@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.models import ReviewStatus
 from retention import reviews
 from retention.deletion.actions import Conflict
+from retention.periods import Quarter
 
 REVIEWS_PER_PAGE = 50
 # Quarters offered for a recycle-bin review: this one and the ones before it.
@@ -29,16 +30,6 @@ SHOWN = {
     "signed_off": {"status": ReviewStatus.SIGNED_OFF},
     "all": {},
 }
-# The rows of a recycle-bin review's figures.
-BIN_ROWS = [
-    ("entered", gettext_lazy("Entered the bin")),
-    ("restored", gettext_lazy("Restored")),
-    ("purged", gettext_lazy("Purged")),
-    ("purged_early", gettext_lazy("Purged before their window ended")),
-    ("purged_late", gettext_lazy("Purged more than a day after their window")),
-    ("kept_past_window", gettext_lazy("Still in the bin a day past their window")),
-    ("in_bin_at_end", gettext_lazy("In the bin at the end of the quarter")),
-]
 TABS = [
     ("open", gettext_lazy("Awaiting review")),
     ("overdue", gettext_lazy("Overdue")),
@@ -53,7 +44,7 @@ class BinReviewForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        current = reviews.Quarter.of(timezone.now())
+        current = Quarter.of(timezone.now())
         self.fields["quarter"].choices = [
             (str(q), str(q)) for q in (current.previous(n) for n in range(BIN_QUARTERS))
         ]
@@ -113,8 +104,9 @@ def recycle_bin_review(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "; ".join(form.errors.get("quarter", [])))
         return redirect("reviews")
-    quarter = reviews.Quarter.parse(form.cleaned_data["quarter"])
-    review = reviews.do_open_recycle_bin_review(acting_user=request.user, quarter=quarter)
+    review = reviews.do_open_recycle_bin_review(
+        acting_user=request.user, quarter=form.cleaned_data["quarter"]
+    )
     return redirect("review", review_id=review.pk)
 
 
@@ -125,7 +117,9 @@ def _detail(request: HttpRequest, review, form: DecisionForm, status: int = 200)
         {
             "review": review,
             "summary": review.summary,
-            "bin_rows": [(key, label, review.summary.get(key, {})) for key, label in BIN_ROWS],
+            "bin_rows": [
+                (key, label, review.summary.get(key, {})) for key, label in reviews.BIN_FIGURES
+            ],
             "form": form,
             "may_decide": reviews.may_decide(request.user) and review.status == ReviewStatus.OPEN,
             "overdue": reviews.is_overdue(review, reviews.due_before()),

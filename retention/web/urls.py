@@ -5,6 +5,7 @@ from retention.web import (
     exports,
     lockouts,
     recycle,
+    reports,
     requests,
     reviews,
     rules,
@@ -29,6 +30,7 @@ def words(*allowed: str) -> type:
 
 register_converter(words("preview", "propose", "approve", "relax", "disable"), "rule_action")
 register_converter(words("sign-off", "flag"), "review_decision")
+register_converter(words("csv", "xlsx", "pdf"), "report_format")
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -154,4 +156,17 @@ urlpatterns = [
     # Sign-in lockouts (admins).
     path("lockouts/", lockouts.lockout_list, name="lockouts"),
     path("lockouts/lift/", lockouts.lockout_lift, name="lockout-lift"),
+    # Audit reports (auditors and admins).
+    path("reports/", reports.report_index, name="reports"),
+    path(
+        "reports/annual/<str:period>/<report_format:fmt>/",
+        reports.annual_download,
+        name="report-annual-download",
+    ),
+    path("reports/<str:period>/", reports.quarterly, name="report-quarterly"),
+    path(
+        "reports/<str:period>/<report_format:fmt>/",
+        reports.quarterly_download,
+        name="report-quarterly-download",
+    ),
 ]

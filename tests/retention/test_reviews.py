@@ -11,9 +11,11 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind, ReviewStatus
-from retention import exports, reviews
+from retention import exports
 from retention.models import Notification, RequestMethod, Tombstone, TombstoneState
+from retention.periods import Quarter
 from retention.policies import do_update_policies
+from retention.reports import quarterly_report
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, people, run, store
 
@@ -169,7 +171,7 @@ def bin_quarter(people, org, store):
     restored on day 3, its warehouse chat purged early on day 5, its customer chat purged
     late on day 10. Request B (Shenzhen, 1 conversation, 3 messages) entered on day 20
     and was never purged. A server-side wipe in the quarter is no part of the bin."""
-    quarter = reviews.Quarter.of(timezone.now()).previous()
+    quarter = Quarter.of(timezone.now()).previous()
     day = lambda n: quarter.start + timedelta(days=n)  # noqa: E731
     a = approved(people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk])
     b = approved(
@@ -255,6 +257,22 @@ def test_the_sign_off_keeps_the_figures_of_that_moment(client, people, store, bi
     event = AuditEvent.objects.get(event_type=EventType.REVIEW_SIGNED_OFF)
     assert event.details["period"] == str(quarter) and event.details["kind"] == "recycle_bin"
 
+    # The quarter's audit report shows the sign-off and the figures signed.
+    shown = quarterly_report(quarter.year, quarter.number)["recycle_bin_review"]
+    assert (shown["status"], shown["reviewer"], shown["finding"]) == (
+        "signed_off",
+        "auditor",
+        "已核对",
+    )
+    assert shown["figures"]["purged_early"]["request_ids"] == [a.pk]
+    page = client.get(reverse("report-quarterly", args=[str(quarter)])).content.decode()
+    assert "已核对" in page
+
+
+def test_the_report_says_when_nobody_has_reviewed_the_bin(people):
+    quarter = Quarter.of(timezone.now())
+    assert quarterly_report(quarter.year, quarter.number)["recycle_bin_review"] is None
+
 
 @pytest.mark.parametrize("quarter", ["2026-Q5", "26-Q1", "", "2026Q1"])
 def test_a_bad_quarter_is_a_400_that_says_so(people, quarter):
@@ -266,12 +284,12 @@ def test_a_bad_quarter_is_a_400_that_says_so(people, quarter):
 
 
 def test_a_future_quarter_cannot_be_reviewed_and_only_auditors_open_one(people):
-    future = reviews.Quarter.of(timezone.now()).previous(-1)
+    future = Quarter.of(timezone.now()).previous(-1)
     response = api_for(people.auditor).post(
         "/api/v1/reviews/recycle-bin/", {"quarter": str(future)}, format="json"
     )
     assert response.status_code == 400
-    current = str(reviews.Quarter.of(timezone.now()))
+    current = str(Quarter.of(timezone.now()))
     for member in (people.admin, people.manager):
         refused = api_for(member).post(
             "/api/v1/reviews/recycle-bin/", {"quarter": current}, format="json"
@@ -281,8 +299,8 @@ def test_a_future_quarter_cannot_be_reviewed_and_only_auditors_open_one(people):
 
 
 def test_quarters_start_and_end_at_local_midnight():
-    q4 = reviews.Quarter.parse("2026-Q4")
+    q4 = Quarter.parse("2026-Q4")
     assert (q4.start.month, q4.start.day, q4.end.year, q4.end.month) == (10, 1, 2027, 1)
-    assert q4.previous() == reviews.Quarter(2026, 3)
-    assert reviews.Quarter(2027, 1).previous(2) == q4.previous()
-    assert reviews.Quarter.of(q4.end - timedelta(seconds=1)) == q4
+    assert q4.previous() == Quarter(2026, 3)
+    assert Quarter(2027, 1).previous(2) == q4.previous()
+    assert Quarter.of(q4.end - timedelta(seconds=1)) == q4
