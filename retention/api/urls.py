@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from retention.api import exports, recycle, requests, rules, views
 from retention.api.ingest import IngestMessagesView
@@ -118,4 +118,6 @@ urlpatterns = [
     ),
     path("policies/", requests.PolicyView.as_view(), name="api-policies"),
     path("quota-grants/", requests.QuotaGrantView.as_view(), name="api-quota-grants"),
+    # Anything else under the API is a JSON 404, like a missing object.
+    re_path(r"^.*/$", views.not_found, name="api-not-found"),
 ]

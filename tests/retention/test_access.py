@@ -160,10 +160,14 @@ def test_bad_filters_get_a_400_that_says_what_is_wrong(cast, query):
     assert response.json()
 
 
-def test_page_size_is_bounded(cast, chats):
-    response = api_for(cast.director).get("/api/v1/conversations/?page_size=100000")
-    assert response.status_code == 200
-    assert len(response.data["results"]) <= 200
+def test_page_size_is_bounded_with_a_clear_400(cast, chats):
+    client = api_for(cast.director)
+    client.credentials(HTTP_ACCEPT_LANGUAGE="en")
+    assert len(client.get("/api/v1/conversations/?page_size=200").data["results"]) == 4
+    for size in ("100000", "0", "-1", "ten", "9" * 5000):
+        response = client.get(f"/api/v1/conversations/?page_size={size}")
+        assert response.status_code == 400, size
+        assert response.json() == {"page_size": ["Give a whole number from 1 to 200."]}
 
 
 def test_browser_filter_errors_show_on_the_form(client, cast):
