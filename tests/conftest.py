@@ -203,3 +203,31 @@ def database_url_for_subprocess() -> str:
 
     s = connection.settings_dict
     return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+# --- API credentials: the one place tests get them, so a change of token model is one edit.
+
+
+def api_token_for(member: Member) -> str:
+    """An API token of ``member``, as ``Authorization: Token <key>`` carries it."""
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.get_or_create(user=member)[0].key
+
+
+@pytest.fixture
+def api_as():
+    """``api_as(member)``: an APIClient signed in with the member's token (anonymous for
+    None) that asks for English answers."""
+    from rest_framework.test import APIClient
+
+    def make(member: Member | None):
+        client = APIClient()
+        client.credentials(HTTP_ACCEPT_LANGUAGE="en")
+        if member is not None:
+            client.credentials(
+                HTTP_AUTHORIZATION=f"Token {api_token_for(member)}", HTTP_ACCEPT_LANGUAGE="en"
+            )
+        return client
+
+    return make

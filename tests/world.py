@@ -1,0 +1,139 @@
+"""A populated company for tests that walk every endpoint: the access matrix, the
+mass-assignment and limit tests, and the API fuzzer.
+
+It extends the shared cast (``tests/conftest.py``) with one object of every kind that an
+endpoint can address, on both sides of the tree, so that every object route can be tried
+by a member who may see the object and by one from another department:
+
+- East (manager; staff in the Hangzhou store): ``pending`` (a batch the staff member
+  filed, waiting for the manager), ``personal`` (the staff member's own deletion),
+  ``binned`` (a batch that ran: in the recycle bin), ``hold`` (on the warehouse chat),
+  ``export`` (a ready export of ``binned``, asked for by the staff member) and
+  ``chat_export`` (the staff member's export of the Hangzhou customer chat).
+- South (manager2; staff2 in Shenzhen): ``south_pending``, a batch staff2 filed.
+- Company-wide: ``server`` (a server-side wipe the director filed), ``rule`` (a draft
+  retention rule), ``notification`` (the manager's, about ``pending``).
+
+Nothing here is enqueued: exports are built and runs worked in the test's own thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.utils import timezone
+
+from retention import jobs
+from retention.deletion import execution as runs
+from retention.deletion.actions import do_approve_step, do_file_request, do_place_hold
+from retention.deletion.rules import do_create_rule
+from retention.deletion.scope import resolve_scope
+from retention.exports import do_request_export
+from retention.models import (
+    Conversation,
+    DeletionRequest,
+    Export,
+    Hold,
+    Notification,
+    RequestMethod,
+    RetentionRule,
+    SignInDay,
+)
+from retention.roles import Role
+from tests.conftest import Cast, Org, make_chat, make_member
+
+REASON = "清理过期聊天记录"
+
+
+@dataclass
+class World:
+    org: Org
+    cast: Cast
+    chats: dict[str, Conversation]
+    pending: DeletionRequest
+    south_pending: DeletionRequest
+    personal: DeletionRequest
+    binned: DeletionRequest
+    server: DeletionRequest
+    hold: Hold
+    rule: RetentionRule
+    export: Export
+    chat_export: Export
+    notification: Notification
+
+
+def file(requester, method: str, **scope) -> DeletionRequest:
+    data = {"include_subdepartments": True, **scope}
+    resolved = resolve_scope(method, data, requester)
+    return do_file_request(requester=requester, scope=resolved, reason=REASON)[0]
+
+
+def warehouse_hold(cast: Cast, chats: dict[str, Conversation]) -> Hold:
+    """The security officer's legal hold on the warehouse chat (East)."""
+    return do_place_hold(
+        acting_user=cast.security,
+        kind="legal",
+        reason="诉讼保全",
+        conversations=[chats["warehouse"]],
+        departments=[],
+    )
+
+
+def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
+    cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)  # a second admin
+    today = timezone.localdate()
+    SignInDay.objects.bulk_create(
+        [
+            SignInDay(member=m, day=today - timedelta(days=i))
+            for m in vars(cast).values()
+            for i in range(5)
+        ]
+    )
+    chats = {
+        **chats,
+        "hangzhou_group": make_chat(org.hangzhou, [cast.staff], ["店内群消息", "盘点安排"]),
+    }
+
+    binned = file(cast.staff, RequestMethod.BATCH, conversations=[chats["hangzhou_group"].pk])
+    binned = do_approve_step(binned, acting_user=cast.manager)
+    started = runs.start_request(binned.pk, now=binned.scheduled_for)
+    runs.run_execution(started.pk)
+    binned.refresh_from_db()
+
+    export = do_request_export(binned, fmt="jsonl", acting_user=cast.staff)
+    jobs.build_export(export.pk)
+    export.refresh_from_db()
+    chat_export = do_request_export(chats["hangzhou"], fmt="csv", acting_user=cast.staff)
+
+    pending = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    south_pending = file(cast.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk])
+    personal = file(cast.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk])
+    server = file(cast.director, RequestMethod.SERVER, departments=[org.south.pk])
+    hold = warehouse_hold(cast, chats)
+    rule = do_create_rule(
+        acting_user=cast.admin,
+        name="客服会话保留 30 天",
+        keep_days=30,
+        action="bin",
+        department=org.hangzhou,
+        kind="customer",
+        excluded=[],
+    )
+    notification = Notification.objects.filter(recipient=cast.manager, request=pending).first()
+    assert notification is not None
+    return World(
+        org=org,
+        cast=cast,
+        chats=chats,
+        pending=pending,
+        south_pending=south_pending,
+        personal=personal,
+        binned=binned,
+        server=server,
+        hold=hold,
+        rule=rule,
+        export=export,
+        chat_export=chat_export,
+        notification=notification,
+    )
