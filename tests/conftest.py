@@ -231,3 +231,30 @@ def api_as():
         return client
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The figures of the hostile-client tests, when they ran: the role × endpoint matrix
+    (tests/retention/test_access.py) and the API fuzzing (tests/api/test_api_fuzz.py)."""
+    import sys
+
+    matrix = sys.modules.get("test_access")
+    figures = getattr(matrix, "FIGURES", {})
+    roles = [role for role in getattr(matrix, "MATRIX_ROLES", ()) if role in figures]
+    if roles:
+        terminalreporter.write_sep("-", "role x endpoint matrix")
+        terminalreporter.write_line(
+            f"{len(roles)} roles x {len(matrix.ROWS)} endpoints = "
+            f"{sum(figures[r] for r in roles)} cells: "
+            f"{sum(figures[f'{r} wrong'] for r in roles)} with an unexpected status, "
+            f"{sum(figures[f'{r} unexpected 2xx'] for r in roles)} unexpected 2xx"
+        )
+    fuzz = sys.modules.get("test_api_fuzz")
+    if fuzz is not None and fuzz.FIGURES["requests"]:
+        terminalreporter.write_sep("-", "API fuzzing (schemathesis)")
+        terminalreporter.write_line(
+            f"QINGLI_FUZZ_EXAMPLES={fuzz.EXAMPLES}: {len(fuzz.OPERATIONS)} operations, "
+            f"{fuzz.FIGURES['examples']} generated cases, each sent as {len(fuzz.ROLES)} "
+            f"roles ({', '.join(fuzz.ROLES)}): {fuzz.FIGURES['requests']} requests, "
+            f"{fuzz.FIGURES['failures']} failing"
+        )

@@ -12,7 +12,8 @@ by a member who may see the object and by one from another department:
   ``chat_export`` (the staff member's export of the Hangzhou customer chat).
 - South (manager2; staff2 in Shenzhen): ``south_pending``, a batch staff2 filed.
 - Company-wide: ``server`` (a server-side wipe the director filed), ``rule`` (a draft
-  retention rule), ``notification`` (the manager's, about ``pending``).
+  retention rule with its dry run), ``proposed_rule`` (proposed by ``admin_b``, awaiting a
+  second admin), ``notification`` (the manager's, about ``pending``).
 
 Nothing here is enqueued: exports are built and runs worked in the test's own thread.
 """
@@ -27,7 +28,7 @@ from django.utils import timezone
 from retention import jobs
 from retention.deletion import execution as runs
 from retention.deletion.actions import do_approve_step, do_file_request, do_place_hold
-from retention.deletion.rules import do_create_rule
+from retention.deletion.rules import do_create_rule, do_preview_rule, do_propose
 from retention.deletion.scope import resolve_scope
 from retention.exports import do_request_export
 from retention.models import (
@@ -58,6 +59,7 @@ class World:
     server: DeletionRequest
     hold: Hold
     rule: RetentionRule
+    proposed_rule: RetentionRule
     export: Export
     chat_export: Export
     notification: Notification
@@ -120,6 +122,17 @@ def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
         kind="customer",
         excluded=[],
     )
+    do_preview_rule(rule, acting_user=cast.admin)  # a dry run: it may now be proposed
+    proposed_rule = do_create_rule(
+        acting_user=cast.admin_b,
+        name="群聊保留一年",
+        keep_days=365,
+        action="bin",
+        kind="group",
+        excluded=[],
+    )
+    do_preview_rule(proposed_rule, acting_user=cast.admin_b)
+    do_propose(proposed_rule, acting_user=cast.admin_b)  # awaits a second admin
     notification = Notification.objects.filter(recipient=cast.manager, request=pending).first()
     assert notification is not None
     return World(
@@ -133,6 +146,7 @@ def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
         server=server,
         hold=hold,
         rule=rule,
+        proposed_rule=proposed_rule,
         export=export,
         chat_export=chat_export,
         notification=notification,

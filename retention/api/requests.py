@@ -289,6 +289,9 @@ class HoldListView(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         """Place a hold on conversations and/or department subtrees (security officers)."""
+        if not request.user.has_role(Role.SECURITY):
+            # Before any lookup, so the ids in the body tell a refused member nothing.
+            raise PermissionDenied(_("Only security officers place holds."))
         form = HoldInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data

@@ -24,6 +24,8 @@ MESSAGES_PER_PAGE = 50
 
 class SignInView(auth_views.LoginView):
     redirect_authenticated_user = True
+    # Django's form views take PUT as POST: a sign-in is a form post, nothing else.
+    http_method_names = ["get", "post", "head", "options"]
 
     def form_valid(self, form):
         response = super().form_valid(form)
