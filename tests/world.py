@@ -151,3 +151,50 @@ def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
         chat_export=chat_export,
         notification=notification,
     )
+
+
+def state() -> dict:
+    """What a refused or ignored call must leave as it was: every row a client could try
+    to change, and the audit log's length (every action writes to it)."""
+    from audit.models import AuditEvent
+    from retention.models import (
+        ApprovalStep,
+        ConversationHide,
+        Member,
+        Message,
+        Policy,
+        QuotaGrant,
+    )
+
+    return {
+        "requests": list(
+            DeletionRequest.objects.order_by("pk").values_list(
+                "pk", "status", "requester_id", "method", "scope", "reason", "scheduled_for"
+            )
+        ),
+        "steps": list(
+            ApprovalStep.objects.order_by("pk").values_list("pk", "status", "approver_id", "role")
+        ),
+        "members": list(
+            Member.objects.order_by("pk").values_list(
+                "pk", "department_id", "is_active", "is_staff", "is_superuser"
+            )
+        ),
+        "roles": list(
+            Member.groups.through.objects.order_by("pk").values_list("member_id", "group_id")
+        ),
+        "holds": list(Hold.objects.order_by("pk").values_list("pk", "released_at", "reason")),
+        "rules": list(
+            RetentionRule.objects.order_by("pk").values_list(
+                "pk", "status", "keep_days", "name", "department_id", "kind"
+            )
+        ),
+        "policies": list(Policy.objects.order_by("key").values_list("key", "value")),
+        "grants": QuotaGrant.objects.count(),
+        "exports": list(Export.objects.order_by("pk").values_list("pk", "status", "format")),
+        "hides": ConversationHide.objects.count(),
+        "unread": Notification.objects.filter(read_at__isnull=True).count(),
+        "conversations": Conversation.objects.count(),
+        "messages": Message.all_rows.count(),
+        "audit": AuditEvent.objects.count(),
+    }
