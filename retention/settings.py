@@ -237,6 +237,9 @@ QINGLI_MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 # (1,000 records of up to 20,000 characters). Over the bound: 413, nothing read or changed.
 QINGLI_MAX_API_BODY_BYTES = env.int("QINGLI_MAX_API_BODY_BYTES", default=1024 * 1024)
 QINGLI_MAX_INGEST_BODY_BYTES = env.int("QINGLI_MAX_INGEST_BODY_BYTES", default=30 * 1024 * 1024)
+# Exports: messages in one file, and exports one member may have waiting or running.
+QINGLI_MAX_EXPORT_MESSAGES = env.int("QINGLI_MAX_EXPORT_MESSAGES", default=5_000_000)
+QINGLI_MAX_OPEN_EXPORTS = env.int("QINGLI_MAX_OPEN_EXPORTS", default=3)
 # Browser forms and API JSON (Django's own check, read through request.body); ingest
 # batches are read by their own parser.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, QINGLI_MAX_API_BODY_BYTES)

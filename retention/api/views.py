@@ -150,7 +150,8 @@ class ConversationListView(generics.ListAPIView):
         )
         form = ConversationFilterForm(self.request.query_params, viewer=self.request.user)
         if not form.is_valid():
-            raise ValidationError(form.errors.get_json_data())
+            # The API's error shape: {"field": ["message", ...]}.
+            raise ValidationError({name: list(errors) for name, errors in form.errors.items()})
         return selectors.conversation_list(self.request.user, **form.selector_kwargs())
 
 
