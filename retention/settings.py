@@ -226,6 +226,7 @@ SPECTACULAR_SETTINGS = {
         "HoldKindEnum": "retention.models.HoldKind",
         "RequestMethodEnum": "retention.models.RequestMethod",
         "FilingMethodEnum": ["personal", "batch", "server"],
+        "ApproverRoleEnum": ["manager", "security", "admin"],
     },
 }
 

@@ -101,5 +101,5 @@ class IngestJSONParser(Bounded, parsers.BaseParser):
         try:
             text = data.decode(settings.DEFAULT_CHARSET)
         except UnicodeDecodeError as exc:
-            raise exceptions.ParseError(_("The body is not UTF-8 text.")) from exc
+            raise exceptions.ParseError(_("The body is not %(e)s text.") % {"e": "UTF-8"}) from exc
         return _loads(text)
