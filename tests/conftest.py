@@ -251,10 +251,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         )
     fuzz = sys.modules.get("test_api_fuzz")
     if fuzz is not None and fuzz.FIGURES["requests"]:
+        failed = [
+            report
+            for report in terminalreporter.stats.get("failed", [])
+            if "test_api_fuzz" in report.nodeid
+        ]
         terminalreporter.write_sep("-", "API fuzzing (schemathesis)")
         terminalreporter.write_line(
-            f"QINGLI_FUZZ_EXAMPLES={fuzz.EXAMPLES}: {len(fuzz.OPERATIONS)} operations, "
-            f"{fuzz.FIGURES['examples']} generated cases, each sent as {len(fuzz.ROLES)} "
-            f"roles ({', '.join(fuzz.ROLES)}): {fuzz.FIGURES['requests']} requests, "
-            f"{fuzz.FIGURES['failures']} failing"
+            f"QINGLI_FUZZ_EXAMPLES={fuzz.EXAMPLES}"
+            f"{' with boundary cases' if fuzz.COVERAGE else ''}: "
+            f"{len(fuzz.OPERATIONS)} operations, {fuzz.FIGURES['examples']} generated cases, "
+            f"each sent as {len(fuzz.ROLES)} roles ({', '.join(fuzz.ROLES)}): "
+            f"{fuzz.FIGURES['requests']} requests; {len(failed)} operations failing"
         )

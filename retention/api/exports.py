@@ -28,7 +28,7 @@ from retention.deletion.inputs import StrictSerializer
 from retention.deletion.selectors import requests_for
 from retention.models import Export, ExportFormat, ExportStatus
 from retention.selectors import conversations_for
-from retention.web.exports import file_response
+from retention.web.exports import CONTENT_TYPES, file_response
 
 
 class ExportInputSerializer(StrictSerializer):
@@ -163,9 +163,13 @@ class ExportDownloadView(APIView):
             )
         ],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The file, as an attachment."
-            ),
+            # The file as an attachment, in its format's media type (each with charset=utf-8).
+            **{
+                (200, media_type.split(";")[0]): OpenApiResponse(
+                    OpenApiTypes.BINARY, description=f"A {fmt} export, as an attachment."
+                )
+                for fmt, media_type in CONTENT_TYPES.items()
+            },
             403: FORBIDDEN,
             404: NOT_FOUND,
             409: CONFLICT,

@@ -119,5 +119,6 @@ urlpatterns = [
     path("policies/", requests.PolicyView.as_view(), name="api-policies"),
     path("quota-grants/", requests.QuotaGrantView.as_view(), name="api-quota-grants"),
     # Anything else under the API is a JSON 404, like a missing object.
-    re_path(r"^.*/$", views.not_found, name="api-not-found"),
+    # Any character, a newline too ([\s\S], not "."): a path may hold anything.
+    re_path(r"^[\s\S]*/$", views.not_found, name="api-not-found"),
 ]

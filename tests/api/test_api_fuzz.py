@@ -123,8 +123,4 @@ def test_the_api_survives_generated_requests(case, world):
     for role in ROLES:
         token = api_token_for(getattr(world.cast, role))
         FIGURES["requests"] += 1
-        try:
-            case.call_and_validate(headers={"Authorization": f"Token {token}"})
-        except Exception:
-            FIGURES["failures"] += 1
-            raise
+        case.call_and_validate(headers={"Authorization": f"Token {token}"})

@@ -208,3 +208,12 @@ def test_the_token_endpoint_is_throttled_per_address(db, api_as, settings):
     assert [c.status_code for c in codes[:20]] == [400] * 20
     assert codes[20].status_code == 429
     cache.clear()
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/requests/%0A/reject/", "/api/v1/requests/abc/", "/api/v1/nothing/"]
+)
+def test_paths_that_name_no_operation_are_a_json_404(db, api_as, path):
+    response = api_as(None).post(path, {}, format="json")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
