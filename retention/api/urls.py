@@ -118,7 +118,7 @@ urlpatterns = [
     ),
     path("policies/", requests.PolicyView.as_view(), name="api-policies"),
     path("quota-grants/", requests.QuotaGrantView.as_view(), name="api-quota-grants"),
-    # Anything else under the API is a JSON 404, like a missing object.
-    # Any character, a newline too ([\s\S], not "."): a path may hold anything.
+    # Anything else under the API is a JSON 404, like a missing object. Keep it LAST: a
+    # route after it is never reached. Any character, a newline too ([\s\S], not ".").
     re_path(r"^[\s\S]*/$", views.not_found, name="api-not-found"),
 ]
