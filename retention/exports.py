@@ -195,6 +195,8 @@ def do_request_export(
             {"format": [_("Choose one of: %(formats)s.") % {"formats": ", ".join(ExportFormat)}]}
         )
     is_request = isinstance(target, DeletionRequest)
+    if not on_behalf_of_system:
+        _check_bounds(target, acting_user)
     with transaction.atomic():
         export = Export.objects.create(
             request=target if is_request else None,
@@ -234,6 +236,29 @@ def _enqueue_build(export_id: int) -> None:
 def _job_pending(export_id: int) -> bool:
     job = django_rq.get_queue(QUEUE).fetch_job(_job_id(export_id))
     return job is not None and job.get_status() in PENDING_JOB_STATUSES
+
+
+def _check_bounds(target: Target, member: Member) -> None:
+    """One member cannot make the workers write without end: at most
+    ``QINGLI_MAX_OPEN_EXPORTS`` of their exports wait or run at once, and one export holds
+    at most ``QINGLI_MAX_EXPORT_MESSAGES`` messages."""
+    waiting = Export.objects.filter(
+        requested_by=member, system=False, status__in=[ExportStatus.QUEUED, ExportStatus.RUNNING]
+    ).count()
+    if waiting >= settings.QINGLI_MAX_OPEN_EXPORTS:
+        message = _(
+            "%(n)d of your exports are still being written; ask for another once one is ready."
+        )
+        raise ValidationError({"export": [message % {"n": waiting}]})
+    if isinstance(target, DeletionRequest):
+        size = int((target.preview or {}).get("messages") or 0)
+    else:
+        size = Message.all_rows.filter(conversation=target).count()
+    if size > settings.QINGLI_MAX_EXPORT_MESSAGES:
+        message = _("This export would hold %(n)d messages; one export holds at most %(max)d.")
+        raise ValidationError(
+            {"export": [message % {"n": size, "max": settings.QINGLI_MAX_EXPORT_MESSAGES}]}
+        )
 
 
 def _newest_id(conversation: Conversation) -> int:

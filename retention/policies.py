@@ -123,7 +123,7 @@ def _chains(value: Any) -> dict:
             raise ValidationError(
                 _("The %(method)s chain needs at least one step.") % {"method": method}
             )
-        unknown = [r for r in roles if r not in APPROVER_ROLES]
+        unknown = [r for r in roles if not isinstance(r, str) or r not in APPROVER_ROLES]
         if unknown:
             raise ValidationError(
                 _("Unknown approver role %(role)s; use manager, security or admin.")

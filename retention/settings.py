@@ -258,6 +258,10 @@ REST_FRAMEWORK = {
     ],
     # Deny by default: every view must name what it allows.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, bounded (QINGLI_MAX_API_BODY_BYTES) before a byte is read; views that take
+    # more say so.
+    "DEFAULT_PARSER_CLASSES": ["retention.api.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "retention.api.parsers.BoundedContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "retention.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -274,12 +278,18 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every operation also documents the refusals any client may meet (401, 404, 413, ...).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "retention.api.schema.document_refusals",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "ConversationKindEnum": "retention.models.ConversationKind",
         "SensitivityEnum": "retention.models.Sensitivity",
         "HoldKindEnum": "retention.models.HoldKind",
         "RequestMethodEnum": "retention.models.RequestMethod",
         "FilingMethodEnum": ["personal", "batch", "server"],
+        "ApproverRoleEnum": ["manager", "security", "admin"],
     },
 }
 
@@ -293,7 +303,16 @@ QINGLI_SECOND_FACTOR_PENDING_SECONDS = 300
 QINGLI_MAX_BODY_CHARS = 20_000
 QINGLI_MAX_INGEST_BATCH = 1_000
 QINGLI_MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = 30 * 1024 * 1024
+# Request bodies: API calls carry ids and short texts; ingest batches carry message bodies
+# (1,000 records of up to 20,000 characters). Over the bound: 413, nothing read or changed.
+QINGLI_MAX_API_BODY_BYTES = env.int("QINGLI_MAX_API_BODY_BYTES", default=1024 * 1024)
+QINGLI_MAX_INGEST_BODY_BYTES = env.int("QINGLI_MAX_INGEST_BODY_BYTES", default=30 * 1024 * 1024)
+# Exports: messages in one file, and exports one member may have waiting or running.
+QINGLI_MAX_EXPORT_MESSAGES = env.int("QINGLI_MAX_EXPORT_MESSAGES", default=5_000_000)
+QINGLI_MAX_OPEN_EXPORTS = env.int("QINGLI_MAX_OPEN_EXPORTS", default=3)
+# Browser forms and API JSON (Django's own check, read through request.body); ingest
+# batches are read by their own parser.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, QINGLI_MAX_API_BODY_BYTES)
 
 LOGGING = {
     "version": 1,

@@ -276,3 +276,63 @@ def database_url_for_subprocess() -> str:
 
     s = connection.settings_dict
     return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+# --- API credentials: the one place tests get them, so a change of token model is one edit.
+
+
+def api_token_for(member: Member) -> str:
+    """An API token of ``member``, as ``Authorization: Token <key>`` carries it: issued
+    after a second-factor check, so it may take every action the member's roles allow."""
+    return api_token(member)
+
+
+@pytest.fixture
+def api_as():
+    """``api_as(member)``: an APIClient signed in with the member's token (anonymous for
+    None) that asks for English answers."""
+    from rest_framework.test import APIClient
+
+    def make(member: Member | None):
+        client = APIClient()
+        client.credentials(HTTP_ACCEPT_LANGUAGE="en")
+        if member is not None:
+            client.credentials(
+                HTTP_AUTHORIZATION=f"Token {api_token_for(member)}", HTTP_ACCEPT_LANGUAGE="en"
+            )
+        return client
+
+    return make
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The figures of the hostile-client tests, when they ran: the role × endpoint matrix
+    (tests/retention/test_access.py) and the API fuzzing (tests/api/test_api_fuzz.py)."""
+    import sys
+
+    matrix = sys.modules.get("test_access")
+    figures = getattr(matrix, "FIGURES", {})
+    roles = [role for role in getattr(matrix, "MATRIX_ROLES", ()) if role in figures]
+    if roles:
+        terminalreporter.write_sep("-", "role x endpoint matrix")
+        terminalreporter.write_line(
+            f"{len(roles)} roles x {len(matrix.ROWS)} endpoints = "
+            f"{sum(figures[r] for r in roles)} cells: "
+            f"{sum(figures[f'{r} wrong'] for r in roles)} with an unexpected status, "
+            f"{sum(figures[f'{r} unexpected 2xx'] for r in roles)} unexpected 2xx"
+        )
+    fuzz = sys.modules.get("test_api_fuzz")
+    if fuzz is not None and fuzz.FIGURES["requests"]:
+        failed = [
+            report
+            for report in terminalreporter.stats.get("failed", [])
+            if "test_api_fuzz" in report.nodeid
+        ]
+        terminalreporter.write_sep("-", "API fuzzing (schemathesis)")
+        terminalreporter.write_line(
+            f"QINGLI_FUZZ_EXAMPLES={fuzz.EXAMPLES}"
+            f"{' with boundary cases' if fuzz.COVERAGE else ''}: "
+            f"{len(fuzz.OPERATIONS)} operations, {fuzz.FIGURES['examples']} generated cases, "
+            f"each sent as {len(fuzz.ROLES)} roles ({', '.join(fuzz.ROLES)}): "
+            f"{fuzz.FIGURES['requests']} requests; {len(failed)} operations failing"
+        )

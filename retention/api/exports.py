@@ -15,22 +15,23 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.log import client_ip
 from retention import exports
+from retention.api.parsers import JSONParser
 from retention.api.request_serializers import DetailSerializer
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
+from retention.deletion.inputs import StrictSerializer
 from retention.deletion.selectors import requests_for
 from retention.models import Export, ExportFormat, ExportStatus
 from retention.selectors import conversations_for
-from retention.web.exports import file_response
+from retention.web.exports import CONTENT_TYPES, file_response
 
 
-class ExportInputSerializer(serializers.Serializer):
+class ExportInputSerializer(StrictSerializer):
     format = serializers.ChoiceField(
         choices=ExportFormat.choices,
         error_messages={"invalid_choice": _("Choose jsonl, csv or html.")},
@@ -156,9 +157,13 @@ class ExportDownloadView(APIView):
             )
         ],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The file, as an attachment."
-            ),
+            # The file as an attachment, in its format's media type (each with charset=utf-8).
+            **{
+                (200, media_type.split(";")[0]): OpenApiResponse(
+                    OpenApiTypes.BINARY, description=f"A {fmt} export, as an attachment."
+                )
+                for fmt, media_type in CONTENT_TYPES.items()
+            },
             403: FORBIDDEN,
             404: NOT_FOUND,
             409: CONFLICT,

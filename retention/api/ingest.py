@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import (
@@ -15,13 +14,13 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit import log as audit
+from retention.api.parsers import IngestJSONParser
 from retention.ingest import (
     INGEST_PERMISSION,
     ConversationRecordSerializer,
@@ -150,7 +149,7 @@ class IngestMessagesView(APIView):
 
     permission_classes = [IsAuthenticated, CanIngest]
     # JSON only: records are nested objects that form encodings cannot carry.
-    parser_classes = [JSONParser]
+    parser_classes = [IngestJSONParser]
 
     @extend_schema(
         request=IngestBatchSerializer,
@@ -163,15 +162,8 @@ class IngestMessagesView(APIView):
         tags=["ingest"],
     )
     def post(self, request: Request) -> Response:
-        # DRF reads JSON from the stream, bypassing Django's body-size check: do it here.
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if length.isdigit() and int(length) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            return Response(
-                {"detail": _("Request body too large; send smaller batches.")},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
         try:
-            body = request.data
+            body = request.data  # IngestJSONParser refuses an oversized body with 413
         except ParseError as exc:
             return _bad_request(str(exc.detail), [record_error(None, None, None, str(exc.detail))])
         form = IngestBatchSerializer(data=body)

@@ -6,12 +6,12 @@ from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from retention import signin
+from retention.api.parsers import JSONParser
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
 from retention.models import Member
 from retention.roles import Role

@@ -8,12 +8,13 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from retention.api.parsers import JSONParser
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
+from retention.deletion.inputs import StrictSerializer, id_list
 from retention.deletion.recycle import bin_items, bin_requests_for, do_restore_from_bin
 from retention.models import DeletionRequest
 from retention.second_factor import verified
@@ -64,13 +65,11 @@ class BinEntrySerializer(serializers.ModelSerializer):
         return BinConversationSerializer(self.context["items"][entry.pk], many=True).data
 
 
-class RestoreInputSerializer(serializers.Serializer):
-    conversations = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
-        required=False,
+class RestoreInputSerializer(StrictSerializer):
+    conversations = id_list(
         allow_empty=False,
-        max_length=10_000,
-        help_text="Restore only these conversations; leave out to restore the whole request.",
+        help_text="Restore only these conversations (at most 1000); leave out to restore "
+        "the whole request.",
     )
 
 

@@ -116,7 +116,9 @@ class ScopeField(serializers.JSONField):
 
 class StepSerializer(serializers.ModelSerializer):
     status = serializers.CharField(help_text="waiting, pending, approved, rejected or cancelled")
-    approver = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approver = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Null until decided."
+    )
     because = serializers.CharField(help_text="Why this step exists, if it is not the default.")
 
     class Meta:
@@ -225,7 +227,9 @@ class HoldSerializer(serializers.ModelSerializer):
     conversations = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     departments = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     placed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    released_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    released_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Null while active."
+    )
     is_active = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -282,36 +286,58 @@ class QuotaGrantSerializer(serializers.ModelSerializer):
 # --- policies (schema only: the values are passed through as stored) ----------------------
 
 
+# The bounds below are those ``policies.VALIDATORS`` enforce, so the schema states them.
+
+
 class ExecutionWindowSerializer(serializers.Serializer):
-    start = serializers.CharField(help_text="HH:MM, local time")
-    end = serializers.CharField(help_text="HH:MM; before start: the window crosses midnight")
+    start = serializers.RegexField(
+        r"^([01][0-9]|2[0-3]):[0-5][0-9]$", help_text="HH:MM, local time"
+    )
+    end = serializers.RegexField(
+        r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        help_text="HH:MM, not the start; before start: the window crosses midnight",
+    )
 
 
 class CostTierSerializer(serializers.Serializer):
-    up_to_messages = serializers.IntegerField(allow_null=True, help_text="null: no upper bound")
-    cny = serializers.IntegerField()
+    up_to_messages = serializers.IntegerField(
+        min_value=1,
+        max_value=10**12,
+        allow_null=True,
+        help_text="Ascending; null for the last tier, and only for it (no upper bound).",
+    )
+    cny = serializers.IntegerField(min_value=0, max_value=10_000_000)
+
+
+def _chain(**kwargs) -> serializers.ListField:
+    roles = serializers.ChoiceField(choices=["manager", "security", "admin"])
+    return serializers.ListField(child=roles, **kwargs)
 
 
 class ApprovalChainsSerializer(serializers.Serializer):
-    batch = serializers.ListField(child=serializers.CharField())
-    server = serializers.ListField(child=serializers.CharField())
+    batch = _chain(min_length=1)
+    server = _chain(min_length=2)
+
+
+def _days(maximum: int, minimum: int = 0) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=minimum, max_value=maximum)
 
 
 class PoliciesSerializer(serializers.Serializer):
     """Every policy with its current value. A PATCH sends only the keys to change."""
 
-    personal_monthly_quota = serializers.IntegerField()
-    batch_min_consecutive_signin_days = serializers.IntegerField()
-    batch_delay_hours = serializers.IntegerField()
-    server_delay_hours = serializers.IntegerField()
+    personal_monthly_quota = _days(1000)
+    batch_min_consecutive_signin_days = _days(365)
+    batch_delay_hours = _days(24 * 90)
+    server_delay_hours = _days(24 * 90)
     execution_window = ExecutionWindowSerializer(allow_null=True, help_text="null: any time")
-    recycle_bin_days = serializers.IntegerField()
-    server_cost_tiers = CostTierSerializer(many=True)
+    recycle_bin_days = _days(365)
+    server_cost_tiers = CostTierSerializer(many=True, min_length=1)
     approval_chains = ApprovalChainsSerializer()
-    retention_grace_days = serializers.IntegerField()
-    approval_expiry_days = serializers.IntegerField()
-    export_keep_days = serializers.IntegerField(help_text="1 to 3650")
-    review_due_days = serializers.IntegerField(help_text="1 to 365")
+    retention_grace_days = _days(365)
+    approval_expiry_days = _days(365)
+    export_keep_days = _days(3650, minimum=1)
+    review_due_days = _days(365, minimum=1)
     require_second_factor = serializers.BooleanField(
         help_text="Approving, holds, policy changes and restores need a TOTP second factor."
     )

@@ -16,12 +16,12 @@ from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from retention import selectors
+from retention.api.parsers import JSONParser
 from retention.api.request_serializers import (
     DetailSerializer,
     HideResultSerializer,
@@ -34,6 +34,7 @@ from retention.api.request_serializers import (
     RequestDetailSerializer,
     RequestSerializer,
 )
+from retention.api.views import check_filters
 from retention.deletion import actions
 from retention.deletion.inputs import (
     DecisionSerializer,
@@ -79,7 +80,7 @@ def _visible_request(request: Request, request_id: int) -> DeletionRequest:
     return get_object_or_404(requests_for(request.user), pk=request_id)
 
 
-def _visible(queryset: QuerySet, ids: list[int], field: str) -> list[Model]:
+def visible_among(queryset: QuerySet, ids: list[int], field: str) -> list[Model]:
     """The objects with these ids among those the caller may see; unknown and invisible
     ids are refused alike, naming the field."""
     found = list(queryset.filter(pk__in=ids))
@@ -100,6 +101,7 @@ class RequestListView(generics.ListAPIView):
     filterset_fields = ["status", "method"]
 
     def get_queryset(self) -> QuerySet[DeletionRequest]:
+        check_filters(self.request.query_params, self.filterset_fields)
         steps = ApprovalStep.objects.select_related("approver")
         return requests_for(self.request.user).prefetch_related(Prefetch("steps", steps))
 
@@ -296,6 +298,9 @@ class HoldListView(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         """Place a hold on conversations and/or department subtrees (security officers)."""
+        if not request.user.has_role(Role.SECURITY):
+            # Before any lookup, so the ids in the body tell a refused member nothing.
+            raise PermissionDenied(_("Only security officers place holds."))
         form = HoldInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
@@ -306,8 +311,10 @@ class HoldListView(generics.ListAPIView):
             verified_second_factor=verified(request),
             kind=data["kind"],
             reason=data["reason"],
-            conversations=_visible(conversations, data.get("conversations", []), "conversations"),
-            departments=_visible(
+            conversations=visible_among(
+                conversations, data.get("conversations", []), "conversations"
+            ),
+            departments=visible_among(
                 selectors.departments_for(viewer), data.get("departments", []), "departments"
             ),
         )

@@ -10,14 +10,15 @@ from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from retention import selectors
-from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
+from retention.api.parsers import JSONParser
+from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND, visible_among
 from retention.deletion import rules
+from retention.deletion.inputs import StrictSerializer, id_list
 from retention.deletion.rules import RULE_READERS
 from retention.models import (
     Conversation,
@@ -30,11 +31,17 @@ from retention.second_factor import verified
 
 
 class RuleSerializer(serializers.ModelSerializer):
-    department = serializers.PrimaryKeyRelatedField(read_only=True)
+    department = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="Null: every department."
+    )
     excluded_conversations = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    proposed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    approved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    proposed_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    approved_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     status = serializers.CharField(
         help_text="draft, pending (awaits a second admin), scheduled (in its grace period), "
         "active or disabled"
@@ -69,7 +76,7 @@ class RuleSerializer(serializers.ModelSerializer):
         ]
 
 
-class RuleInputSerializer(serializers.Serializer):
+class RuleInputSerializer(StrictSerializer):
     name = serializers.CharField(max_length=120)
     keep_days = serializers.IntegerField(min_value=1, max_value=36500)
     action = serializers.ChoiceField(choices=RuleAction.choices)
@@ -79,12 +86,10 @@ class RuleInputSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=[("", "any"), *ConversationKind.choices], required=False, default=""
     )
-    excluded_conversations = serializers.PrimaryKeyRelatedField(
-        queryset=Conversation.objects.all(), many=True, required=False, default=list
-    )
+    excluded_conversations = id_list(default=list, help_text="Conversations the rule skips.")
 
 
-class ProposeInputSerializer(serializers.Serializer):
+class ProposeInputSerializer(StrictSerializer):
     keep_days = serializers.IntegerField(
         min_value=1,
         max_value=36500,
@@ -93,7 +98,7 @@ class ProposeInputSerializer(serializers.Serializer):
     )
 
 
-class RelaxInputSerializer(serializers.Serializer):
+class RelaxInputSerializer(StrictSerializer):
     keep_days = serializers.IntegerField(min_value=1, max_value=36500, required=False)
     disable = serializers.BooleanField(required=False, default=False)
 
@@ -173,7 +178,9 @@ class RuleListView(generics.ListAPIView):
             action=data["action"],
             department=data["department"],
             kind=data["kind"],
-            excluded=data["excluded_conversations"],
+            excluded=visible_among(
+                Conversation.objects.all(), data["excluded_conversations"], "excluded_conversations"
+            ),
         )
         return Response(RuleSerializer(rule).data, status=status.HTTP_201_CREATED)
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from audit.models import ReviewStatus
 from retention.api import (
@@ -171,4 +171,7 @@ urlpatterns = [
         reports.AnnualAssessmentView.as_view(),
         name="api-report-annual",
     ),
+    # Anything else under the API is a JSON 404, like a missing object. Keep it LAST: a
+    # route after it is never reached. Any character, a newline too ([\s\S], not ".").
+    re_path(r"^[\s\S]*/$", views.not_found, name="api-not-found"),
 ]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
@@ -18,6 +20,8 @@ from rest_framework.views import APIView
 
 from retention import second_factor, selectors
 from retention.actions import do_record_failed_sign_in
+from retention.api.parsers import FormParser, JSONParser, MultiPartParser
+from retention.api.request_serializers import DetailSerializer
 from retention.api.serializers import (
     ApiTokenSerializer,
     ConversationDetailSerializer,
@@ -32,6 +36,12 @@ from retention.crypto import KeyDestroyedError
 from retention.forms import ConversationFilterForm
 from retention.models import ApiToken, Conversation, DataKey, Department, Message
 from retention.tokens import do_issue_token, do_revoke_token, tokens_for
+
+
+@csrf_exempt  # it changes nothing, and a POST to a wrong path deserves the same JSON 404
+def not_found(request: HttpRequest) -> JsonResponse:
+    """A path under the API that names no operation (or an id that is not a number)."""
+    return JsonResponse({"detail": _("Not found.")}, status=404)
 
 
 class TokenThrottle(AnonRateThrottle):
@@ -54,10 +64,20 @@ class ObtainTokenView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [TokenThrottle]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     @extend_schema(
         request=TokenRequestSerializer,
-        responses={200: TokenSerializer, 400: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT},
+        responses={
+            200: TokenSerializer,
+            400: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description='A field missing, or "Username or password is not correct."',
+            ),
+            429: OpenApiResponse(
+                DetailSerializer, description="Too many attempts from this address; wait."
+            ),
+        },
         tags=["auth"],
     )
     def post(self, request: Request) -> Response:
@@ -166,6 +186,25 @@ CONVERSATION_FILTERS = [
 ]
 
 
+def check_filters(params, names: list[str], *, booleans: tuple[str, ...] = ()) -> None:
+    """Filters sent empty, twice, or as a boolean other than true/false are a mistake in a
+    script (the browser form is lenient; the API is not a form): say so, rather than quietly
+    not filtering."""
+    errors = {}
+    for name in names:
+        values = params.getlist(name)
+        if not values:
+            continue
+        if len(values) > 1:
+            errors[name] = [_("Give this parameter once.")]
+        elif not values[0].strip():
+            errors[name] = [_("Leave the parameter out, or give it a value.")]
+        elif name in booleans and values[0] not in ("true", "false"):
+            errors[name] = [_("Give true or false.")]
+    if errors:
+        raise ValidationError(errors)
+
+
 class ConversationListView(generics.ListAPIView):
     serializer_class = ConversationSerializer
     queryset = Conversation.objects.none()  # for the schema; requests use get_queryset
@@ -175,9 +214,15 @@ class ConversationListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
+        check_filters(
+            self.request.query_params,
+            [p.name for p in CONVERSATION_FILTERS if p.name != "q"],
+            booleans=("include_subdepartments",),
+        )
         form = ConversationFilterForm(self.request.query_params, viewer=self.request.user)
         if not form.is_valid():
-            raise ValidationError(form.errors.get_json_data())
+            # The API's error shape: {"field": ["message", ...]}.
+            raise ValidationError({name: list(errors) for name, errors in form.errors.items()})
         return selectors.conversation_list(self.request.user, **form.selector_kwargs())
 
 

@@ -13,14 +13,39 @@ from retention.models import HoldKind, RequestMethod
 MAX_IDS = 1000
 
 
+def json_type_error(field: serializers.Field, value) -> str | None:
+    """Why ``value`` is not of the JSON type the field declares (None if it is). DRF would
+    quietly turn 12 into "12", "1" into 1 and "yes" into true; the schema promises types."""
+    if value is None:
+        return None if field.allow_null else str(field.error_messages["null"])
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else str(_("Must be true or false."))
+    if isinstance(field, serializers.IntegerField):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else str(_("Must be a whole number."))
+    if isinstance(field, serializers.CharField | serializers.DateField):
+        return None if isinstance(value, str) else str(_("Must be a string."))
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        for item in value:
+            error = json_type_error(field.child, item)
+            if error:
+                return error
+    return None
+
+
 class StrictSerializer(serializers.Serializer):
-    """Refuses keys it does not know, so a typo is an error, not a silent no-op."""
+    """Refuses keys it does not know, so a typo is an error, not a silent no-op, and values
+    of another JSON type than the field's (see ``json_type_error``)."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: [_("Unknown field.")] for key in unknown})
+            errors = {key: [_("Unknown field.")] for key in sorted(set(data) - set(self.fields))}
+            for name, field in self.fields.items():
+                error = None if name not in data else json_type_error(field, data[name])
+                if error:
+                    errors[name] = [error]
+            if errors:
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
 

@@ -29,6 +29,8 @@ class SignInView(auth_views.LoginView):
     django-axes middleware answers with the lockout page instead of the form."""
 
     redirect_authenticated_user = True
+    # Django's form views take PUT as POST: a sign-in is a form post, nothing else.
+    http_method_names = ["get", "post", "head", "options"]
 
     def form_valid(self, form):
         member = form.get_user()

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.deletion.actions import do_file_request, do_place_hold
+from retention.deletion.actions import do_file_request
 from retention.deletion.scope import resolve_scope
 from retention.models import (
     ConversationHide,
@@ -27,6 +27,7 @@ from retention.models import (
 )
 from retention.policies import DEFAULTS
 from tests.conftest import api_client_for
+from tests.world import warehouse_hold
 
 pytestmark = pytest.mark.django_db
 
@@ -587,14 +588,7 @@ def world(regulars, org, chats):
     pending = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     personal = file(cast.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk])
     assert (pending.status, personal.status) == (RequestStatus.PENDING, RequestStatus.COMPLETED)
-    hold = do_place_hold(
-        acting_user=cast.security,
-        kind="legal",
-        reason="诉讼保全",
-        conversations=[chats["warehouse"]],
-        departments=[],
-        verified_second_factor=True,
-    )
+    hold = warehouse_hold(cast, chats)
     return SimpleNamespace(
         cast=cast, org=org, chats=chats, pending=pending, personal=personal, hold=hold
     )

@@ -467,9 +467,16 @@ def test_records_may_come_in_any_order(admin_client):
 
 
 def test_an_oversized_request_is_refused_before_parsing(admin_client, settings):
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    settings.QINGLI_MAX_INGEST_BODY_BYTES = 100
 
     response = post(admin_client, batch())
 
     assert response.status_code == 413
+    assert "at most 100 bytes" in response.json()["detail"]
     assert Conversation.objects.count() == 0
+
+
+def test_a_batch_larger_than_other_api_bodies_is_read(admin_client, settings):
+    settings.QINGLI_MAX_API_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+
+    assert post(admin_client, batch()).status_code == 201

@@ -1,0 +1,201 @@
+"""A populated company for tests that walk every endpoint: the access matrix, the
+mass-assignment and limit tests, and the API fuzzer.
+
+It extends the shared cast (``tests/conftest.py``) with one object of every kind that an
+endpoint can address, on both sides of the tree, so that every object route can be tried
+by a member who may see the object and by one from another department:
+
+- East (manager; staff in the Hangzhou store): ``pending`` (a batch the staff member
+  filed, waiting for the manager), ``personal`` (the staff member's own deletion),
+  ``binned`` (a batch that ran: in the recycle bin), ``hold`` (on the warehouse chat),
+  ``export`` (a ready export of ``binned``, asked for by the staff member) and
+  ``chat_export`` (the staff member's export of the Hangzhou customer chat).
+- South (manager2; staff2 in Shenzhen): ``south_pending``, a batch staff2 filed.
+- Company-wide: ``server`` (a server-side wipe the director filed), ``rule`` (a draft
+  retention rule with its dry run), ``proposed_rule`` (proposed by ``admin_b``, awaiting a
+  second admin), ``notification`` (the manager's, about ``pending``).
+
+Nothing here is enqueued: exports are built and runs worked in the test's own thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.utils import timezone
+
+from retention import jobs
+from retention.deletion import execution as runs
+from retention.deletion.actions import do_approve_step, do_file_request, do_place_hold
+from retention.deletion.rules import do_create_rule, do_preview_rule, do_propose
+from retention.deletion.scope import resolve_scope
+from retention.exports import do_request_export
+from retention.models import (
+    Conversation,
+    DeletionRequest,
+    Export,
+    Hold,
+    Notification,
+    RequestMethod,
+    RetentionRule,
+    SignInDay,
+)
+from retention.roles import Role
+from tests.conftest import Cast, Org, make_chat, make_member
+
+REASON = "清理过期聊天记录"
+
+
+@dataclass
+class World:
+    org: Org
+    cast: Cast
+    chats: dict[str, Conversation]
+    pending: DeletionRequest
+    south_pending: DeletionRequest
+    personal: DeletionRequest
+    binned: DeletionRequest
+    server: DeletionRequest
+    hold: Hold
+    rule: RetentionRule
+    proposed_rule: RetentionRule
+    export: Export
+    chat_export: Export
+    notification: Notification
+
+
+def file(requester, method: str, **scope) -> DeletionRequest:
+    data = {"include_subdepartments": True, **scope}
+    resolved = resolve_scope(method, data, requester)
+    return do_file_request(requester=requester, scope=resolved, reason=REASON)[0]
+
+
+def warehouse_hold(cast: Cast, chats: dict[str, Conversation]) -> Hold:
+    """The security officer's legal hold on the warehouse chat (East)."""
+    return do_place_hold(
+        acting_user=cast.security,
+        kind="legal",
+        reason="诉讼保全",
+        conversations=[chats["warehouse"]],
+        departments=[],
+        verified_second_factor=True,
+    )
+
+
+def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
+    cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)  # a second admin
+    today = timezone.localdate()
+    SignInDay.objects.bulk_create(
+        [
+            SignInDay(member=m, day=today - timedelta(days=i))
+            for m in vars(cast).values()
+            for i in range(5)
+        ]
+    )
+    chats = {
+        **chats,
+        "hangzhou_group": make_chat(org.hangzhou, [cast.staff], ["店内群消息", "盘点安排"]),
+    }
+
+    binned = file(cast.staff, RequestMethod.BATCH, conversations=[chats["hangzhou_group"].pk])
+    binned = do_approve_step(binned, acting_user=cast.manager, verified_second_factor=True)
+    started = runs.start_request(binned.pk, now=binned.scheduled_for)
+    runs.run_execution(started.pk)
+    binned.refresh_from_db()
+
+    export = do_request_export(binned, fmt="jsonl", acting_user=cast.staff)
+    jobs.build_export(export.pk)
+    export.refresh_from_db()
+    chat_export = do_request_export(chats["hangzhou"], fmt="csv", acting_user=cast.staff)
+
+    pending = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    south_pending = file(cast.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk])
+    personal = file(cast.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk])
+    server = file(cast.director, RequestMethod.SERVER, departments=[org.south.pk])
+    hold = warehouse_hold(cast, chats)
+    rule = do_create_rule(
+        acting_user=cast.admin,
+        name="客服会话保留 30 天",
+        keep_days=30,
+        action="bin",
+        department=org.hangzhou,
+        kind="customer",
+        excluded=[],
+    )
+    do_preview_rule(rule, acting_user=cast.admin)  # a dry run: it may now be proposed
+    proposed_rule = do_create_rule(
+        acting_user=cast.admin_b,
+        name="群聊保留一年",
+        keep_days=365,
+        action="bin",
+        kind="group",
+        excluded=[],
+    )
+    do_preview_rule(proposed_rule, acting_user=cast.admin_b)
+    do_propose(proposed_rule, acting_user=cast.admin_b)  # awaits a second admin
+    notification = Notification.objects.filter(recipient=cast.manager, request=pending).first()
+    assert notification is not None
+    return World(
+        org=org,
+        cast=cast,
+        chats=chats,
+        pending=pending,
+        south_pending=south_pending,
+        personal=personal,
+        binned=binned,
+        server=server,
+        hold=hold,
+        rule=rule,
+        proposed_rule=proposed_rule,
+        export=export,
+        chat_export=chat_export,
+        notification=notification,
+    )
+
+
+def state() -> dict:
+    """What a refused or ignored call must leave as it was: every row a client could try
+    to change, and the audit log's length (every action writes to it)."""
+    from audit.models import AuditEvent
+    from retention.models import (
+        ApprovalStep,
+        ConversationHide,
+        Member,
+        Message,
+        Policy,
+        QuotaGrant,
+    )
+
+    return {
+        "requests": list(
+            DeletionRequest.objects.order_by("pk").values_list(
+                "pk", "status", "requester_id", "method", "scope", "reason", "scheduled_for"
+            )
+        ),
+        "steps": list(
+            ApprovalStep.objects.order_by("pk").values_list("pk", "status", "approver_id", "role")
+        ),
+        "members": list(
+            Member.objects.order_by("pk").values_list(
+                "pk", "department_id", "is_active", "is_staff", "is_superuser"
+            )
+        ),
+        "roles": list(
+            Member.groups.through.objects.order_by("pk").values_list("member_id", "group_id")
+        ),
+        "holds": list(Hold.objects.order_by("pk").values_list("pk", "released_at", "reason")),
+        "rules": list(
+            RetentionRule.objects.order_by("pk").values_list(
+                "pk", "status", "keep_days", "name", "department_id", "kind"
+            )
+        ),
+        "policies": list(Policy.objects.order_by("key").values_list("key", "value")),
+        "grants": QuotaGrant.objects.count(),
+        "exports": list(Export.objects.order_by("pk").values_list("pk", "status", "format")),
+        "hides": ConversationHide.objects.count(),
+        "unread": Notification.objects.filter(read_at__isnull=True).count(),
+        "conversations": Conversation.objects.count(),
+        "messages": Message.all_rows.count(),
+        "audit": AuditEvent.objects.count(),
+    }
