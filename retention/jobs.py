@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from retention import exports
-from retention.deletion import execution, recycle, rules
+from retention.deletion import execution, rules
 from retention.deletion.actions import do_expire_stale_requests
 from retention.models import ExportStatus
 
@@ -32,11 +32,6 @@ def watch_executions() -> dict[str, int]:
 
 def purge_recycle_bin() -> list[int]:
     return execution.start_due_purges()
-
-
-def refresh_last_messages(conversation_ids: list[int]) -> None:
-    """After a large restore: the conversations' last-message dates."""
-    recycle.refresh_last_messages(conversation_ids)
 
 
 def build_export(export_id: int) -> str:

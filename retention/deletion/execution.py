@@ -75,6 +75,8 @@ HIDE_BATCH_CONVERSATIONS = 2000
 # Hiding recomputes the last message of a conversation that keeps records outside the
 # scope, an index probe each: at most this many of those per batch.
 PARTIAL_CONVERSATIONS_PER_HIDE = 500
+# Recycle-bin entries restored per batch of a large restore.
+RESTORE_BATCH = 1000
 # Tombstones marked for purging per transaction when a purge starts.
 PURGE_START_CHUNK = 2000
 # Conversations whose remaining messages are counted or deleted in one statement.
@@ -341,6 +343,9 @@ def _step(execution: Execution, worker: str) -> bool:
             _shred_batch(execution, request, conversation_ids, worker)
         else:
             _hide_batch(execution, request, conversation_ids, worker)
+    elif execution.kind == ExecutionKind.RESTORE:
+        if not _restore_batch(execution, request, worker):
+            return False
     else:
         units = _tombstone_units(execution, request, settings.QINGLI_WIPE_BATCH_MESSAGES)
         if not units:
@@ -629,6 +634,42 @@ def outcome_of(execution: Execution) -> dict:
         "longest_batch_ms": execution.longest_batch_ms,
         "resumes": execution.resumes,
     }
+
+
+# --- restore (a large one) ------------------------------------------------------------------
+
+
+def _restore_batch(execution: Execution, request: DeletionRequest, worker: str) -> bool:
+    """The next ``RESTORE_BATCH`` binned ranges of the restore, in id order, back in one
+    short transaction with their conversations' last-message dates. False once none is
+    left (the run is then complete)."""
+    started = time.monotonic()
+    with transaction.atomic():
+        locked = _locked_run(execution, worker)
+        pending = Tombstone.objects.filter(
+            request=request, state=TombstoneState.BINNED, pk__gt=locked.cursor_id
+        )
+        if locked.conversation_ids is not None:
+            pending = pending.filter(conversation_id__in=locked.conversation_ids)
+        batch = list(
+            pending.order_by("pk").values_list("pk", "conversation_id", "messages")[:RESTORE_BATCH]
+        )
+        if not batch:
+            _end(locked, ExecutionStatus.COMPLETED)
+            return False
+        Tombstone.objects.filter(pk__in=[pk for pk, _c, _m in batch]).update(
+            state=TombstoneState.RESTORED,
+            restored_at=timezone.now(),
+            restored_by_id=locked.acting_member_id,
+        )
+        conversations = {c for _pk, c, _m in batch}
+        refresh_last_message(conversations)
+        locked.done_messages += sum(m for _pk, _c, m in batch)
+        locked.done_conversations += len(conversations)
+        locked.cursor_id = batch[-1][0]
+        _checkpoint(locked, None)
+    _timed(execution, started)
+    return True
 
 
 # --- server-side wipe: keys first ---------------------------------------------------------
@@ -1009,9 +1050,11 @@ def watch(*, now=None) -> dict[str, int]:
 
 
 def _purge_in_progress(request_id: int) -> bool:
+    """A purge or wipe is on the request, or a restore: it must end before a purge starts
+    (what its audit event says it restores, it restores)."""
     return Execution.objects.filter(
         request_id=request_id,
-        kind__in=[ExecutionKind.PURGE, ExecutionKind.WIPE],
+        kind__in=[ExecutionKind.PURGE, ExecutionKind.WIPE, ExecutionKind.RESTORE],
         status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING],
     ).exists()
 
@@ -1043,6 +1086,8 @@ def start_due_purges(*, now=None) -> list[int]:
         for first in range(0, len(binned), PURGE_START_CHUNK):
             with transaction.atomic():
                 DeletionRequest.objects.select_for_update().get(pk=request_id)  # vs restores
+                if _purge_in_progress(request_id):
+                    break  # a large restore began meanwhile: its ranges stay binned
                 hold_guard_shared()
                 held_now = Conversation.objects.filter(held_conversations_q()).values("pk")
                 Tombstone.objects.filter(

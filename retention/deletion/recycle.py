@@ -1,8 +1,9 @@
 """The recycle bin: what batch deletions took, who may see it, and restoring it.
 
-Restoring flips tombstones back, one row per conversation range, so even a request of a
-million messages comes back in a few statements; larger restores still run as a job in
-bounded batches so that no transaction grows with the size of the request.
+Restoring flips tombstones back, one row per conversation range, so a request of a
+million messages comes back in a few statements: up to ``RESTORE_BATCH`` ranges at once,
+more as a run of that many per batch on the wipes queue, so that no transaction grows
+with the size of the request, and no purge starts on the request while it runs.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 from functools import reduce
 from operator import or_
 
-import django_rq
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -21,8 +21,10 @@ from django.utils.translation import gettext as _
 import audit.log as audit
 from audit.events import EventType
 from retention.deletion.errors import Conflict
+from retention.deletion.execution import RESTORE_BATCH, enqueue_run
 from retention.models import (
     DeletionRequest,
+    Execution,
     ExecutionKind,
     ExecutionStatus,
     Member,
@@ -35,10 +37,6 @@ from retention.roles import Role
 from retention.second_factor import enforce
 from retention.selectors import managed_department_paths
 from retention.store import refresh_last_message
-
-# Conversations whose last-message date is recomputed in one transaction; a restore of
-# more leaves that to a job.
-RESTORE_BATCH = 1000
 
 
 def binned_visible_to(viewer: Member) -> QuerySet[Tombstone]:
@@ -174,20 +172,18 @@ def do_restore_from_bin(
                 _("Part of this is outside your departments; choose conversations of yours.")
             )
         totals = chosen.aggregate(
-            messages=Sum("messages"), conversations=Count("conversation_id", distinct=True)
+            messages=Sum("messages"),
+            conversations=Count("conversation_id", distinct=True),
+            ranges=Count("pk"),
         )
         conversations = sorted(set(chosen.values_list("conversation_id", flat=True)))
-        # One statement, under the request's lock (a purge start takes it too): the
-        # records are back, and can no longer be purged, when this commits.
-        chosen.update(
-            state=TombstoneState.RESTORED, restored_at=timezone.now(), restored_by=acting_user
-        )
+        as_job = totals["ranges"] > RESTORE_BATCH
         details = {
             "messages": totals["messages"] or 0,
             "conversations": totals["conversations"],
             "whole_request": conversation_ids is None,
             "conversation_ids": conversations[:50],
-            "as_job": len(conversations) > RESTORE_BATCH,
+            "as_job": as_job,
         }
         audit.record(
             EventType.RECYCLE_RESTORED,
@@ -196,20 +192,27 @@ def do_restore_from_bin(
             department_id=request.scope_root_id,
             details=details,
         )
-        if len(conversations) <= RESTORE_BATCH:
-            refresh_last_message(conversations)
-        else:
-            # Only the conversations' "last message" dates are left: recomputed in batches.
-            transaction.on_commit(
-                lambda: django_rq.get_queue("wipes").enqueue(
-                    "retention.jobs.refresh_last_messages", conversations
-                )
+        if not as_job:
+            # One short statement, under the request's lock (a purge start takes it too):
+            # the records are back, and can no longer be purged, when this commits.
+            chosen.update(
+                state=TombstoneState.RESTORED, restored_at=timezone.now(), restored_by=acting_user
             )
+            refresh_last_message(conversations)
+            return details
+        # Larger: a run of short batches on the wipes queue. Until it ends, no purge starts
+        # on this request (a purge start looks for it under the same lock), so what this
+        # event says is restored is restored.
+        try:
+            with transaction.atomic():
+                run = Execution.objects.create(
+                    request=request,
+                    kind=ExecutionKind.RESTORE,
+                    total_messages=totals["messages"] or 0,
+                    acting_member=acting_user,
+                    conversation_ids=None if conversation_ids is None else sorted(wanted),
+                )
+        except IntegrityError:
+            raise Conflict(_("A restore of this request is already under way.")) from None
+        enqueue_run(run)
     return details
-
-
-def refresh_last_messages(conversation_ids: list[int]) -> None:
-    """Recompute the conversations' last-message dates, a batch per transaction."""
-    for start in range(0, len(conversation_ids), RESTORE_BATCH):
-        with transaction.atomic():
-            refresh_last_message(conversation_ids[start : start + RESTORE_BATCH])

@@ -138,6 +138,11 @@ class Execution(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Server-side wipes: when the last data key of the scope was destroyed.
     unreadable_at = models.DateTimeField(null=True, blank=True)
+    # Restores: who asked, and which conversations (null: the whole request).
+    acting_member = models.ForeignKey(
+        Member, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    conversation_ids = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [

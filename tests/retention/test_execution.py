@@ -32,6 +32,7 @@ from retention.models import (
     DataKey,
     DeletionRequest,
     Execution,
+    ExecutionKind,
     ExecutionStatus,
     HoldKind,
     Message,
@@ -722,3 +723,66 @@ def test_a_deletion_still_running_cannot_be_restored_yet(people, org, store):
     with pytest.raises(Conflict):
         do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     assert set(Tombstone.objects.values_list("state", flat=True)) == {TombstoneState.BINNED}
+
+
+@pytest.fixture
+def restore_in_batches_of_one(monkeypatch):
+    from retention.deletion import recycle
+
+    monkeypatch.setattr(runs, "RESTORE_BATCH", 1)
+    monkeypatch.setattr(recycle, "RESTORE_BATCH", 1)
+
+
+def test_a_large_restore_runs_in_short_batches_and_no_purge_starts_meanwhile(
+    people, org, store, restore_in_batches_of_one
+):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    hidden = stored_ids(store["customer"], store["group"], store["warehouse"])
+    Tombstone.objects.filter(request=request).update(purge_after=timezone.now())  # due
+
+    details = do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
+    assert details["as_job"] and details["messages"] == len(hidden)
+    restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
+    # Until the run ends: still hidden, no purge starts, no second restore.
+    assert visible_ids(store["customer"], store["group"], store["warehouse"]) == set()
+    assert runs.start_due_purges(now=timezone.now() + timedelta(days=365)) == []
+    with pytest.raises(Conflict):
+        do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
+
+    done = runs.run_execution(restore.pk)
+
+    assert done.status == ExecutionStatus.COMPLETED and done.batches == 3
+    assert done.done_messages == len(hidden) and done.longest_batch_ms < 250
+    assert visible_ids(store["customer"], store["group"], store["warehouse"]) == hidden
+    restored = Tombstone.objects.filter(request=request)
+    assert {(t.state, t.restored_by_id) for t in restored} == {
+        (TombstoneState.RESTORED, people.manager.pk)
+    }
+    store["customer"].refresh_from_db()
+    assert store["customer"].last_message_at is not None
+    assert runs.start_due_purges(now=timezone.now() + timedelta(days=365)) == []
+    assert timeline(request, EventType.RECYCLE_RESTORED).get().details["as_job"] is True
+
+
+def test_a_large_restore_cut_short_resumes_where_it_stopped(
+    people, org, store, restore_in_batches_of_one
+):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    hidden = stored_ids(store["customer"], store["group"], store["warehouse"])
+    do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
+    restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
+    runs._acquire(restore.pk, "killed")
+    runs._step(Execution.objects.get(pk=restore.pk), "killed")  # one batch, then SIGKILL
+    Execution.objects.filter(pk=restore.pk).update(lease_expires_at=timezone.now())
+
+    done = runs.run_execution(restore.pk, worker="next")
+
+    assert done.status == ExecutionStatus.COMPLETED and done.resumes == 1
+    assert done.done_messages == len(hidden)  # nothing counted twice
+    assert visible_ids(store["customer"], store["group"], store["warehouse"]) == hidden
