@@ -319,6 +319,10 @@ def to_xlsx(tables: list[Table]) -> bytes:
     return out.getvalue()
 
 
+class PdfUnavailable(RuntimeError):
+    """The server lacks what WeasyPrint needs to draw a PDF."""
+
+
 # A PDF is for reading: its lists stop here (the CSV and XLSX have every row), which also
 # keeps a busy quarter's PDF to a few seconds of WeasyPrint.
 PDF_ROWS = 50
@@ -327,7 +331,16 @@ PDF_ROWS = 50
 def to_pdf(*, title: str, tables: list[Table], charts: list[dict[str, Any]] | None = None) -> bytes:
     """A printable PDF of the tables. Its text is set in Noto Sans CJK (Debian's
     fonts-noto-cjk), so Chinese renders; without that font the Chinese would be boxes."""
-    from weasyprint import HTML
+    try:
+        from weasyprint import HTML
+    except OSError as exc:  # WeasyPrint loads Pango's libraries as it is imported
+        raise PdfUnavailable(
+            _(
+                "PDF downloads need Pango and the CJK fonts on the server "
+                "(Debian: apt-get install libpangoft2-1.0-0 fonts-noto-cjk). "
+                "The CSV and XLSX downloads work without them."
+            )
+        ) from exc
 
     shown = [
         {

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET
 
 from retention import periods, reports
 from retention import report_formats as formats
+from retention.periods import Quarter
 from retention.roles import Role
 
 REPORT_READERS = (Role.AUDITOR, Role.ADMIN)
@@ -64,7 +65,10 @@ def _download(tables, *, title: str, filename: str, fmt: str, charts=None) -> Ht
     elif fmt == "xlsx":
         body = formats.to_xlsx(tables)
     else:
-        body = formats.to_pdf(title=title, tables=tables, charts=charts)
+        try:
+            body = formats.to_pdf(title=title, tables=tables, charts=charts)
+        except formats.PdfUnavailable as exc:
+            return HttpResponse(str(exc), status=503, content_type="text/plain; charset=utf-8")
     response = HttpResponse(body, content_type=CONTENT_TYPES[fmt])
     response["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
     return response
@@ -74,8 +78,7 @@ def _download(tables, *, title: str, filename: str, fmt: str, charts=None) -> Ht
 @login_required
 def report_index(request: HttpRequest) -> HttpResponse:
     require_report_reader(request.user)
-    today = timezone.localdate()
-    return redirect("report-quarterly", period=f"{today.year}-Q{(today.month - 1) // 3 + 1}")
+    return redirect("report-quarterly", period=str(Quarter.of(timezone.now())))
 
 
 @period_view(reports.parse_quarter)

@@ -40,7 +40,7 @@ from retention.models import (
 )
 from retention.policies import do_grant_quota, do_update_policies
 from retention.reports import parse_quarter, quarterly_report
-from tests.conftest import make_chat
+from tests.conftest import make_chat, sign_in_verified
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import people
 from tests.retention.test_retention_rules import admins, chats, enabled, new_rule, run_rules
@@ -520,3 +520,21 @@ def test_the_annual_assessment_shows_the_latest_verification_of_the_chain(people
     chain = api_for(people.auditor).get("/api/v1/reports/annual/2026/").json()["chain"]
     assert (chain["intact"], chain["broken_id"], chain["events_checked"]) == (False, 42, 1234)
     assert chain["reason"] == "hash mismatch" and chain["verified_at"]
+
+
+def test_without_pango_the_pdf_is_a_clear_503_not_a_crash(client, people, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pango(name, *args, **kwargs):
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpangoft2-1.0-0'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pango)
+    sign_in_verified(client, people.auditor)
+    response = client.get("/reports/2026-Q3/pdf/", HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 503
+    assert "libpangoft2-1.0-0 fonts-noto-cjk" in response.content.decode()
+    assert client.get("/reports/2026-Q3/csv/").status_code == 200
