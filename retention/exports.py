@@ -233,11 +233,6 @@ def _enqueue_build(export_id: int) -> None:
     )
 
 
-def _job_pending(export_id: int) -> bool:
-    job = django_rq.get_queue(QUEUE).fetch_job(_job_id(export_id))
-    return job is not None and job.get_status() in PENDING_JOB_STATUSES
-
-
 def _check_bounds(target: Target, member: Member) -> None:
     """One member cannot make the workers write without end: at most
     ``QINGLI_MAX_OPEN_EXPORTS`` of their exports wait or run at once, and one export holds
@@ -476,12 +471,28 @@ def requeue_stalled_exports(*, now: datetime | None = None) -> list[int]:
         created_at__lt=now - STALLED_AFTER,
     ).order_by("pk")
     for export in waiting.exclude(pk__in=requeued).select_related("request", "conversation"):
-        if _job_pending(export.pk):
+        job = django_rq.get_queue(QUEUE).fetch_job(_job_id(export.pk))
+        job_status = job.get_status() if job is not None else None
+        if job_status in PENDING_JOB_STATUSES:
             continue  # still waiting its turn
         with transaction.atomic():
-            _audit(EventType.EXPORT_RESTARTED, export, attempts=export.attempts, job="lost")
-            _enqueue_build(export.pk)
-        requeued.append(export.pk)
+            queued = Export.objects.select_for_update().filter(
+                pk=export.pk, status=ExportStatus.QUEUED
+            )
+            if not queued.exists():
+                continue  # a worker claimed it meanwhile
+            if job is None:
+                _audit(EventType.EXPORT_RESTARTED, export, attempts=export.attempts, job="lost")
+                _enqueue_build(export.pk)
+                requeued.append(export.pk)
+                continue
+            # Its job ran and ended before it could begin the export: running it again
+            # would only end the same way, every five minutes.
+            error = _("Its job ended (%(status)s) before the export began.") % {
+                "status": job_status
+            }
+            queued.update(status=ExportStatus.FAILED, finished_at=timezone.now(), error=error)
+            _audit(EventType.EXPORT_FAILED, export, error=error)
     return requeued
 
 

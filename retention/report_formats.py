@@ -333,7 +333,7 @@ def to_pdf(*, title: str, tables: list[Table], charts: list[dict[str, Any]] | No
     fonts-noto-cjk), so Chinese renders; without that font the Chinese would be boxes."""
     try:
         from weasyprint import HTML
-    except OSError as exc:  # WeasyPrint loads Pango's libraries as it is imported
+    except (OSError, ImportError) as exc:  # WeasyPrint loads Pango's libraries on import
         raise PdfUnavailable(
             _(
                 "PDF downloads need Pango and the CJK fonts on the server "

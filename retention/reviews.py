@@ -14,6 +14,8 @@ past it. Its figures are recomputed when it is decided, and kept as they were th
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -28,7 +30,7 @@ from audit.events import EventType
 from audit.models import ComplianceReview, ReviewKind, ReviewStatus
 from retention.deletion import notify
 from retention.deletion.errors import Conflict
-from retention.models import Member, RequestMethod, Tombstone, TombstoneState
+from retention.models import DeletionRequest, Member, RequestMethod, Tombstone, TombstoneState
 from retention.periods import BadPeriod, Quarter
 from retention.policies import get_policy
 from retention.roles import Role
@@ -71,6 +73,13 @@ def overdue_reviews(viewer: Member, *, now: datetime | None = None) -> QuerySet[
     return reviews_for(viewer).filter(overdue_q(now))
 
 
+def took_part(member: Member, request_id: int) -> bool:
+    """The member filed the deletion or decided one of its approval steps."""
+    return DeletionRequest.objects.filter(
+        Q(requester=member) | Q(steps__approver=member), pk=request_id
+    ).exists()
+
+
 def may_decide(member: Member) -> bool:
     return member.has_role(Role.AUDITOR)
 
@@ -97,6 +106,10 @@ def do_decide_review(
     if decision not in DECISIONS:
         raise ValidationError({"decision": [_("Sign off or flag.")]})
     finding = _cleaned_finding(finding, required=decision == ReviewStatus.FLAGGED)
+    if review.request_id and took_part(acting_user, review.request_id):
+        raise PermissionDenied(
+            _("You filed or approved this deletion: another auditor must review it.")
+        )
     with transaction.atomic():
         locked = ComplianceReview.objects.select_for_update().get(pk=review.pk)
         if locked.status != ReviewStatus.OPEN:
@@ -105,8 +118,14 @@ def do_decide_review(
                 % {"status": locked.get_status_display()}
             )
         if locked.kind == ReviewKind.RECYCLE_BIN:
+            quarter = Quarter.parse(locked.period)
+            if quarter.end > timezone.now():
+                raise Conflict(
+                    _("%(quarter)s has not ended yet: review its recycle bin once it has.")
+                    % {"quarter": locked.period}
+                )
             # The figures the auditor signs are those of this moment, kept from now on.
-            locked.summary = recycle_bin_figures(Quarter.parse(locked.period))
+            locked.summary = recycle_bin_figures(quarter)
         locked.status = decision
         locked.reviewer = acting_user
         locked.reviewed_at = timezone.now()
@@ -124,6 +143,10 @@ def do_decide_review(
                 "period": locked.period,
                 "finding": finding,
                 "opened_at": locked.opened_at.isoformat(),
+                # What was signed, fixed in the chain: the stored summary can be checked.
+                "summary_sha256": hashlib.sha256(
+                    json.dumps(locked.summary, sort_keys=True, ensure_ascii=False).encode()
+                ).hexdigest(),
             },
         )
         if decision == ReviewStatus.FLAGGED:

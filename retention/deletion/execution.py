@@ -640,24 +640,30 @@ def outcome_of(execution: Execution) -> dict:
 
 
 def _restore_batch(execution: Execution, request: DeletionRequest, worker: str) -> bool:
-    """The next ``RESTORE_BATCH`` binned ranges of the restore, in id order, back in one
-    short transaction with their conversations' last-message dates. False once none is
-    left (the run is then complete)."""
+    """The next ``RESTORE_BATCH`` binned ranges of the restore, in (conversation, id)
+    order, back in one short transaction with their conversations' last-message dates.
+    False once none is left (the run is then complete)."""
     started = time.monotonic()
     with transaction.atomic():
         locked = _locked_run(execution, worker)
-        pending = Tombstone.objects.filter(
-            request=request, state=TombstoneState.BINNED, pk__gt=locked.cursor_id
+        after_conversation, after_pk = locked.cursor_conversation, locked.cursor_id
+        pending = Tombstone.objects.filter(request=request, state=TombstoneState.BINNED).filter(
+            Q(conversation_id__gt=after_conversation)
+            | Q(conversation_id=after_conversation, pk__gt=after_pk)
         )
         if locked.conversation_ids is not None:
             pending = pending.filter(conversation_id__in=locked.conversation_ids)
         batch = list(
-            pending.order_by("pk").values_list("pk", "conversation_id", "messages")[:RESTORE_BATCH]
+            pending.order_by("conversation_id", "pk")
+            .select_for_update()
+            .values_list("pk", "conversation_id", "messages")[:RESTORE_BATCH]
         )
         if not batch:
             _end(locked, ExecutionStatus.COMPLETED)
             return False
-        Tombstone.objects.filter(pk__in=[pk for pk, _c, _m in batch]).update(
+        Tombstone.objects.filter(
+            pk__in=[pk for pk, _c, _m in batch], state=TombstoneState.BINNED
+        ).update(
             state=TombstoneState.RESTORED,
             restored_at=timezone.now(),
             restored_by_id=locked.acting_member_id,
@@ -665,8 +671,9 @@ def _restore_batch(execution: Execution, request: DeletionRequest, worker: str) 
         conversations = {c for _pk, c, _m in batch}
         refresh_last_message(conversations)
         locked.done_messages += sum(m for _pk, _c, m in batch)
-        locked.done_conversations += len(conversations)
-        locked.cursor_id = batch[-1][0]
+        # Ranges come conversation by conversation: one the last batch began is not new.
+        locked.done_conversations += len(conversations - {after_conversation})
+        locked.cursor_conversation, locked.cursor_id = batch[-1][1], batch[-1][0]
         _checkpoint(locked, None)
     _timed(execution, started)
     return True
@@ -732,6 +739,12 @@ def _shred_batch(
     _timed(execution, started)
 
 
+def _sql_moments(*moments) -> list:
+    """Datetimes as the ORM stores them, for raw SQL: on SQLite they are text, and a value
+    stored in another format would compare wrongly with the ORM's."""
+    return [connection.ops.adapt_datetimefield_value(m) for m in moments]
+
+
 def _hide_batch(
     execution: Execution, request: DeletionRequest, conversation_ids: list[int], worker: str
 ) -> None:
@@ -788,11 +801,9 @@ def _write_wipe_tombstones(request: DeletionRequest, conversation_ids: list[int]
             "ON CONFLICT DO NOTHING",
             [
                 request.max_message_id,
-                request.sent_after,
-                request.sent_before,
+                *_sql_moments(request.sent_after, request.sent_before),
                 TombstoneState.PURGING,
-                now,
-                now,
+                *_sql_moments(now, now),
                 request.pk,
                 *conversation_ids,
             ],
@@ -937,7 +948,7 @@ def _install_fresh_keys(conversation_ids: list[int], now) -> None:
             f"UPDATE {table} SET destroyed_at = %s, wrapped_key = (SELECT f.wrapped_key "
             f"FROM fresh f WHERE f.conversation_id = {table}.conversation_id) "
             f"WHERE conversation_id IN (SELECT conversation_id FROM fresh)",
-            [*params, now],
+            [*params, *_sql_moments(now)],
         )
 
 
@@ -1050,11 +1061,28 @@ def watch(*, now=None) -> dict[str, int]:
 
 
 def _purge_in_progress(request_id: int) -> bool:
-    """A purge or wipe is on the request, or a restore: it must end before a purge starts
-    (what its audit event says it restores, it restores)."""
+    """A purge or wipe is on the request, or a restore that has not finished: no purge
+    starts until it has (what a restore's audit event says it restores, it restores). A
+    restore run that failed keeps the records in the bin until a restore is asked again."""
+    active = [ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]
+    if Execution.objects.filter(
+        request_id=request_id, kind__in=[ExecutionKind.PURGE, ExecutionKind.WIPE], status__in=active
+    ).exists():
+        return True
+    last_restore = (
+        Execution.objects.filter(request_id=request_id, kind=ExecutionKind.RESTORE)
+        .order_by("-pk")
+        .values_list("status", flat=True)
+        .first()
+    )
+    return last_restore in (*active, ExecutionStatus.FAILED)
+
+
+def purge_running(request_id: int) -> bool:
+    """A purge run is queued or running on the request: nothing of it may be restored now."""
     return Execution.objects.filter(
         request_id=request_id,
-        kind__in=[ExecutionKind.PURGE, ExecutionKind.WIPE, ExecutionKind.RESTORE],
+        kind=ExecutionKind.PURGE,
         status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING],
     ).exists()
 

@@ -143,7 +143,12 @@ def review_flagged(review, admins) -> None:
         admins,
         REVIEW_FLAGGED,
         review.request,
-        {"review": review.pk, "auditor": review.reviewer.username, "finding": review.finding},
+        {
+            "review": review.pk,
+            "auditor": review.reviewer.username,
+            "finding": review.finding,
+            "period": review.period,
+        },
     )
 
 
@@ -201,6 +206,14 @@ def text_of(notification: Notification) -> str:
             "days in conversations you take part in."
         ) % {"when": when, "name": params.get("name"), "days": params.get("keep_days")}
     if notification.verb == REVIEW_FLAGGED:
+        if request_id is None:
+            return _(
+                "Auditor %(auditor)s flagged the recycle-bin review of %(period)s: %(finding)s"
+            ) % {
+                "auditor": params.get("auditor"),
+                "period": params.get("period", ""),
+                "finding": params.get("finding", ""),
+            }
         return _(
             "Auditor %(auditor)s flagged the compliance review of deletion #%(id)s: %(finding)s"
         ) % {

@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 import audit.log as audit
 from audit.events import EventType
 from retention.deletion.errors import Conflict
-from retention.deletion.execution import RESTORE_BATCH, enqueue_run
+from retention.deletion.execution import RESTORE_BATCH, enqueue_run, purge_running
 from retention.models import (
     DeletionRequest,
     Execution,
@@ -145,6 +145,8 @@ def do_restore_from_bin(
             kind=ExecutionKind.MOVE, status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]
         ).exists():
             raise Conflict(_("This deletion is still running; restore it once it has finished."))
+        if purge_running(request.pk):
+            raise Conflict(_("These records are being purged; what is left cannot be restored."))
         binned = Tombstone.objects.filter(request=request, state=TombstoneState.BINNED)
         if not binned.exists():
             raise Conflict(_("Nothing of this request is in the recycle bin any more."))

@@ -84,14 +84,22 @@ def recycle_bin_restore(request: HttpRequest, request_id: int) -> HttpResponse:
         text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         messages.error(request, text)
         return redirect("recycle-bin-request", request_id=entry.pk)
-    messages.success(
-        request,
-        ngettext(
+    if outcome["as_job"]:
+        said = ngettext(
+            "Restoring %(messages)s messages in %(conversations)s conversation: they come "
+            "back in short batches over the next moments.",
+            "Restoring %(messages)s messages in %(conversations)s conversations: they come "
+            "back in short batches over the next moments.",
+            outcome["conversations"],
+        )
+    else:
+        said = ngettext(
             "Restored %(messages)s messages in %(conversations)s conversation.",
             "Restored %(messages)s messages in %(conversations)s conversations.",
             outcome["conversations"],
         )
-        % {"messages": outcome["messages"], "conversations": outcome["conversations"]},
+    messages.success(
+        request, said % {"messages": outcome["messages"], "conversations": outcome["conversations"]}
     )
     # Back to what is left of the request in the bin, or to the bin when nothing is.
     if bin_requests_for(request.user).filter(pk=entry.pk).exists():

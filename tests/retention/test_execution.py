@@ -786,3 +786,56 @@ def test_a_large_restore_cut_short_resumes_where_it_stopped(
     assert done.status == ExecutionStatus.COMPLETED and done.resumes == 1
     assert done.done_messages == len(hidden)  # nothing counted twice
     assert visible_ids(store["customer"], store["group"], store["warehouse"]) == hidden
+
+
+def test_a_failed_restore_run_keeps_the_records_from_any_purge(
+    people, org, store, restore_in_batches_of_one
+):
+    """The audit log says they were restored: a restore run that gave up leaves them in
+    the bin, and no purge takes them until a restore is asked again and ends."""
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    stored = stored_ids(store["customer"], store["group"], store["warehouse"])
+    Tombstone.objects.filter(request=request).update(purge_after=timezone.now())
+    do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
+    restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
+    runs._acquire(restore.pk, "w")
+    runs._step(Execution.objects.get(pk=restore.pk), "w")
+    runs._fail(Execution.objects.get(pk=restore.pk), "the worker kept dying")
+
+    assert runs.start_due_purges(now=timezone.now() + timedelta(days=365)) == []
+    assert stored_ids(store["customer"], store["group"], store["warehouse"]) == stored
+    # Asked again, the restore ends, and nothing is left for a purge.
+    do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
+    again = Execution.objects.filter(request=request, kind=ExecutionKind.RESTORE).latest("pk")
+    assert runs.run_execution(again.pk).status == ExecutionStatus.COMPLETED
+    assert visible_ids(store["customer"], store["group"], store["warehouse"]) == stored
+
+
+def test_nothing_is_restored_while_a_purge_runs(people, org, store):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    (purge,) = runs.start_due_purges(now=timezone.now() + timedelta(days=365))
+    with pytest.raises(Conflict):
+        do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
+    assert not Execution.objects.filter(kind=ExecutionKind.RESTORE).exists()
+    assert runs.run_execution(purge).status == ExecutionStatus.COMPLETED
+
+
+def test_a_restore_run_counts_a_conversation_split_over_batches_once(
+    people, org, store, small_batches, restore_in_batches_of_one
+):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    assert Tombstone.objects.filter(request=request).count() > 3  # chunked conversations
+    total = sum(Tombstone.objects.filter(request=request).values_list("messages", flat=True))
+    do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
+    restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
+    done = runs.run_execution(restore.pk)
+    assert (done.done_conversations, done.done_messages) == (3, total)

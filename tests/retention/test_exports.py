@@ -993,6 +993,24 @@ def test_a_queued_export_whose_job_was_lost_is_enqueued_again(
     assert Export.objects.get(pk=export.pk).status == ExportStatus.READY
 
 
+def test_a_queued_export_whose_job_failed_before_it_began_fails_once(
+    people, hangzhou_request, default_queue, django_capture_on_commit_callbacks
+):
+    from rq.job import JobStatus
+
+    with django_capture_on_commit_callbacks(execute=True):
+        export = exports.do_request_export(hangzhou_request, fmt="csv", acting_user=people.staff)
+    Export.objects.filter(pk=export.pk).update(created_at=timezone.now() - timedelta(minutes=11))
+    default_queue.fetch_job(f"export-{export.pk}").set_status(JobStatus.FAILED)
+
+    assert exports.requeue_stalled_exports() == []
+    export.refresh_from_db()
+    assert export.status == ExportStatus.FAILED and "before the export began" in export.error
+    assert AuditEvent.objects.filter(event_type=EventType.EXPORT_FAILED).count() == 1
+    assert not AuditEvent.objects.filter(event_type=EventType.EXPORT_RESTARTED).exists()
+    assert exports.requeue_stalled_exports() == []  # and nothing more, later
+
+
 def test_a_run_taken_for_dead_stops_and_leaves_the_new_one_alone(
     people, hangzhou_request, monkeypatch, small_reads
 ):

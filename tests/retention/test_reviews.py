@@ -304,3 +304,42 @@ def test_quarters_start_and_end_at_local_midnight():
     assert q4.previous() == Quarter(2026, 3)
     assert Quarter(2027, 1).previous(2) == q4.previous()
     assert Quarter.of(q4.end - timedelta(seconds=1)) == q4
+
+
+def test_an_auditor_who_approved_the_deletion_cannot_review_it(people, org, store):
+    """Auditors take no part in approvals; but a security officer who approved a wipe and
+    became an auditor later must leave its review to another auditor."""
+    from django.contrib.auth.models import Group
+
+    from retention.roles import Role
+
+    both = people.security
+    request = approved(
+        people.manager,
+        [people.director, both, people.admin],
+        RequestMethod.SERVER,
+        departments=[org.hangzhou.pk],
+    )
+    run(request)
+    both.groups.add(Group.objects.get(name=str(Role.AUDITOR)))
+    review = ComplianceReview.objects.get(request=request)
+    refused = api_for(both).post(f"/api/v1/reviews/{review.pk}/sign-off/", {}, format="json")
+    assert refused.status_code == 403 and "another auditor" in refused.json()["detail"]
+    assert ComplianceReview.objects.get(pk=review.pk).status == ReviewStatus.OPEN
+    assert not AuditEvent.objects.filter(event_type=EventType.REVIEW_SIGNED_OFF).exists()
+    signed = api_for(people.auditor).post(
+        f"/api/v1/reviews/{review.pk}/sign-off/", {}, format="json"
+    )
+    assert signed.status_code == 200
+    event = AuditEvent.objects.get(event_type=EventType.REVIEW_SIGNED_OFF)
+    assert len(event.details["summary_sha256"]) == 64
+
+
+def test_a_quarter_is_signed_off_only_once_it_has_ended(people):
+    current = str(Quarter.of(timezone.now()))
+    api = api_for(people.auditor)
+    opened = api.post("/api/v1/reviews/recycle-bin/", {"quarter": current}, format="json")
+    assert opened.status_code == 200
+    early = api.post(f"/api/v1/reviews/{opened.json()['id']}/sign-off/", {}, format="json")
+    assert early.status_code == 409 and "has not ended" in early.json()["detail"]
+    assert ComplianceReview.objects.get().status == ReviewStatus.OPEN
