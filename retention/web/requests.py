@@ -583,8 +583,9 @@ def nav_counts(request: HttpRequest) -> HttpResponse:
         request,
         "retention/requests/_nav_counts.html",
         {
+            # None: the member approves nothing, and the page has no badge to fill.
             "approvals_waiting": (
-                approvals.steps_awaiting(user).count() if user.has_role(*APPROVER_ROLES) else 0
+                approvals.steps_awaiting(user).count() if user.has_role(*APPROVER_ROLES) else None
             ),
             "unread": notifications_for(user).filter(read_at__isnull=True).count(),
         },

@@ -588,6 +588,10 @@ def test_the_inbox_and_navigation_count_what_awaits_the_viewer(world):
     assert 'id="notifications-badge"' in counts and 'hx-swap-oob="true"' in counts
     page = manager.get("/").content.decode()
     assert 'hx-get="/nav/counts/"' in page and 'id="approvals-badge"' in page
+    # A member who approves nothing has no badge on the page: none is swapped in either
+    # (htmx would report an out-of-band swap without a target).
+    staff_counts = client_for(world.cast.staff).get("/nav/counts/").content.decode()
+    assert 'id="approvals-badge"' not in staff_counts and 'id="notifications-badge"' in staff_counts
 
 
 def test_cancel_and_restore_conflicts_are_messages(world):
