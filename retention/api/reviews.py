@@ -17,6 +17,7 @@ from audit.models import ComplianceReview, ReviewStatus
 from retention import reviews
 from retention.api.parsers import JSONParser
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
+from retention.deletion.inputs import StrictSerializer
 
 
 class ReviewSerializer(serializers.ModelSerializer):
@@ -49,11 +50,11 @@ class ReviewSerializer(serializers.ModelSerializer):
         return reviews.is_overdue(review, self.context["due_before"])
 
 
-class BinReviewInputSerializer(serializers.Serializer):
+class BinReviewInputSerializer(StrictSerializer):
     quarter = serializers.CharField(max_length=7, help_text="Like 2026-Q4.")
 
 
-class DecisionInputSerializer(serializers.Serializer):
+class DecisionInputSerializer(StrictSerializer):
     finding = serializers.CharField(
         required=False,
         allow_blank=True,
