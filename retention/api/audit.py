@@ -104,7 +104,9 @@ class AuditEventListView(generics.ListAPIView):
     queryset = AuditEvent.objects.none()  # for the schema; requests use get_queryset
 
     @extend_schema(
-        parameters=EVENT_FILTERS, responses={400: FIELD_ERRORS, 403: FORBIDDEN}, tags=["audit"]
+        parameters=EVENT_FILTERS,
+        responses={200: AuditEventSerializer(many=True), 400: FIELD_ERRORS, 403: FORBIDDEN},
+        tags=["audit"],
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -120,9 +122,16 @@ class AuditEventListView(generics.ListAPIView):
 
 
 class VerificationSerializer(serializers.ModelSerializer):
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Null for the scheduled runs.",
+    )
     intact_up_to = serializers.IntegerField(
-        source="last_good_id", help_text="The last event whose link and hash held."
+        source="last_good_id",
+        allow_null=True,
+        help_text="The last event whose link and hash held (null until a run has checked).",
     )
 
     class Meta:
