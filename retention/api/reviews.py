@@ -21,7 +21,12 @@ from retention.deletion.inputs import StrictSerializer
 
 
 class ReviewSerializer(serializers.ModelSerializer):
-    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewer = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="The auditor who decided it; null while it is open.",
+    )
     overdue = serializers.SerializerMethodField()
     summary = serializers.DictField(
         read_only=True,
