@@ -24,6 +24,7 @@ from audit.models import AuditEvent, ChainDigest, ChainVerification
 from audit.selectors import MAX_PAGE_SIZE, PAGE_SIZE, filtered_events
 from audit.verification import do_request_verification, latest_verification, pending_verification
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
+from retention.api.views import check_filters
 from retention.forms import AuditFilterForm
 from retention.roles import AUDIT_LOG_READERS
 from retention.web.audit_log import object_link
@@ -112,6 +113,11 @@ class AuditEventListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
+        check_filters(
+            self.request.query_params,
+            [p.name for p in EVENT_FILTERS if p.name != "q"],
+            booleans=("include_subdepartments",),
+        )
         params = self.request.query_params.copy()
         for name in ("cursor", "page_size"):
             params.pop(name, None)

@@ -17,6 +17,7 @@ from audit.models import ComplianceReview, ReviewStatus
 from retention import reviews
 from retention.api.parsers import JSONParser
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
+from retention.api.views import check_filters
 from retention.deletion.inputs import StrictSerializer
 
 
@@ -87,6 +88,7 @@ class ReviewListView(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[ComplianceReview]:
         chosen = _readable(self.request)
+        check_filters(self.request.query_params, ["status", "overdue"], booleans=("overdue",))
         status = self.request.query_params.get("status")
         if status is not None:
             if status not in ReviewStatus.values:

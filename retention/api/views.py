@@ -145,6 +145,7 @@ class TokenListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
+        check_filters(self.request.query_params, ["member"])
         qs = tokens_for(self.request.user).filter(revoked_at__isnull=True)
         member = self.request.query_params.get("member")
         if member is not None:

@@ -79,6 +79,30 @@ def test_lists_and_searches_are_bounded_with_a_clear_400(world, api_as, query, f
     assert response.json() == {field: [message]}
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "field", "message"),
+    [
+        ("audit/events", "until=", "until", "Leave the parameter out, or give it a value."),
+        ("audit/events", "actor=a&actor=b", "actor", "Give this parameter once."),
+        (
+            "audit/events",
+            "include_subdepartments=1",
+            "include_subdepartments",
+            "Give true or false.",
+        ),
+        ("reviews", "overdue=null", "overdue", "Give true or false."),
+        ("reviews", "status=open&status=flagged", "status", "Give this parameter once."),
+        ("auth/tokens", "member=", "member", "Leave the parameter out, or give it a value."),
+    ],
+)
+def test_filters_of_the_audit_log_reviews_and_tokens_are_checked(
+    world, api_as, path, query, field, message
+):
+    response = api_as(world.cast.admin).get(f"/api/v1/{path}/?{query}")
+    assert response.status_code == 400
+    assert response.json() == {field: [message]}
+
+
 def test_a_page_past_the_last_is_a_404(world, api_as):
     response = api_as(world.cast.manager).get("/api/v1/conversations/?page=999")
     assert response.status_code == 404
