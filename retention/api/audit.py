@@ -23,6 +23,7 @@ from audit.log import client_ip
 from audit.models import AuditEvent, ChainDigest, ChainVerification
 from audit.selectors import MAX_PAGE_SIZE, PAGE_SIZE, filtered_events
 from audit.verification import do_request_verification, latest_verification, pending_verification
+from retention.api.pagination import _whole_number
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
 from retention.api.views import check_filters
 from retention.forms import AuditFilterForm
@@ -46,6 +47,18 @@ class EventCursorPagination(CursorPagination):
     page_size = PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE
+
+    def get_page_size(self, request) -> int:
+        # A bad page_size is a 400 that says the bound, as on every other list.
+        size = _whole_number(request.query_params, "page_size", maximum=self.max_page_size)
+        return self.page_size if size is None else size
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == "page_size":
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}
+        return parameters
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
