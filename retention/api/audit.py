@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -47,6 +47,15 @@ class EventCursorPagination(CursorPagination):
     page_size = PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE
+
+    def decode_cursor(self, request):
+        # DRF answers a cursor it cannot read with a 404; it is bad input, like a bad filter.
+        try:
+            return super().decode_cursor(request)
+        except NotFound as exc:
+            raise ValidationError(
+                {"cursor": [_("That page link is not valid; start from the newest.")]}
+            ) from exc
 
     def get_page_size(self, request) -> int:
         # A bad page_size is a 400 that says the bound, as on every other list.
@@ -128,7 +137,7 @@ class AuditEventListView(generics.ListAPIView):
     def get_queryset(self):
         check_filters(
             self.request.query_params,
-            [p.name for p in EVENT_FILTERS if p.name != "q"],
+            [*(p.name for p in EVENT_FILTERS if p.name != "q"), "cursor"],
             booleans=("include_subdepartments",),
         )
         params = self.request.query_params.copy()

@@ -84,6 +84,12 @@ def test_lists_and_searches_are_bounded_with_a_clear_400(world, api_as, query, f
     [
         ("audit/events", "until=", "until", "Leave the parameter out, or give it a value."),
         ("audit/events", "page_size=null", "page_size", "Give a whole number from 1 to 200."),
+        (
+            "audit/events",
+            "cursor=Conversations",
+            "cursor",
+            "That page link is not valid; start from the newest.",
+        ),
         ("audit/events", "actor=a&actor=b", "actor", "Give this parameter once."),
         (
             "audit/events",
