@@ -221,6 +221,16 @@ def chats(org: Org, cast: Cast) -> dict[str, Conversation]:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    """The token endpoint allows 20 calls a minute per address, counted in the (local
+    memory) cache, and every test calls from one address: each test starts afresh, so
+    none is throttled for what the tests before it did."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

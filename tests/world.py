@@ -14,6 +14,12 @@ by a member who may see the object and by one from another department:
 - Company-wide: ``server`` (a server-side wipe the director filed), ``rule`` (a draft
   retention rule with its dry run), ``proposed_rule`` (proposed by ``admin_b``, awaiting a
   second admin), ``notification`` (the manager's, about ``pending``).
+- Oversight: ``review`` (the auditor's open review of this quarter's recycle bin),
+  ``audit_export`` (a ready CSV of the audit log, asked for by the auditor), ``locked_out``
+  (a username locked out of signing in, from an address of its own).
+- Credentials: ``token`` (an API token of the staff member's; the matrix gives every
+  role a token of its own besides), and an authenticator for the staff member, for an
+  admin to reset.
 
 Nothing here is enqueued: exports are built and runs worked in the test's own thread.
 """
@@ -23,8 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from axes.models import AccessAttempt
 from django.utils import timezone
 
+from audit.exports import build_export as build_audit_export
+from audit.models import AuditEvent, AuditExport, ChainVerification, ComplianceReview
+from audit.selectors import EventFilter
 from retention import jobs
 from retention.deletion import execution as runs
 from retention.deletion.actions import do_approve_step, do_file_request, do_place_hold
@@ -32,6 +42,7 @@ from retention.deletion.rules import do_create_rule, do_preview_rule, do_propose
 from retention.deletion.scope import resolve_scope
 from retention.exports import do_request_export
 from retention.models import (
+    ApiToken,
     Conversation,
     DeletionRequest,
     Export,
@@ -41,8 +52,12 @@ from retention.models import (
     RetentionRule,
     SignInDay,
 )
+from retention.periods import Quarter
+from retention.reviews import do_open_recycle_bin_review
 from retention.roles import Role
-from tests.conftest import Cast, Org, make_chat, make_member
+from retention.signin import failure_limit
+from retention.tokens import do_issue_token
+from tests.conftest import Cast, Org, enrol_authenticator, make_chat, make_member
 
 REASON = "清理过期聊天记录"
 
@@ -63,6 +78,10 @@ class World:
     export: Export
     chat_export: Export
     notification: Notification
+    review: ComplianceReview
+    audit_export: AuditExport
+    token: ApiToken
+    locked_out: str
 
 
 def file(requester, method: str, **scope) -> DeletionRequest:
@@ -136,6 +155,28 @@ def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
     do_propose(proposed_rule, acting_user=cast.admin_b)  # awaits a second admin
     notification = Notification.objects.filter(recipient=cast.manager, request=pending).first()
     assert notification is not None
+    review = do_open_recycle_bin_review(
+        acting_user=cast.auditor, quarter=str(Quarter.of(timezone.now()))
+    )
+    head = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    audit_export = AuditExport.objects.create(
+        requested_by=cast.auditor, filters=EventFilter(up_to_id=head).to_json(), max_event_id=head
+    )
+    audit_export = build_audit_export(audit_export.pk)
+    token = do_issue_token(
+        member=cast.staff, name="nightly", second_factor_verified=False, request=None, via="tests"
+    ).token
+    enrol_authenticator(cast.staff)  # an authenticator an admin may reset
+    AccessAttempt.objects.create(
+        username="mallory",
+        ip_address="203.0.113.9",
+        user_agent="",
+        http_accept="",
+        path_info="/signin/",
+        get_data="",
+        post_data="",
+        failures_since_start=failure_limit(),
+    )
     return World(
         org=org,
         cast=cast,
@@ -151,13 +192,17 @@ def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
         export=export,
         chat_export=chat_export,
         notification=notification,
+        review=review,
+        audit_export=audit_export,
+        token=token,
+        locked_out="mallory",
     )
 
 
 def state() -> dict:
     """What a refused or ignored call must leave as it was: every row a client could try
-    to change, and the audit log's length (every action writes to it)."""
-    from audit.models import AuditEvent
+    to change, and the audit log's length (every action writes to it). Take it after
+    making the API clients: issuing their tokens is audited too."""
     from retention.models import (
         ApprovalStep,
         ConversationHide,
@@ -197,5 +242,18 @@ def state() -> dict:
         "unread": Notification.objects.filter(read_at__isnull=True).count(),
         "conversations": Conversation.objects.count(),
         "messages": Message.all_rows.count(),
+        "tokens": [
+            (pk, member, revoked is not None, verified)
+            for pk, member, revoked, verified in ApiToken.objects.order_by("pk").values_list(
+                "pk", "member_id", "revoked_at", "second_factor_verified"
+            )
+        ],
+        "reviews": list(
+            ComplianceReview.objects.order_by("pk").values_list(
+                "pk", "status", "reviewer_id", "finding"
+            )
+        ),
+        "lockouts": AccessAttempt.objects.count(),
+        "verifications": ChainVerification.objects.count(),
         "audit": AuditEvent.objects.count(),
     }

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -23,7 +23,9 @@ from audit.log import client_ip
 from audit.models import AuditEvent, ChainDigest, ChainVerification
 from audit.selectors import MAX_PAGE_SIZE, PAGE_SIZE, filtered_events
 from audit.verification import do_request_verification, latest_verification, pending_verification
+from retention.api.pagination import _whole_number
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
+from retention.api.views import check_filters
 from retention.forms import AuditFilterForm
 from retention.roles import AUDIT_LOG_READERS
 from retention.web.audit_log import object_link
@@ -45,6 +47,27 @@ class EventCursorPagination(CursorPagination):
     page_size = PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE
+
+    def decode_cursor(self, request):
+        # DRF answers a cursor it cannot read with a 404; it is bad input, like a bad filter.
+        try:
+            return super().decode_cursor(request)
+        except NotFound as exc:
+            raise ValidationError(
+                {"cursor": [_("That page link is not valid; start from the newest.")]}
+            ) from exc
+
+    def get_page_size(self, request) -> int:
+        # A bad page_size is a 400 that says the bound, as on every other list.
+        size = _whole_number(request.query_params, "page_size", maximum=self.max_page_size)
+        return self.page_size if size is None else size
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == "page_size":
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}
+        return parameters
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -104,12 +127,19 @@ class AuditEventListView(generics.ListAPIView):
     queryset = AuditEvent.objects.none()  # for the schema; requests use get_queryset
 
     @extend_schema(
-        parameters=EVENT_FILTERS, responses={400: FIELD_ERRORS, 403: FORBIDDEN}, tags=["audit"]
+        parameters=EVENT_FILTERS,
+        responses={200: AuditEventSerializer(many=True), 400: FIELD_ERRORS, 403: FORBIDDEN},
+        tags=["audit"],
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
+        check_filters(
+            self.request.query_params,
+            [*(p.name for p in EVENT_FILTERS if p.name != "q"), "cursor"],
+            booleans=("include_subdepartments",),
+        )
         params = self.request.query_params.copy()
         for name in ("cursor", "page_size"):
             params.pop(name, None)
@@ -120,9 +150,16 @@ class AuditEventListView(generics.ListAPIView):
 
 
 class VerificationSerializer(serializers.ModelSerializer):
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Null for the scheduled runs.",
+    )
     intact_up_to = serializers.IntegerField(
-        source="last_good_id", help_text="The last event whose link and hash held."
+        source="last_good_id",
+        allow_null=True,
+        help_text="The last event whose link and hash held (null until a run has checked).",
     )
 
     class Meta:

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from retention import signin
 from retention.api.parsers import JSONParser
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
+from retention.deletion.inputs import StrictSerializer
 from retention.models import Member
 from retention.roles import Role
 
@@ -25,7 +26,7 @@ class LockoutSerializer(serializers.Serializer):
     ends_at = serializers.DateTimeField(help_text="The lockout ends by itself at this moment.")
 
 
-class LiftLockoutInputSerializer(serializers.Serializer):
+class LiftLockoutInputSerializer(StrictSerializer):
     username = serializers.CharField(required=False, allow_blank=True, max_length=150)
     ip_address = serializers.IPAddressField(required=False, allow_blank=True)
 

@@ -17,10 +17,17 @@ from audit.models import ComplianceReview, ReviewStatus
 from retention import reviews
 from retention.api.parsers import JSONParser
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
+from retention.api.views import check_filters
+from retention.deletion.inputs import StrictSerializer
 
 
 class ReviewSerializer(serializers.ModelSerializer):
-    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewer = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="The auditor who decided it; null while it is open.",
+    )
     overdue = serializers.SerializerMethodField()
     summary = serializers.DictField(
         read_only=True,
@@ -49,11 +56,11 @@ class ReviewSerializer(serializers.ModelSerializer):
         return reviews.is_overdue(review, self.context["due_before"])
 
 
-class BinReviewInputSerializer(serializers.Serializer):
+class BinReviewInputSerializer(StrictSerializer):
     quarter = serializers.CharField(max_length=7, help_text="Like 2026-Q4.")
 
 
-class DecisionInputSerializer(serializers.Serializer):
+class DecisionInputSerializer(StrictSerializer):
     finding = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -81,6 +88,7 @@ class ReviewListView(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[ComplianceReview]:
         chosen = _readable(self.request)
+        check_filters(self.request.query_params, ["status", "overdue"], booleans=("overdue",))
         status = self.request.query_params.get("status")
         if status is not None:
             if status not in ReviewStatus.values:

@@ -173,5 +173,5 @@ urlpatterns = [
     ),
     # Anything else under the API is a JSON 404, like a missing object. Keep it LAST: a
     # route after it is never reached. Any character, a newline too ([\s\S], not ".").
-    re_path(r"^[\s\S]*/$", views.not_found, name="api-not-found"),
+    re_path(r"^[\s\S]*/$", views.NotFoundView.as_view(), name="api-not-found"),
 ]

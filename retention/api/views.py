@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
-from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -38,10 +36,21 @@ from retention.models import ApiToken, Conversation, DataKey, Department, Messag
 from retention.tokens import do_issue_token, do_revoke_token, tokens_for
 
 
-@csrf_exempt  # it changes nothing, and a POST to a wrong path deserves the same JSON 404
-def not_found(request: HttpRequest) -> JsonResponse:
-    """A path under the API that names no operation (or an id that is not a number)."""
-    return JsonResponse({"detail": _("Not found.")}, status=404)
+@extend_schema(exclude=True)
+class NotFoundView(APIView):
+    """A path under the API that names no operation (or an id that is not a number): the
+    same JSON 404 as a missing object, whatever the method. An API view like the others,
+    so a browser's session must send its CSRF token here too (a token client need not),
+    and the body is never read."""
+
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    def http_method_not_allowed(self, request: Request, *args, **kwargs) -> Response:
+        raise NotFound
+
+    def options(self, request: Request, *args, **kwargs) -> Response:
+        raise NotFound
 
 
 class TokenThrottle(AnonRateThrottle):
@@ -136,6 +145,7 @@ class TokenListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
+        check_filters(self.request.query_params, ["member"])
         qs = tokens_for(self.request.user).filter(revoked_at__isnull=True)
         member = self.request.query_params.get("member")
         if member is not None:

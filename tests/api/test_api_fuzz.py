@@ -104,6 +104,8 @@ def world(org, cast, chats):
         export_id=[world.export.pk, world.chat_export.pk],
         hold_id=[world.hold.pk],
         rule_id=[world.rule.pk],
+        review_id=[world.review.pk],
+        token_id=[world.token.pk],
     )
     yield world
     KNOWN_IDS.clear()

@@ -49,7 +49,28 @@ WITH_BODY = {
     ("post", "/api/v1/auth/token/"): (
         None,
         "/api/v1/auth/token/",
-        lambda w: {"username": "staff", "password": PASSWORD},
+        # A member without an authenticator: the password alone issues a token.
+        lambda w: {"username": "warehouse", "password": PASSWORD},
+    ),
+    ("post", "/api/v1/reviews/recycle-bin/"): (
+        "auditor",
+        "/api/v1/reviews/recycle-bin/",
+        lambda w: {"quarter": w.review.period},
+    ),
+    ("post", "/api/v1/reviews/{review_id}/sign-off/"): (
+        "auditor",
+        "/api/v1/reviews/{w.review.pk}/sign-off/",
+        lambda w: {"finding": "核对无误"},
+    ),
+    ("post", "/api/v1/reviews/{review_id}/flag/"): (
+        "auditor",
+        "/api/v1/reviews/{w.review.pk}/flag/",
+        lambda w: {"finding": "提前清除"},
+    ),
+    ("post", "/api/v1/lockouts/lift/"): (
+        "admin",
+        "/api/v1/lockouts/lift/",
+        lambda w: {"username": w.locked_out},
     ),
     ("post", "/api/v1/conversations/{conversation_id}/export/"): (
         "staff",
@@ -151,6 +172,11 @@ WITHOUT_BODY = {
         "admin",
         "/api/v1/retention-rules/{w.proposed_rule.pk}/approve/",
     ),
+    ("post", "/api/v1/auth/tokens/{token_id}/revoke/"): (
+        "staff",
+        "/api/v1/auth/tokens/{w.token.pk}/revoke/",
+    ),
+    ("post", "/api/v1/audit/verify/"): ("auditor", "/api/v1/audit/verify/"),
 }
 
 
@@ -209,7 +235,8 @@ def test_a_body_sent_where_none_is_taken_changes_nothing_more(world, api_as, ope
 
     response = client.post(url, forbidden(world), format="json")
 
-    assert (response.status_code, plain) == (200, 200)
+    assert plain in (200, 202)
+    assert response.status_code == plain
     assert state() == expected
 
 
@@ -217,8 +244,9 @@ def test_a_nested_scope_refuses_fields_of_its_own(world, api_as):
     body = batch(world)
     body["scope"]["status"] = "approved"
     body["scope"]["requester"] = world.cast.admin.pk
+    client = api_as(world.cast.staff)
     before = state()
-    response = api_as(world.cast.staff).post("/api/v1/requests/", body, format="json")
+    response = client.post("/api/v1/requests/", body, format="json")
     assert response.status_code == 400
     assert set(response.json()["scope"]) == {"status", "requester"}
     assert state() == before
@@ -247,8 +275,9 @@ def test_another_departments_ids_in_a_body_are_unknown_and_change_nothing(world,
 )
 def test_values_of_another_json_type_are_refused_not_converted(world, api_as, value, field):
     body = {"name": "保留一年", "keep_days": 365, "action": "bin", **value}
+    client = api_as(world.cast.admin)
     before = state()
-    response = api_as(world.cast.admin).post("/api/v1/retention-rules/", body, format="json")
+    response = client.post("/api/v1/retention-rules/", body, format="json")
     assert response.status_code == 400
     assert list(response.json()) == [field]
     assert state() == before

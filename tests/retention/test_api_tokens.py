@@ -28,14 +28,6 @@ __all__ = ["pending", "people", "store"]
 TOKEN_URL = "/api/v1/auth/token/"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_throttle_counts():
-    # The token endpoint allows 20 calls a minute per address; tests share one address.
-    from django.core.cache import cache
-
-    cache.clear()
-
-
 def english() -> APIClient:
     return APIClient(HTTP_ACCEPT_LANGUAGE="en")
 
