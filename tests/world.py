@@ -14,7 +14,7 @@ by a member who may see the object and by one from another department:
 - Company-wide: ``server`` (a server-side wipe the director filed), ``rule`` (a draft
   retention rule with its dry run), ``proposed_rule`` (proposed by ``admin_b``, awaiting a
   second admin), ``notification`` (the manager's, about ``pending``).
-- Oversight: ``review`` (the auditor's open review of this quarter's recycle bin),
+- Oversight: ``review`` (the auditor's open review of last quarter's recycle bin),
   ``audit_export`` (a ready CSV of the audit log, asked for by the auditor), ``locked_out``
   (a username locked out of signing in, from an address of its own).
 - Credentials: ``token`` (an API token of the staff member's; the matrix gives every
@@ -155,8 +155,8 @@ def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
     do_propose(proposed_rule, acting_user=cast.admin_b)  # awaits a second admin
     notification = Notification.objects.filter(recipient=cast.manager, request=pending).first()
     assert notification is not None
-    review = do_open_recycle_bin_review(
-        acting_user=cast.auditor, quarter=str(Quarter.of(timezone.now()))
+    review = do_open_recycle_bin_review(  # last quarter's: ended, so it can be decided
+        acting_user=cast.auditor, quarter=str(Quarter.of(timezone.now()).previous())
     )
     head = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
     audit_export = AuditExport.objects.create(
