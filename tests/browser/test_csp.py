@@ -82,6 +82,7 @@ def test_no_page_breaks_the_content_security_policy(watched, cast, chats):
         ("/audit/", None),
         ("/audit/verify/", None),
         ("/security/", None),
+        ("/reports/", "[data-testid=chart-method][data-drawn=true]"),
         # Swagger UI renders the whole API with its own scripts and styles.
         ("/api/docs/", ".swagger-ui .opblock"),
         ("/admin/", "#content"),
