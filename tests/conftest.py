@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -286,6 +291,47 @@ def database_url_for_subprocess() -> str:
 
     s = connection.settings_dict
     return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """The environment of a real `manage.py rqworker` on the test database."""
+    return {**os.environ, "DATABASE_URL": database_url_for_subprocess(), **extra}
+
+
+def run_worker_burst(*queues: str, **extra: str) -> None:
+    """Run a real worker over ``queues`` until they are empty; it must exit cleanly."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "rqworker", *queues, "--burst"],
+        cwd=ROOT,
+        env=worker_env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@contextmanager
+def running_worker(*args: str, **extra: str) -> Iterator[subprocess.Popen]:
+    """A real worker (``args``: its queues and options) for the length of the block."""
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", *args],
+        cwd=ROOT,
+        env=worker_env(**extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 # --- API credentials: the one place tests get them, so a change of token model is one edit.

@@ -6,10 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -17,28 +13,9 @@ from django.test import Client
 from audit import log as audit
 from audit.events import EventType
 from audit.models import AuditEvent, AuditExport, AuditExportStatus, ChainVerification
-from tests.conftest import database_url_for_subprocess
+from tests.conftest import run_worker_burst
 
 pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_worker_burst(settings) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-    }
-    done = subprocess.run(
-        [sys.executable, "manage.py", "rqworker", "default", "--burst"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_a_large_export_and_a_verification_run_on_a_real_worker(
@@ -59,7 +36,7 @@ def test_a_large_export_and_a_verification_run_on_a_real_worker(
     run = ChainVerification.objects.get()
     assert export.status == AuditExportStatus.QUEUED
 
-    run_worker_burst(settings)
+    run_worker_burst("default", MEDIA_ROOT=str(settings.MEDIA_ROOT))
 
     export.refresh_from_db()
     assert export.status == AuditExportStatus.READY, export.error

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import django_rq
 import pytest
@@ -17,9 +13,7 @@ from audit.events import EventType
 from audit.jobs import verify_audit_chain
 from audit.models import AuditEvent
 from retention.queue import _POOL, start_in_process_worker
-from tests.conftest import database_url_for_subprocess, on_postgres
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import on_postgres, run_worker_burst
 
 
 @pytest.mark.queue
@@ -28,16 +22,7 @@ def test_a_separate_rqworker_process_runs_a_job(redis_queue_connection):
     job = django_rq.get_queue("maintenance").enqueue(verify_audit_chain)
     assert job is not None  # outside a transaction: enqueued at once
 
-    env = {**os.environ, "DATABASE_URL": database_url_for_subprocess()}
-    done = subprocess.run(
-        [sys.executable, "manage.py", "rqworker", "maintenance", "--burst"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    run_worker_burst("maintenance")
 
     job.refresh()
     assert job.get_status() == "finished", job.latest_result()

@@ -49,11 +49,10 @@ from retention.models import (
 )
 from retention.roles import Role
 from retention.store import NewMessage, add_messages, create_conversation
-from tests.conftest import database_url_for_subprocess, make_member, services_or_skip
+from tests.conftest import ROOT, make_member, services_or_skip, worker_env
 
 pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
 BATCH = 50
 LEASE_SECONDS = 3
 POLL = 0.02
@@ -78,14 +77,11 @@ def workers(redis_queue_connection, tmp_path):
     """Starts ``manage.py rqworker wipes`` processes; every one is killed at the end."""
     services_or_skip()
     started: list[subprocess.Popen] = []
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "REDIS_URL": os.environ["REDIS_URL"],
-        "QINGLI_WIPE_BATCH_MESSAGES": str(BATCH),
-        "QINGLI_WIPE_BATCH_PAUSE_MS": "20",
-        "QINGLI_WIPE_LEASE_SECONDS": str(LEASE_SECONDS),
-    }
+    env = worker_env(
+        QINGLI_WIPE_BATCH_MESSAGES=str(BATCH),
+        QINGLI_WIPE_BATCH_PAUSE_MS="20",
+        QINGLI_WIPE_LEASE_SECONDS=str(LEASE_SECONDS),
+    )
 
     def start(*args: str) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(started)}.log", "w")  # noqa: SIM115 (kept open)

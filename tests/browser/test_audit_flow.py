@@ -3,11 +3,6 @@ verified by a real RQ worker: the status card, polling, says "intact up to event
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
@@ -16,29 +11,15 @@ from audit.events import EventType
 from audit.models import ChainVerification
 from tests.browser.conftest import screenshot
 from tests.browser.test_requests_flow import sign_in
-from tests.conftest import database_url_for_subprocess
+from tests.conftest import running_worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.queue, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def worker(redis_queue_connection):
-    env = {**os.environ, "DATABASE_URL": database_url_for_subprocess()}
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_worker("default") as process:
+        yield process
 
 
 def test_an_auditor_filters_the_log_and_verifies_the_chain(page, cast, org, worker):

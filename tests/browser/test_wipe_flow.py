@@ -4,12 +4,8 @@ recycle bin, and a restore brings them back."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -22,38 +18,25 @@ from retention.policies import do_update_policies
 from retention.store import NewMessage, add_messages
 from tests.browser.conftest import screenshot
 from tests.browser.test_requests_flow import sign_in
-from tests.conftest import database_url_for_subprocess, make_chat
+from tests.conftest import make_chat, running_worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.queue, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def worker(redis_queue_connection):
     """A real `manage.py rqworker` with its scheduler, on the test database, working in
     small, slightly paced batches so that the progress bar has something to show."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        # Moves take 4 × 10 = 40 messages a batch: 11 batches, ~4.5 s with the pauses,
-        # so the page (polling every 2 s) shows the bar part-way.
-        "QINGLI_WIPE_BATCH_MESSAGES": "10",
-        "QINGLI_WIPE_BATCH_PAUSE_MS": "400",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "wipes", "default", "--with-scheduler"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    # Moves take 4 × 10 = 40 messages a batch: 11 batches, ~4.5 s with the pauses,
+    # so the page (polling every 2 s) shows the bar part-way.
+    with running_worker(
+        "wipes",
+        "default",
+        "--with-scheduler",
+        QINGLI_WIPE_BATCH_MESSAGES="10",
+        QINGLI_WIPE_BATCH_PAUSE_MS="400",
+    ) as process:
+        yield process
 
 
 @pytest.fixture
