@@ -726,6 +726,16 @@ def test_a_deletion_still_running_cannot_be_restored_yet(people, org, store):
 
 
 @pytest.fixture
+def binned(people, org, store):
+    """The Hangzhou store's batch deletion, run: its records are in the recycle bin."""
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    run(request)
+    return request
+
+
+@pytest.fixture
 def restore_in_batches_of_one(monkeypatch):
     from retention.deletion import recycle
 
@@ -734,12 +744,9 @@ def restore_in_batches_of_one(monkeypatch):
 
 
 def test_a_large_restore_runs_in_short_batches_and_no_purge_starts_meanwhile(
-    people, org, store, restore_in_batches_of_one
+    people, org, store, restore_in_batches_of_one, binned
 ):
-    request = approved(
-        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
-    )
-    run(request)
+    request = binned
     hidden = stored_ids(store["customer"], store["group"], store["warehouse"])
     Tombstone.objects.filter(request=request).update(purge_after=timezone.now())  # due
 
@@ -768,12 +775,9 @@ def test_a_large_restore_runs_in_short_batches_and_no_purge_starts_meanwhile(
 
 
 def test_a_large_restore_cut_short_resumes_where_it_stopped(
-    people, org, store, restore_in_batches_of_one
+    people, org, store, restore_in_batches_of_one, binned
 ):
-    request = approved(
-        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
-    )
-    run(request)
+    request = binned
     hidden = stored_ids(store["customer"], store["group"], store["warehouse"])
     do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
@@ -789,14 +793,11 @@ def test_a_large_restore_cut_short_resumes_where_it_stopped(
 
 
 def test_a_failed_restore_run_keeps_the_records_from_any_purge(
-    people, org, store, restore_in_batches_of_one
+    people, org, store, restore_in_batches_of_one, binned
 ):
     """The audit log says they were restored: a restore run that gave up leaves them in
     the bin, and no purge takes them until a restore is asked again and ends."""
-    request = approved(
-        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
-    )
-    run(request)
+    request = binned
     stored = stored_ids(store["customer"], store["group"], store["warehouse"])
     Tombstone.objects.filter(request=request).update(purge_after=timezone.now())
     do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
@@ -814,11 +815,8 @@ def test_a_failed_restore_run_keeps_the_records_from_any_purge(
     assert visible_ids(store["customer"], store["group"], store["warehouse"]) == stored
 
 
-def test_nothing_is_restored_while_a_purge_runs(people, org, store):
-    request = approved(
-        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
-    )
-    run(request)
+def test_nothing_is_restored_while_a_purge_runs(people, org, store, binned):
+    request = binned
     (purge,) = runs.start_due_purges(now=timezone.now() + timedelta(days=365))
     with pytest.raises(Conflict):
         do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
@@ -827,12 +825,9 @@ def test_nothing_is_restored_while_a_purge_runs(people, org, store):
 
 
 def test_a_restore_run_counts_a_conversation_split_over_batches_once(
-    people, org, store, small_batches, restore_in_batches_of_one
+    people, org, store, small_batches, restore_in_batches_of_one, binned
 ):
-    request = approved(
-        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
-    )
-    run(request)
+    request = binned
     assert Tombstone.objects.filter(request=request).count() > 3  # chunked conversations
     total = sum(Tombstone.objects.filter(request=request).values_list("messages", flat=True))
     do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)

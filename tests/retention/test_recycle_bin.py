@@ -19,20 +19,11 @@ from retention.models import Execution, Message, RequestMethod, Tombstone, Tombs
 from retention.selectors import messages_of
 from tests.conftest import sign_in_verified
 from tests.retention.test_api_requests import api_for
-from tests.retention.test_execution import approved, people, run, store, visible_ids
+from tests.retention.test_execution import approved, binned, people, run, store, visible_ids
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["people", "store"]  # fixtures shared with the run tests
-
-
-@pytest.fixture
-def binned(people, org, store):
-    request = approved(
-        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
-    )
-    run(request)
-    return request
+__all__ = ["binned", "people", "store"]  # fixtures shared with the run tests
 
 
 def test_the_bin_lists_a_request_to_its_managers_and_overseers_only(client, people, store, binned):
