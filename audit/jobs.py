@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from audit import exports, verification
+from audit import event_exports as exports
+from audit import verification
 from audit.models import ChainVerification
 
 

@@ -13,10 +13,10 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import log as audit
 from audit.events import EventType
-from retention.deletion.actions import do_set_protected
+from retention.access.second_factor import verified
+from retention.governance.actions import do_set_protected
 from retention.models import Conversation, Department, Member
-from retention.roles import Role
-from retention.second_factor import verified
+from retention.models.roles import Role
 
 
 class AuditedAdmin(admin.ModelAdmin):

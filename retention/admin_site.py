@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext_lazy as _
 
-from retention.roles import Role
+from retention.models.roles import Role
 
 
 class QingliAdminSite(admin.AdminSite):
@@ -30,7 +30,7 @@ class QingliAdminSite(admin.AdminSite):
     def _second_factor_ok(request) -> bool:
         """Configuration edits people, roles and conversations: while the policy requires
         it, only a session verified with the second factor reaches it."""
-        from retention import second_factor
+        from retention.access import second_factor
 
         return second_factor.verified(request) or not second_factor.is_required()
 

@@ -8,21 +8,20 @@ Cron fields use the process's local time zone (set TZ, e.g. Asia/Shanghai).
 from rq import cron
 
 from audit.jobs import record_chain_digests, verify_audit_chain
-from retention.jobs import (
-    check_retention_rules,
+from retention.governance.actions import do_expire_stale_requests
+from retention.jobs.tasks import (
     expire_exports,
-    expire_stale_requests,
     purge_recycle_bin,
     requeue_stalled_exports,
-    run_retention_rules,
     watch_executions,
 )
+from retention.rules.service import check_rule_health, run_due_rules
 
 cron.register(watch_executions, queue_name="maintenance", cron="* * * * *")
 cron.register(purge_recycle_bin, queue_name="maintenance", cron="7 * * * *")
-cron.register(expire_stale_requests, queue_name="maintenance", cron="*/15 * * * *")
-cron.register(run_retention_rules, queue_name="maintenance", cron="15 2 * * *")
-cron.register(check_retention_rules, queue_name="maintenance", cron="0 9 * * *")
+cron.register(do_expire_stale_requests, queue_name="maintenance", cron="*/15 * * * *")
+cron.register(run_due_rules, queue_name="maintenance", cron="15 2 * * *")
+cron.register(check_rule_health, queue_name="maintenance", cron="0 9 * * *")
 cron.register(record_chain_digests, queue_name="maintenance", cron="5 0 * * *")
 cron.register(verify_audit_chain, queue_name="maintenance", cron="30 3 * * *")
 cron.register(requeue_stalled_exports, queue_name="maintenance", cron="*/5 * * * *")

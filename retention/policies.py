@@ -1,5 +1,8 @@
 """Admin-editable policies: their keys, defaults (from the platform Qingli replaces),
-validation, and the run-time arithmetic they drive (quota, eligibility, schedule, cost)."""
+validation, and the run-time arithmetic they drive (quota, eligibility, schedule, cost).
+
+Every package reads policies, so this module imports only the models; changing them is
+``retention.governance.policy_changes``."""
 
 from __future__ import annotations
 
@@ -7,16 +10,13 @@ import copy
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.core.exceptions import ValidationError
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from audit import log as audit
-from audit.events import EventType
 from retention.models import Member, Policy, QuotaGrant, SignInDay
-from retention.roles import Role
+from retention.models.roles import APPROVER_ROLES
 
 DEFAULTS: dict[str, Any] = {
     "personal_monthly_quota": 10,
@@ -40,12 +40,11 @@ DEFAULTS: dict[str, Any] = {
     # Days an auditor has to sign off or flag a permanent deletion's compliance review.
     "review_due_days": 14,
     # Approving, holds, policy changes, restores and rule changes need a verified TOTP
-    # second factor (see retention.second_factor). Only the demo switches it off.
+    # second factor (see retention.access.second_factor). Only the demo switches it off.
     "require_second_factor": True,
     # A browser session unused this long ends (SESSION_COOKIE_AGE caps it regardless).
     "session_idle_minutes": 30,
 }
-APPROVER_ROLES = {Role.MANAGER.value, Role.SECURITY.value, Role.ADMIN.value}
 
 
 # Stored as {"v": value}: a policy may be null ("any time"), which a bare JSON column
@@ -177,48 +176,6 @@ def validate_changes(changes: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def do_update_policies(
-    *, actor: Member, changes: dict[str, Any], verified_second_factor: bool
-) -> dict[str, Any]:
-    """Admins change policies; each change is audited with its old and new value."""
-    from retention.second_factor import enforce
-
-    if not actor.has_role(Role.ADMIN):
-        raise PermissionDenied(_("Only an admin may change policies."))
-    enforce(actor, verified_second_factor=verified_second_factor, action="update-policies")
-    cleaned = validate_changes(changes)
-    with transaction.atomic():
-        _store(cleaned, actor=actor, details={})
-    return all_policies()
-
-
-def do_operator_set_policies(*, changes: dict[str, Any], via: str) -> dict[str, Any]:
-    """Policies set by an operator at the server's shell through a management command
-    (``via`` names it), not by a member: no role or second factor applies, and the audit
-    event has no actor. Never call this from a page or the API."""
-    cleaned = validate_changes(changes)
-    with transaction.atomic():
-        _store(cleaned, actor=None, details={"via": via})
-    return all_policies()
-
-
-def _store(cleaned: dict[str, Any], *, actor: Member | None, details: dict[str, Any]) -> None:
-    for key, new in cleaned.items():
-        old = get_policy(key)
-        if old == new:
-            continue
-        Policy.objects.update_or_create(
-            key=key, defaults={"value": {"v": new}, "updated_by": actor}
-        )
-        audit.record(
-            EventType.POLICY_CHANGED,
-            actor=actor,
-            target_type="retention.policy",
-            target_id=key,
-            details={"key": key, "old": old, "new": new, **details},
-        )
-
-
 # --- quota and eligibility --------------------------------------------------------------
 
 
@@ -251,39 +208,6 @@ def consecutive_signin_days(member: Member, *, today: date | None = None) -> int
         streak += 1
         day -= timedelta(days=1)
     return streak
-
-
-def do_grant_quota(
-    *, actor: Member, member: Member, extra: int, reason: str, verified_second_factor: bool
-) -> QuotaGrant:
-    from retention.second_factor import enforce
-
-    if not actor.has_role(Role.ADMIN):
-        raise PermissionDenied(_("Only an admin may grant more personal deletions."))
-    enforce(actor, verified_second_factor=verified_second_factor, action="grant-quota")
-    errors = {}
-    if isinstance(extra, bool) or not isinstance(extra, int) or not 1 <= extra <= 1000:
-        errors["extra"] = [_("Must be a whole number from 1 to 1000.")]
-    if not (reason or "").strip():
-        errors["reason"] = [_("Say why the member needs more.")]
-    if errors:
-        raise ValidationError(errors)
-    with transaction.atomic():
-        grant = QuotaGrant.objects.create(
-            member=member,
-            month=month_start(timezone.localdate()),
-            extra=extra,
-            reason=reason.strip(),
-            granted_by=actor,
-        )
-        audit.record(
-            EventType.QUOTA_GRANTED,
-            actor=actor,
-            target=member,
-            department_id=member.department_id,
-            details={"extra": extra, "reason": grant.reason, "month": grant.month.isoformat()},
-        )
-    return grant
 
 
 # --- schedule and cost ------------------------------------------------------------------

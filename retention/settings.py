@@ -119,7 +119,7 @@ SECURE_CSP = {
 # --- sign-in throttling (django-axes) ------------------------------------------------------
 # A username, or an address, with QINGLI_SIGNIN_FAILURE_LIMIT failed sign-ins, each less
 # than the cool-off after the one before, is refused until the cool-off has passed since
-# the last of them, or an admin lifts the lockout (retention/signin.py). Web and API alike.
+# the last of them, or an admin lifts the lockout (retention/access/signin.py). Web and API alike.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -132,8 +132,8 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 # A success does not wipe the count: it would let anyone with an account reset their
 # address's counter between guesses at other accounts.
 AXES_RESET_ON_SUCCESS = False
-AXES_HANDLER = "retention.signin.AuditingLockoutHandler"
-AXES_LOCKOUT_CALLABLE = "retention.signin.lockout_response"
+AXES_HANDLER = "retention.access.signin.AuditingLockoutHandler"
+AXES_LOCKOUT_CALLABLE = "retention.access.signin.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "audit.log.client_ip"
 # Successful sign-ins are in the audit log already; lockouts are lifted through the
 # audited do_lift_lockout, not by deleting rows in the Django admin.
@@ -155,7 +155,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "retention.context_processors.navigation",
+                "retention.web.context_processors.navigation",
             ],
         },
     },
@@ -242,7 +242,7 @@ if REDIS_URL:
     QINGLI_IN_PROCESS_QUEUE = False
 else:
     # No Redis server: one in-memory Redis shared by the web process and a worker thread.
-    from retention.queue import in_process_queue_config
+    from retention.jobs.queue import in_process_queue_config
 
     RQ_QUEUES = {name: in_process_queue_config() for name in QUEUE_NAMES}
     QINGLI_IN_PROCESS_QUEUE = True

@@ -26,8 +26,8 @@ from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from retention.models import Conversation, ConversationKind, Department, Member
-from retention.roles import Role, ensure_role_groups
-from retention.store import NewMessage, add_messages, create_conversation
+from retention.models.roles import Role, ensure_role_groups
+from retention.records.store import NewMessage, add_messages, create_conversation
 
 PASSWORD = "correct-horse-battery"
 
@@ -132,7 +132,7 @@ def api_token(member: Member, *, second_factor: bool = True) -> str:
     """A fresh API key for ``member``: issued after a second-factor check, as the token
     endpoint issues it for a valid ``otp`` (tests of that endpoint send real codes), or
     without one."""
-    from retention.tokens import do_issue_token
+    from retention.access.tokens import do_issue_token
 
     if second_factor:
         enrol_authenticator(member)

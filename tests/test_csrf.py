@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import URLResolver, get_resolver, resolve
 
-from retention.roles import Role
+from retention.models.roles import Role
 from tests.conftest import make_member
 
 pytestmark = pytest.mark.django_db

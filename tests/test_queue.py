@@ -12,7 +12,7 @@ from rq import Queue
 from audit.events import EventType
 from audit.jobs import verify_audit_chain
 from audit.models import AuditEvent
-from retention.queue import _POOL, start_in_process_worker
+from retention.jobs.queue import _POOL, start_in_process_worker
 from tests.conftest import on_postgres, run_worker_burst
 
 
@@ -44,7 +44,7 @@ def test_jobs_enqueued_inside_a_transaction_wait_for_the_commit(redis_queue_conn
 
 @pytest.mark.django_db(transaction=True)
 def test_the_in_process_worker_runs_jobs_without_a_redis_server(settings):
-    from retention.queue import in_process_queue_config
+    from retention.jobs.queue import in_process_queue_config
 
     # The worker thread commits on its own connection, so this test commits too, and
     # resetting committed tables needs PostgreSQL (SQLite's flush meets the audit trigger).
@@ -76,13 +76,13 @@ def test_the_cron_config_registers_the_periodic_jobs():
     scheduler.load_config_from_file("retention.cron")
     names = {job.func.__name__ for job in scheduler.get_jobs()}
     assert names == {
-        "expire_stale_requests",
+        "do_expire_stale_requests",
         "verify_audit_chain",
         "record_chain_digests",
         "watch_executions",
         "purge_recycle_bin",
-        "run_retention_rules",
-        "check_retention_rules",
+        "run_due_rules",
+        "check_rule_health",
         "requeue_stalled_exports",
         "expire_exports",
     }

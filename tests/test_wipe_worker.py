@@ -33,9 +33,8 @@ from django.utils import timezone
 from audit.chain import verify_chain
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.deletion import execution as runs
-from retention.deletion.actions import do_approve_step, do_file_request
-from retention.deletion.scope import resolve_scope
+from retention.governance.actions import do_approve_step, do_file_request
+from retention.governance.scope import resolve_scope
 from retention.models import (
     DataKey,
     DeletionRequest,
@@ -47,8 +46,9 @@ from retention.models import (
     RequestStatus,
     SignInDay,
 )
-from retention.roles import Role
-from retention.store import NewMessage, add_messages, create_conversation
+from retention.models.roles import Role
+from retention.records.store import NewMessage, add_messages, create_conversation
+from retention.wipes import execution as runs
 from tests.conftest import ROOT, make_member, services_or_skip, worker_env
 
 pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
@@ -287,7 +287,7 @@ def test_a_killed_worker_hands_a_batch_deletion_to_another_with_the_same_result(
 
     execution = runs.start_request(request.pk, now=request.scheduled_for)
     assert execution is not None
-    django_rq.get_queue(runs.QUEUE).enqueue("retention.jobs.run_execution", execution.pk)
+    django_rq.get_queue(runs.QUEUE).enqueue("retention.jobs.tasks.run_execution", execution.pk)
     first = workers()
     dead = kill_mid_run(execution.pk, first, workers.logs, phase="")
     # What the dead worker committed is exactly what is hidden: no half batch.
@@ -343,7 +343,7 @@ def test_a_server_wipe_killed_while_purging_removes_exactly_its_scope(workers, p
 
     execution = runs.start_request(request.pk, now=request.scheduled_for)
     assert execution is not None
-    django_rq.get_queue(runs.QUEUE).enqueue("retention.jobs.run_execution", execution.pk)
+    django_rq.get_queue(runs.QUEUE).enqueue("retention.jobs.tasks.run_execution", execution.pk)
     first = workers()
     dead = kill_mid_run(execution.pk, first, workers.logs, phase=runs.PURGE)
     # The keys went first; the rows the dead worker committed are gone, the rest hidden.

@@ -32,15 +32,15 @@ from datetime import timedelta
 from axes.models import AccessAttempt
 from django.utils import timezone
 
-from audit.exports import build_export as build_audit_export
+from audit.event_exports import build_export as build_audit_export
 from audit.models import AuditEvent, AuditExport, ChainVerification, ComplianceReview
 from audit.selectors import EventFilter
-from retention import jobs
-from retention.deletion import execution as runs
-from retention.deletion.actions import do_approve_step, do_file_request, do_place_hold
-from retention.deletion.rules import do_create_rule, do_preview_rule, do_propose
-from retention.deletion.scope import resolve_scope
-from retention.exports import do_request_export
+from retention.access.signin import failure_limit
+from retention.access.tokens import do_issue_token
+from retention.exports.service import do_request_export
+from retention.governance.actions import do_approve_step, do_file_request, do_place_hold
+from retention.governance.scope import resolve_scope
+from retention.jobs import tasks as jobs
 from retention.models import (
     ApiToken,
     Conversation,
@@ -52,11 +52,11 @@ from retention.models import (
     RetentionRule,
     SignInDay,
 )
-from retention.periods import Quarter
-from retention.reviews import do_open_recycle_bin_review
-from retention.roles import Role
-from retention.signin import failure_limit
-from retention.tokens import do_issue_token
+from retention.models.roles import Role
+from retention.reports.periods import Quarter
+from retention.reports.reviews import do_open_recycle_bin_review
+from retention.rules.service import do_create_rule, do_preview_rule, do_propose
+from retention.wipes import execution as runs
 from tests.conftest import Cast, Org, enrol_authenticator, make_chat, make_member
 
 REASON = "清理过期聊天记录"

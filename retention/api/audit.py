@@ -26,9 +26,9 @@ from audit.verification import do_request_verification, latest_verification, pen
 from retention.api.pagination import _whole_number
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
 from retention.api.views import check_filters
-from retention.forms import AuditFilterForm
-from retention.roles import AUDIT_LOG_READERS
+from retention.models.roles import AUDIT_LOG_READERS
 from retention.web.audit_log import object_link
+from retention.web.forms import AuditFilterForm
 
 
 class ReadsAuditLog(BasePermission):

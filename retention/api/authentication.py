@@ -8,7 +8,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
-from retention.tokens import authenticate_key
+from retention.access.tokens import authenticate_key
 
 
 class ApiTokenAuthentication(TokenAuthentication):

@@ -1,7 +1,7 @@
 """Exports over the API: ask for one of a request or a conversation, read its status,
 download its file.
 
-Thin: the selectors make what the caller cannot see a 404, ``retention.exports`` decides
+Thin: the selectors make what the caller cannot see a 404, ``retention.exports.service`` decides
 who may export or download (403) and audits; the job writes the file.
 """
 
@@ -20,14 +20,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.log import client_ip
-from retention import exports
+from retention.api.inputs import StrictSerializer
 from retention.api.parsers import JSONParser
 from retention.api.request_serializers import DetailSerializer
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
-from retention.deletion.inputs import StrictSerializer
-from retention.deletion.selectors import requests_for
+from retention.exports import service as exports
+from retention.governance.selectors import requests_for
 from retention.models import Export, ExportFormat, ExportStatus
-from retention.selectors import conversations_for
+from retention.records.selectors import conversations_for
 from retention.web.exports import CONTENT_TYPES, file_response
 
 

@@ -21,7 +21,8 @@ from rest_framework.views import APIView
 
 from audit import log as audit
 from retention.api.parsers import IngestJSONParser
-from retention.ingest import (
+from retention.models import Message
+from retention.records.ingest import (
     INGEST_PERMISSION,
     ConversationRecordSerializer,
     IngestError,
@@ -32,7 +33,6 @@ from retention.ingest import (
     flatten_errors,
     record_error,
 )
-from retention.models import Message
 
 
 class CanIngest(BasePermission):

@@ -10,12 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from retention import signin
+from retention.access import signin
+from retention.api.inputs import StrictSerializer
 from retention.api.parsers import JSONParser
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
-from retention.deletion.inputs import StrictSerializer
 from retention.models import Member
-from retention.roles import Role
+from retention.models.roles import Role
 
 
 class LockoutSerializer(serializers.Serializer):

@@ -12,12 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from retention.access.second_factor import verified
+from retention.api.inputs import StrictSerializer, id_list
 from retention.api.parsers import JSONParser
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
-from retention.deletion.inputs import StrictSerializer, id_list
-from retention.deletion.recycle import bin_items, bin_requests_for, do_restore_from_bin
 from retention.models import DeletionRequest
-from retention.second_factor import verified
+from retention.wipes.recycle import bin_items, bin_requests_for, do_restore_from_bin
 
 # Conversations listed with each request (the request's page lists them all).
 ITEMS_PER_ENTRY = 100

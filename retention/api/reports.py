@@ -9,8 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from retention import periods, reports
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
+from retention.reports import figures as reports
+from retention.reports import periods
 from retention.web.reports import require_report_reader
 
 REPORT = OpenApiResponse(

@@ -12,9 +12,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.models import AuditEvent
-from retention.deletion import approvals
-from retention.deletion.notify import text_of
-from retention.deletion.selectors import request_progress, request_timeline
+from retention.governance import approvals
+from retention.governance.selectors import request_progress, request_timeline
 from retention.models import (
     ApprovalStep,
     DeletionRequest,
@@ -23,6 +22,7 @@ from retention.models import (
     QuotaGrant,
     RequestMethod,
 )
+from retention.notifications.notify import text_of
 
 # --- the preview, as computed by scope.compute_preview (schema only) ---------------------
 
@@ -343,7 +343,7 @@ class PoliciesSerializer(serializers.Serializer):
     )
 
 
-# --- inputs the shared ``retention.deletion.inputs`` does not have yet ---------------------
+# --- inputs the shared ``retention.api.inputs`` does not have yet ---------------------
 
 
 # --- errors (schema only) ----------------------------------------------------------------

@@ -20,7 +20,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from retention import selectors
+from retention.access.second_factor import verified
+from retention.api.inputs import (
+    DecisionSerializer,
+    HoldInputSerializer,
+    HoldReleaseInputSerializer,
+    NotificationsReadInputSerializer,
+    QuotaGrantInputSerializer,
+    RejectionSerializer,
+    RequestInputSerializer,
+    scope_data,
+)
 from retention.api.parsers import JSONParser
 from retention.api.request_serializers import (
     DetailSerializer,
@@ -35,19 +45,10 @@ from retention.api.request_serializers import (
     RequestSerializer,
 )
 from retention.api.views import check_filters
-from retention.deletion import actions
-from retention.deletion.inputs import (
-    DecisionSerializer,
-    HoldInputSerializer,
-    HoldReleaseInputSerializer,
-    NotificationsReadInputSerializer,
-    QuotaGrantInputSerializer,
-    RejectionSerializer,
-    RequestInputSerializer,
-    scope_data,
-)
-from retention.deletion.scope import check_authority, compute_preview, resolve_scope
-from retention.deletion.selectors import holds_for, notifications_for, requests_for
+from retention.governance import actions
+from retention.governance.policy_changes import do_grant_quota, do_update_policies
+from retention.governance.scope import check_authority, compute_preview, resolve_scope
+from retention.governance.selectors import holds_for, notifications_for, requests_for
 from retention.models import (
     ApprovalStep,
     Conversation,
@@ -56,9 +57,9 @@ from retention.models import (
     Member,
     Notification,
 )
-from retention.policies import all_policies, do_grant_quota, do_update_policies
-from retention.roles import Role
-from retention.second_factor import verified
+from retention.models.roles import Role
+from retention.policies import all_policies
+from retention.records import selectors
 
 IDEMPOTENCY_KEY_MAX = DeletionRequest._meta.get_field("idempotency_key").max_length
 

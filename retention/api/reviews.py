@@ -14,11 +14,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import ComplianceReview, ReviewStatus
-from retention import reviews
+from retention.api.inputs import StrictSerializer
 from retention.api.parsers import JSONParser
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
 from retention.api.views import check_filters
-from retention.deletion.inputs import StrictSerializer
+from retention.reports import reviews
 
 
 class ReviewSerializer(serializers.ModelSerializer):

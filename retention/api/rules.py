@@ -14,12 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from retention import selectors
+from retention.access.second_factor import verified
+from retention.api.inputs import StrictSerializer, id_list
 from retention.api.parsers import JSONParser
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND, visible_among
-from retention.deletion import rules
-from retention.deletion.inputs import StrictSerializer, id_list
-from retention.deletion.rules import RULE_READERS
 from retention.models import (
     Conversation,
     ConversationKind,
@@ -27,7 +25,9 @@ from retention.models import (
     RetentionRule,
     RuleAction,
 )
-from retention.second_factor import verified
+from retention.records import selectors
+from retention.rules import service as rules
+from retention.rules.service import RULE_READERS
 
 
 class RuleSerializer(serializers.ModelSerializer):

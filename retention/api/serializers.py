@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from retention.deletion.inputs import StrictSerializer
+from retention.api.inputs import StrictSerializer
 from retention.models import ApiToken, Conversation, Department, Member, Message
 
 

@@ -16,8 +16,9 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from retention import second_factor, selectors
-from retention.actions import do_record_failed_sign_in
+from retention.access import second_factor
+from retention.access.activity import do_record_failed_sign_in
+from retention.access.tokens import do_issue_token, do_revoke_token, tokens_for
 from retention.api.parsers import FormParser, JSONParser, MultiPartParser
 from retention.api.request_serializers import DetailSerializer
 from retention.api.serializers import (
@@ -30,10 +31,10 @@ from retention.api.serializers import (
     TokenRequestSerializer,
     TokenSerializer,
 )
-from retention.crypto import KeyDestroyedError
-from retention.forms import ConversationFilterForm
 from retention.models import ApiToken, Conversation, DataKey, Department, Message
-from retention.tokens import do_issue_token, do_revoke_token, tokens_for
+from retention.records import selectors
+from retention.records.crypto import KeyDestroyedError
+from retention.web.forms import ConversationFilterForm
 
 
 @extend_schema(exclude=True)
@@ -68,7 +69,7 @@ class ObtainTokenView(APIView):
     its code to get any token at all, as when signing in in the browser.
 
     Failures count toward the sign-in lockout, as in the browser: past the limit the
-    answer is 429 ``{"detail": ...}`` (retention/signin.py), even for the right password."""
+    answer is 429 ``{"detail": ...}`` (retention/access/signin.py), even for the right password."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]

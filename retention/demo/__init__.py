@@ -21,7 +21,6 @@ from django.db.models import Count
 
 from audit import log as audit
 from audit.events import EventType
-from retention.crypto import ConversationCipher, new_wrapped_key
 from retention.demo.chats import Plan, Window, messages_for, plan_conversations
 from retention.demo.org import SIGN_INS, Organisation, build_organisation
 from retention.demo.reset import (
@@ -34,9 +33,10 @@ from retention.demo.reset import (
     footprint,
 )
 from retention.demo.writer import ChunkWriter, Encoder, Row, insert_rows, stamp_conversations
+from retention.governance.policy_changes import do_operator_set_policies
 from retention.models import Conversation, DataKey, Message, Participant, Sensitivity
-from retention.policies import do_operator_set_policies
-from retention.store import NewAttachment
+from retention.records.crypto import ConversationCipher, new_wrapped_key
+from retention.records.store import NewAttachment
 
 __all__ = ["DEMO_SOURCE", "DemoDataError", "SeedReport", "seed_demo"]
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from retention.demo.people import chinese_name
 from retention.models import Department, Member, SignInDay
-from retention.roles import Role, ensure_role_groups
+from retention.models.roles import Role, ensure_role_groups
 
 COMPANY_NAME = "清风电商"
 # Demo members are recognised by this address domain (``.invalid`` is reserved, so no

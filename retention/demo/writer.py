@@ -1,10 +1,10 @@
 """Turning demo messages into stored rows, fast.
 
 Each message is classified and encrypted with exactly the calls
-:func:`retention.store.build_message` makes (same classifier, same cipher, so the same
+:func:`retention.records.store.build_message` makes (same classifier, same cipher, so the same
 nonce ‖ ciphertext format and AAD), then written in chunks: PostgreSQL COPY on
 PostgreSQL, ``bulk_create`` elsewhere. The few messages with a file go through the ORM
-and :func:`retention.store.store_attachment`, because attachments need the message's id.
+and :func:`retention.records.store.store_attachment`, because attachments need the message's id.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from datetime import datetime
 from django.db import connection, connections, models, transaction
 from django.utils import timezone
 
-from retention.classify import Classification, classify
-from retention.crypto import ConversationCipher
 from retention.models import Conversation, Message, Participant
-from retention.store import NewAttachment, store_attachment
+from retention.records.classify import Classification, classify
+from retention.records.crypto import ConversationCipher
+from retention.records.store import NewAttachment, store_attachment
 
 # The message columns the generator fills itself, in this order; every other column of
 # the table (source, source_id, ingested_at, and any column added later) gets the value
@@ -93,7 +93,7 @@ class Encoder:
         sent_at: datetime,
         text: str,
     ) -> Row:
-        # The same three calls as retention.store.build_message.
+        # The same three calls as retention.records.store.build_message.
         plaintext = text.encode()
         result = self.classify(text)
         return Row(

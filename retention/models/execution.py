@@ -31,6 +31,12 @@ class TombstoneState(models.TextChoices):
 HIDING_STATES = (TombstoneState.BINNED, TombstoneState.PURGING)
 
 
+class TombstoneQuerySet(models.QuerySet):
+    def hiding(self) -> TombstoneQuerySet:
+        """The tombstones whose rows every read leaves out."""
+        return self.filter(state__in=HIDING_STATES)
+
+
 class Tombstone(models.Model):
     """Messages of one conversation with ``after_id < id <= up_to_id`` (and, when set,
     ``sent_after <= sent_at < sent_before``), taken out by one request."""
@@ -54,6 +60,8 @@ class Tombstone(models.Model):
         Member, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     purged_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TombstoneQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("recycle-bin entry")

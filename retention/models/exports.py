@@ -4,7 +4,7 @@ A backup before deletion and the evidence of what a deletion took. The row is th
 about the job that writes the file (status, times, counts, error); the file lives in the
 default storage under a name that says nothing about it, and its SHA-256 checksum is
 recorded here and in the audit log. The file is encrypted under a data key of its own,
-kept here wrapped by the master key (``retention.export_files``); an export expires after
+kept here wrapped by the master key (``retention.exports.sealed``); an export expires after
 the ``export_keep_days`` policy: its file is deleted and its key destroyed.
 """
 

@@ -9,7 +9,7 @@ from django.db.models.functions import Concat, Substr
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
-from retention.roles import Role
+from retention.models.roles import Role
 
 
 class Department(models.Model):
@@ -212,11 +212,12 @@ class LiveMessageManager(models.Manager):
     """
 
     def get_queryset(self) -> models.QuerySet:
-        from retention.models.execution import HIDING_STATES, Tombstone
-
+        # The recycle bin's table is named, not imported, as a foreign key would name it:
+        # the record store sits below the bin and must not depend on its module.
+        tombstones = self.model._meta.apps.get_model("retention", "Tombstone").objects
         covering = (
-            Tombstone.objects.filter(
-                state__in=HIDING_STATES,
+            tombstones.hiding()
+            .filter(
                 conversation=models.OuterRef("conversation_id"),
                 after_id__lt=models.OuterRef("id"),
                 up_to_id__gte=models.OuterRef("id"),

@@ -2,7 +2,7 @@
 
 The card is ``retention/exports/_card.html``: the pages include it, and it polls its own
 URL while an export is being written. Who may export and download is decided in
-``retention.exports``; what the viewer cannot see at all is a 404.
+``retention.exports.service``; what the viewer cannot see at all is a 404.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.log import client_ip
-from retention.deletion.actions import Conflict
-from retention.deletion.execution import needs_evidence
-from retention.deletion.selectors import requests_for
-from retention.exports import (
+from retention.exports.service import (
     do_request_export,
     exports_for,
     exports_of,
@@ -33,6 +30,8 @@ from retention.exports import (
     may_export,
     open_download,
 )
+from retention.governance.actions import Conflict
+from retention.governance.selectors import requests_for
 from retention.models import (
     Conversation,
     DeletionRequest,
@@ -42,7 +41,8 @@ from retention.models import (
     Member,
     RequestStatus,
 )
-from retention.selectors import conversations_for
+from retention.records.selectors import conversations_for
+from retention.wipes.execution import needs_evidence
 
 EXPORTS_SHOWN = 20
 POLL_SECONDS = 2

@@ -12,8 +12,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from retention import signin
-from retention.roles import Role
+from retention.access import signin
+from retention.models.roles import Role
 from retention.web.request_forms import errors_of
 from retention.web.requests import require_role
 

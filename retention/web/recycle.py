@@ -17,15 +17,15 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
-from retention.deletion.actions import Conflict
-from retention.deletion.recycle import (
+from retention.access.second_factor import verified
+from retention.governance.actions import Conflict
+from retention.wipes.recycle import (
     bin_conversations,
     bin_requests_for,
     do_restore_from_bin,
     may_restore,
     personal_bin_for,
 )
-from retention.second_factor import verified
 
 BIN_CONVERSATIONS_PER_PAGE = 200
 

@@ -1,7 +1,7 @@
 """The quarterly audit report and the annual assessment in the browser (auditors, admins).
 
-Thin: the numbers come from :mod:`retention.reports`, every format from
-:mod:`retention.report_formats`, both drawn from the same dict.
+Thin: the numbers come from :mod:`retention.reports.figures`, every format from
+:mod:`retention.reports.formats`, both drawn from the same dict.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from retention import periods, reports
-from retention import report_formats as formats
-from retention.periods import Quarter
-from retention.roles import Role
+from retention.models.roles import Role
+from retention.reports import figures as reports
+from retention.reports import formats, periods
+from retention.reports.periods import Quarter
 
 REPORT_READERS = (Role.AUDITOR, Role.ADMIN)
 CONTENT_TYPES = {

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from retention.deletion.inputs import MAX_IDS
+from retention.api.inputs import MAX_IDS
 from retention.models import (
     Conversation,
     ConversationKind,
@@ -26,9 +26,9 @@ from retention.models import (
     RequestMethod,
     RequestStatus,
 )
+from retention.models.roles import Role
 from retention.policies import DEFAULTS
-from retention.roles import Role
-from retention.selectors import conversations_for, departments_for
+from retention.records.selectors import conversations_for, departments_for
 
 # The group conversations the wizard lists; larger scopes are named by department.
 GROUP_CHOICES_LIMIT = 200

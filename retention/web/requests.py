@@ -23,8 +23,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.models import AuditEvent
-from retention.deletion import approvals, rules
-from retention.deletion.actions import (
+from retention.access.second_factor import verified
+from retention.governance import approvals
+from retention.governance.actions import (
     Conflict,
     do_approve_step,
     do_cancel_request,
@@ -37,14 +38,14 @@ from retention.deletion.actions import (
     do_restore_personal,
     do_unhide_conversation,
 )
-from retention.deletion.notify import text_of
-from retention.deletion.scope import (
+from retention.governance.policy_changes import do_update_policies
+from retention.governance.scope import (
     check_authority,
     compute_preview,
     resolve_scope,
     scope_root,
 )
-from retention.deletion.selectors import (
+from retention.governance.selectors import (
     holds_for,
     notifications_for,
     request_timeline,
@@ -62,16 +63,11 @@ from retention.models import (
     RequestMethod,
     RequestStatus,
 )
-from retention.policies import (
-    all_policies,
-    consecutive_signin_days,
-    do_update_policies,
-    get_policy,
-    server_cost_cny,
-)
-from retention.roles import Role
-from retention.second_factor import verified
-from retention.selectors import conversations_for
+from retention.models.roles import Role
+from retention.notifications.notify import text_of
+from retention.policies import all_policies, consecutive_signin_days, get_policy, server_cost_cny
+from retention.records.selectors import conversations_for
+from retention.rules import service as rules
 from retention.web.request_forms import (
     JSON_POLICIES,
     POLICY_ERROR_FIELDS,

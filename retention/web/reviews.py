@@ -16,9 +16,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.models import ReviewStatus
-from retention import reviews
-from retention.deletion.actions import Conflict
-from retention.periods import Quarter
+from retention.governance.actions import Conflict
+from retention.reports import reviews
+from retention.reports.periods import Quarter
 
 REVIEWS_PER_PAGE = 50
 # Quarters offered for a recycle-bin review: this one and the ones before it.

@@ -14,9 +14,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from retention.deletion import rules
-from retention.deletion.actions import Conflict
-from retention.deletion.rules import RULE_READERS
+from retention.access.second_factor import verified
+from retention.governance.actions import Conflict
 from retention.models import (
     Conversation,
     ConversationKind,
@@ -24,8 +23,9 @@ from retention.models import (
     RetentionRule,
     RuleAction,
 )
-from retention.roles import Role
-from retention.second_factor import verified
+from retention.models.roles import Role
+from retention.rules import service as rules
+from retention.rules.service import RULE_READERS
 
 
 class DepartmentChoiceField(forms.ModelChoiceField):

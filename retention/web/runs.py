@@ -10,10 +10,10 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from retention.deletion.execution import needs_evidence
-from retention.deletion.selectors import request_progress, requests_for
-from retention.exports import has_evidence_export
+from retention.exports.service import has_evidence_export
+from retention.governance.selectors import request_progress, requests_for
 from retention.models import DeletionRequest, ExecutionKind, ExecutionStatus, RequestStatus
+from retention.wipes.execution import needs_evidence
 
 ONE_MINUTE = timedelta(minutes=1)
 

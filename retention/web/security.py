@@ -1,7 +1,8 @@
 """Pages of the second factor and API tokens: the sign-in code step, setting up and
 removing an authenticator, one's own tokens, and the admins' view of everyone's.
 
-Thin: forms validate, ``retention.second_factor`` and ``retention.tokens`` act and audit.
+Thin: forms validate; ``retention.access.second_factor`` and ``retention.access.tokens``
+act and audit.
 """
 
 from __future__ import annotations
@@ -29,13 +30,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from retention import second_factor
-from retention.actions import do_record_sign_in
-from retention.deletion.errors import Conflict
+from retention.access import second_factor
+from retention.access.activity import do_record_sign_in
+from retention.access.tokens import do_issue_token, do_revoke_token, tokens_for
+from retention.errors import Conflict
 from retention.models import ApiToken, Member
-from retention.policies import APPROVER_ROLES
-from retention.roles import Role
-from retention.tokens import do_issue_token, do_revoke_token, tokens_for
+from retention.models.roles import APPROVER_ROLES, Role
 
 # A password checked, its code not yet: {"member", "backend", "at", "next"}.
 PENDING_SIGN_IN = "qingli_second_factor_pending"

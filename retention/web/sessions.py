@@ -26,7 +26,7 @@ from django.shortcuts import redirect, resolve_url
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from retention.actions import do_record_session_expired
+from retention.access.activity import do_record_session_expired
 from retention.policies import get_policy
 
 SIGNED_IN_AT = "qingli_signed_in_at"

@@ -11,13 +11,19 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.selectors import recent_events
-from retention import reviews, selectors, signin
-from retention.actions import do_record_failed_sign_in, do_record_sign_in, do_record_sign_out
-from retention.crypto import KeyDestroyedError
-from retention.deletion import rules
-from retention.forms import ConversationFilterForm
-from retention.roles import Role
-from retention.second_factor import has_device
+from retention.access import signin
+from retention.access.activity import (
+    do_record_failed_sign_in,
+    do_record_sign_in,
+    do_record_sign_out,
+)
+from retention.access.second_factor import has_device
+from retention.models.roles import Role
+from retention.records import selectors
+from retention.records.crypto import KeyDestroyedError
+from retention.reports import reviews
+from retention.rules import service as rules
+from retention.web.forms import ConversationFilterForm
 from retention.web.security import start_pending_sign_in
 
 CONVERSATIONS_PER_PAGE = 25
@@ -25,7 +31,7 @@ MESSAGES_PER_PAGE = 50
 
 
 class SignInView(auth_views.LoginView):
-    """Failed sign-ins are audited and counted (retention/signin.py): past the limit, the
+    """Failed sign-ins are audited and counted (retention/access/signin.py): past the limit, the
     django-axes middleware answers with the lockout page instead of the form."""
 
     redirect_authenticated_user = True

@@ -11,11 +11,11 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from retention.deletion.actions import do_file_request
-from retention.deletion.scope import resolve_scope
+from retention.governance.actions import do_file_request
+from retention.governance.policy_changes import do_update_policies
+from retention.governance.scope import resolve_scope
 from retention.models import DeletionRequest, Message, RequestMethod, RequestStatus, SignInDay
-from retention.policies import do_update_policies
-from retention.store import NewMessage, add_messages
+from retention.records.store import NewMessage, add_messages
 from tests.browser.conftest import screenshot
 from tests.browser.test_requests_flow import sign_in
 from tests.conftest import make_chat, running_worker

@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.deletion.actions import do_file_request
-from retention.deletion.scope import resolve_scope
+from retention.governance.actions import do_file_request
+from retention.governance.scope import resolve_scope
 from retention.models import (
     ConversationHide,
     DeletionRequest,
@@ -195,7 +195,7 @@ def test_deciding_a_rejected_request_conflicts(regulars, org, chats):
 def test_a_decision_for_a_step_already_decided_conflicts_and_changes_nothing(regulars, org, chats):
     # An admin who is also a security officer approved step 2 (security); a stale page
     # still shows step 2 and its approve button must not approve step 3 (admin).
-    from retention.roles import Role
+    from retention.models.roles import Role
     from tests.conftest import make_member
 
     both = make_member("sec_admin", org.company, Role.SECURITY, Role.ADMIN)

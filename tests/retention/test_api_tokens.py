@@ -14,8 +14,8 @@ from rest_framework.test import APIClient
 
 from audit.events import EventType
 from audit.models import AuditEvent
+from retention.access.tokens import TOUCH_EVERY
 from retention.models import ApiToken, StepStatus
-from retention.tokens import TOUCH_EVERY
 from tests.conftest import PASSWORD, api_client_for, api_token, current_code, enrol_authenticator
 from tests.conftest import sign_in_verified as verified_client
 from tests.retention.test_execution import people, store

@@ -13,8 +13,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from audit import log as audit
+from audit.event_exports import build_export
 from audit.events import EventType
-from audit.exports import build_export
 from audit.models import AuditEvent, AuditExport, AuditExportStatus, ChainVerification
 from audit.verification import run_verification
 from tests.conftest import make_member

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from retention.classify import HIGH, LOW, MEDIUM, RULE_LEVELS, Classification, classify
+from retention.records.classify import HIGH, LOW, MEDIUM, RULE_LEVELS, Classification, classify
 
 # --------------------------------------------------------------------------- helpers
 

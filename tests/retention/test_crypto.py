@@ -5,18 +5,15 @@ import os
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention import crypto
-from retention.actions import (
-    data_keys_by_master_key,
-    do_destroy_conversation_key,
-    do_rotate_master_key,
-)
-from retention.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
 from retention.models import DataKey, Message
-from retention.store import NewAttachment, read_attachment, read_body, store_attachment
+from retention.records import crypto
+from retention.records.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
+from retention.records.keys import data_keys_by_master_key, do_rotate_master_key
+from retention.records.store import NewAttachment, read_attachment, read_body, store_attachment
 from tests.conftest import make_chat
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +24,13 @@ BODY = "收货地址：浙江省杭州市西湖区文三路 398 号 2 幢 301 �
 @pytest.fixture
 def chat(org, cast):
     return make_chat(org.hangzhou, [cast.staff], [BODY, "好的，已登记"])
+
+
+def destroy_key(conversation) -> None:
+    """What a server-side wipe's shredding phase does to a conversation's data key."""
+    DataKey.objects.filter(conversation=conversation).update(
+        wrapped_key=None, destroyed_at=timezone.now()
+    )
 
 
 def test_bodies_are_stored_encrypted_and_read_back(chat):
@@ -62,7 +66,7 @@ def test_attachment_bytes_are_encrypted_in_storage(chat):
 
 def test_destroying_the_key_makes_every_copy_unreadable(chat, cast):
     message = Message.objects.filter(conversation=chat).first()
-    assert do_destroy_conversation_key(chat, actor=cast.admin, reason="test wipe") is True
+    destroy_key(chat)
 
     key = DataKey.objects.get(conversation=chat)
     assert key.wrapped_key is None
@@ -76,20 +80,6 @@ def test_destroying_the_key_makes_every_copy_unreadable(chat, cast):
         ConversationCipher.for_conversation(other).decrypt(message.body)
     with pytest.raises(DecryptionError):
         ConversationCipher(chat.pk, crypto.new_wrapped_key(chat.pk)).decrypt(message.body)
-    event = AuditEvent.objects.get(event_type=EventType.CONVERSATION_KEY_DESTROYED)
-    assert event.target_id == str(chat.pk)
-    assert event.actor_name == "admin"
-    # Destroying twice changes nothing and records nothing more.
-    assert do_destroy_conversation_key(chat, actor=cast.admin, reason="again") is False
-    assert AuditEvent.objects.filter(event_type=EventType.CONVERSATION_KEY_DESTROYED).count() == 1
-
-
-def test_only_an_admin_or_a_system_job_destroys_keys(chat, cast):
-    for member in (cast.manager, cast.security, cast.auditor, cast.staff):
-        with pytest.raises(PermissionDenied):
-            do_destroy_conversation_key(chat, actor=member, reason="no")
-    assert DataKey.objects.get(conversation=chat).wrapped_key is not None
-    assert do_destroy_conversation_key(chat, actor=None, reason="approved wipe") is True
 
 
 def test_a_different_master_key_cannot_unwrap(chat, settings):
@@ -171,7 +161,7 @@ def test_a_backup_of_a_shredded_key_reads_nothing_once_its_master_key_is_retired
 ):
     backup = bytes(DataKey.objects.get(conversation=chat).wrapped_key)  # last night's backup
     message = first_message(chat)
-    do_destroy_conversation_key(chat, actor=cast.admin, reason="approved wipe")
+    destroy_key(chat)
     # With yesterday's master key still in service, the backup would still open it...
     assert ConversationCipher(chat.pk, backup).decrypt_text(message.body) == BODY
     # ...so the key is rotated and the old master key destroyed, as the docs prescribe.
@@ -186,7 +176,7 @@ def test_a_backup_of_a_shredded_key_reads_nothing_once_its_master_key_is_retired
 
 
 def test_rotation_never_resurrects_a_key_destroyed_meanwhile(chat, cast, new_master):
-    do_destroy_conversation_key(chat, actor=cast.admin, reason="wipe")
+    destroy_key(chat)
     assert do_rotate_master_key(actor=None) == {"rewrapped": 0, "already_current": 0}
     assert DataKey.objects.get(conversation=chat).wrapped_key is None
 
@@ -198,22 +188,3 @@ def test_only_admins_rotate(cast):
 
 def first_message(conversation) -> Message:
     return Message.objects.filter(conversation=conversation).order_by("id").first()
-
-
-@pytest.mark.parametrize("through", ["conversation", "department"])
-def test_a_held_conversations_key_cannot_be_destroyed(chat, cast, org, through):
-    from retention.deletion.actions import do_place_hold
-
-    do_place_hold(
-        acting_user=cast.security,
-        kind="legal",
-        reason="诉讼保全",
-        conversations=[chat] if through == "conversation" else [],
-        departments=[org.east] if through == "department" else [],
-        verified_second_factor=True,
-    )
-    for actor in (cast.admin, None):  # neither an admin nor an approved wipe
-        with pytest.raises(PermissionDenied, match="on hold"):
-            do_destroy_conversation_key(chat, actor=actor, reason="wipe")
-    assert DataKey.objects.get(conversation=chat).wrapped_key is not None
-    assert not AuditEvent.objects.filter(event_type=EventType.CONVERSATION_KEY_DESTROYED).exists()

@@ -13,10 +13,8 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind
-from retention import jobs
-from retention.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
-from retention.deletion import execution as runs
-from retention.deletion.actions import (
+from retention.exports.service import do_request_export
+from retention.governance.actions import (
     Conflict,
     do_approve_step,
     do_cancel_request,
@@ -24,9 +22,8 @@ from retention.deletion.actions import (
     do_place_hold,
     do_release_hold,
 )
-from retention.deletion.recycle import bin_requests_for, do_restore_from_bin
-from retention.deletion.scope import holds_covering, resolve_scope
-from retention.exports import do_request_export
+from retention.governance.scope import resolve_scope
+from retention.jobs import tasks as jobs
 from retention.models import (
     Attachment,
     DataKey,
@@ -43,8 +40,12 @@ from retention.models import (
     Tombstone,
     TombstoneState,
 )
-from retention.roles import Role
-from retention.store import NewAttachment, NewMessage, add_messages, read_body
+from retention.models.roles import Role
+from retention.records.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
+from retention.records.holds import holds_covering
+from retention.records.store import NewAttachment, NewMessage, add_messages, read_body
+from retention.wipes import execution as runs
+from retention.wipes.recycle import bin_requests_for, do_restore_from_bin
 from tests.conftest import make_chat, make_member
 
 pytestmark = pytest.mark.django_db
@@ -336,13 +337,13 @@ def test_the_watchdog_starts_due_requests_and_hands_over_silent_runs(
     assert watch(request.scheduled_for - timedelta(minutes=1)) == {"started": 0, "resumed": 0}
     assert queued(wipes_queue) == []
     assert watch(request.scheduled_for) == {"started": 1, "resumed": 0}
-    assert queued(wipes_queue) == [("retention.jobs.start_request", (request.pk,))]
+    assert queued(wipes_queue) == [("retention.jobs.tasks.start_request", (request.pk,))]
     wipes_queue.empty()
     started = runs.start_request(request.pk, now=request.scheduled_for)
     runs._acquire(started.pk, "gone")
     assert watch(timezone.now() + timedelta(seconds=30)) == {"started": 0, "resumed": 0}
     assert watch(timezone.now() + timedelta(seconds=61)) == {"started": 0, "resumed": 1}
-    assert queued(wipes_queue) == [("retention.jobs.run_execution", (started.pk,))]
+    assert queued(wipes_queue) == [("retention.jobs.tasks.run_execution", (started.pk,))]
 
 
 # --- recycle bin, restore and purge --------------------------------------------------------
@@ -672,7 +673,7 @@ def test_high_sensitivity_records_wait_for_an_evidence_export(
     wipes_queue.empty()
     with django_capture_on_commit_callbacks(execute=True):
         assert jobs.build_export(export.pk) == "ready"
-    assert queued(wipes_queue) == [("retention.jobs.start_request", (request.pk,))]
+    assert queued(wipes_queue) == [("retention.jobs.tasks.start_request", (request.pk,))]
     assert run(request).status == ExecutionStatus.COMPLETED
 
 
@@ -737,7 +738,7 @@ def binned(people, org, store):
 
 @pytest.fixture
 def restore_in_batches_of_one(monkeypatch):
-    from retention.deletion import recycle
+    from retention.wipes import recycle
 
     monkeypatch.setattr(runs, "RESTORE_BATCH", 1)
     monkeypatch.setattr(recycle, "RESTORE_BATCH", 1)

@@ -45,14 +45,13 @@ from hypothesis import strategies as st
 from audit.chain import verify_chain
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.deletion import execution as runs
-from retention.deletion.actions import (
+from retention.governance.actions import (
     do_approve_step,
     do_file_request,
     do_place_hold,
     do_release_hold,
 )
-from retention.deletion.scope import resolve_scope, start_of_day
+from retention.governance.scope import resolve_scope, start_of_day
 from retention.models import (
     DataKey,
     Department,
@@ -65,8 +64,9 @@ from retention.models import (
     RequestStatus,
     SignInDay,
 )
-from retention.roles import Role
-from retention.store import NewMessage, add_messages, create_conversation
+from retention.models.roles import Role
+from retention.records.store import NewMessage, add_messages, create_conversation
+from retention.wipes import execution as runs
 from tests.conftest import make_member
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,8 @@ import os
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from retention.crypto import NONCE_BYTES, DecryptionError
-from retention.export_files import HEADER, MAGIC, TAG_BYTES, SealedWriter, opened
+from retention.exports.sealed import HEADER, MAGIC, TAG_BYTES, SealedWriter, opened
+from retention.records.crypto import NONCE_BYTES, DecryptionError
 
 CHUNK = 64
 SEALED = NONCE_BYTES + CHUNK + TAG_BYTES

@@ -23,13 +23,13 @@ from rq import SimpleWorker
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention import crypto, export_files, exports, jobs
-from retention.actions import data_keys_by_master_key, do_rotate_master_key
-from retention.crypto import ConversationCipher, DecryptionError
-from retention.deletion import execution as runs
-from retention.deletion.actions import do_approve_step, do_file_request
-from retention.deletion.scope import resolve_scope
-from retention.export_files import opened
+from retention.exports import sealed as export_files
+from retention.exports import service as exports
+from retention.exports.sealed import opened
+from retention.governance.actions import do_approve_step, do_file_request
+from retention.governance.policy_changes import do_update_policies
+from retention.governance.scope import resolve_scope
+from retention.jobs import tasks as jobs
 from retention.models import (
     DataKey,
     DeletionRequest,
@@ -39,9 +39,13 @@ from retention.models import (
     RequestMethod,
     RequestStatus,
 )
-from retention.policies import do_update_policies, get_policy
-from retention.roles import Role
-from retention.store import NewAttachment, NewMessage, add_messages, create_conversation
+from retention.models.roles import Role
+from retention.policies import get_policy
+from retention.records import crypto
+from retention.records.crypto import ConversationCipher, DecryptionError
+from retention.records.keys import data_keys_by_master_key, do_rotate_master_key
+from retention.records.store import NewAttachment, NewMessage, add_messages, create_conversation
+from retention.wipes import execution as runs
 from tests.conftest import make_chat, make_member
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, people, run, store

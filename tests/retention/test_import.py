@@ -15,10 +15,10 @@ from django.utils import translation
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.crypto import ConversationCipher
-from retention.importers import ImportFormatError, read_jsonl, read_slack_export
 from retention.models import Conversation, Message, Sensitivity
-from retention.store import read_body
+from retention.records.crypto import ConversationCipher
+from retention.records.importers import ImportFormatError, read_jsonl, read_slack_export
+from retention.records.store import read_body
 
 pytestmark = pytest.mark.django_db
 

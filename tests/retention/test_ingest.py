@@ -17,10 +17,10 @@ from rest_framework.test import APIClient
 from audit.events import EventType
 from audit.models import AuditEvent
 from retention.api.ingest import IngestMessagesView
-from retention.crypto import ConversationCipher
-from retention.ingest import IngestError, do_ingest
 from retention.models import Attachment, Conversation, DataKey, Message, Participant, Sensitivity
-from retention.store import read_attachment, read_body
+from retention.records.crypto import ConversationCipher
+from retention.records.ingest import IngestError, do_ingest
+from retention.records.store import read_attachment, read_body
 from tests.conftest import api_token
 
 # The route as it will be wired in the project urls; the tests run against this module.

@@ -12,11 +12,11 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext, ngettext
 
-from retention.deletion import execution as runs
-from retention.deletion.actions import do_file_request
-from retention.deletion.scope import resolve_scope
+from retention.governance.actions import do_file_request
+from retention.governance.scope import resolve_scope
 from retention.models import Execution, Message, RequestMethod, Tombstone, TombstoneState
-from retention.selectors import messages_of
+from retention.records.selectors import messages_of
+from retention.wipes import execution as runs
 from tests.conftest import sign_in_verified
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, binned, people, run, store, visible_ids

@@ -20,16 +20,15 @@ from django.utils import timezone
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
-from retention.deletion import execution as runs
-from retention.deletion.actions import (
+from retention.governance.actions import (
     do_approve_step,
     do_file_request,
     do_place_hold,
     do_reject_request,
     do_release_hold,
 )
-from retention.deletion.recycle import do_restore_from_bin
-from retention.deletion.scope import resolve_scope
+from retention.governance.policy_changes import do_grant_quota, do_update_policies
+from retention.governance.scope import resolve_scope
 from retention.models import (
     Department,
     Execution,
@@ -38,8 +37,9 @@ from retention.models import (
     RequestStatus,
     SignInDay,
 )
-from retention.policies import do_grant_quota, do_update_policies
-from retention.reports import parse_quarter, quarterly_report
+from retention.reports.figures import parse_quarter, quarterly_report
+from retention.wipes import execution as runs
+from retention.wipes.recycle import do_restore_from_bin
 from tests.conftest import make_chat, sign_in_verified
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import people

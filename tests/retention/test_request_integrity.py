@@ -11,11 +11,11 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.utils import timezone
 
-from retention.deletion.actions import do_file_request
-from retention.deletion.scope import resolve_scope
+from retention.governance.actions import do_file_request
+from retention.governance.policy_changes import do_update_policies
+from retention.governance.scope import resolve_scope
 from retention.models import DeletionRequest, Message, RequestMethod, SignInDay
-from retention.policies import do_update_policies
-from retention.store import NewMessage, add_messages
+from retention.records.store import NewMessage, add_messages
 from tests.conftest import make_chat, on_postgres
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,13 +13,14 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.deletion.actions import (
+from retention.governance.actions import (
     do_approve_step,
     do_file_request,
     do_place_hold,
     do_set_protected,
 )
-from retention.deletion.scope import resolve_scope
+from retention.governance.policy_changes import do_update_policies
+from retention.governance.scope import resolve_scope
 from retention.models import (
     ConversationHide,
     ConversationKind,
@@ -33,8 +34,8 @@ from retention.models import (
     SignInDay,
     StepStatus,
 )
-from retention.policies import do_update_policies, get_policy
-from retention.roles import Role
+from retention.models.roles import Role
+from retention.policies import get_policy
 from tests.conftest import make_chat, make_member, sign_in_verified
 
 pytestmark = pytest.mark.django_db

@@ -33,15 +33,14 @@ from audit.chain import verify_chain
 from audit.events import EventType
 from audit.log import _CHAIN_LOCK_KEY
 from audit.models import AuditEvent
-from retention.deletion.actions import (
+from retention.governance.actions import (
     Conflict,
     do_approve_step,
     do_cancel_request,
     do_file_request,
     do_reject_request,
 )
-from retention.deletion.notify import APPROVED, REJECTED
-from retention.deletion.scope import resolve_scope
+from retention.governance.scope import resolve_scope
 from retention.models import (
     DeletionRequest,
     Member,
@@ -51,7 +50,8 @@ from retention.models import (
     SignInDay,
     StepStatus,
 )
-from retention.roles import Role
+from retention.models.roles import Role
+from retention.notifications.notify import APPROVED, REJECTED
 from tests.conftest import make_chat, make_member
 
 pytestmark = pytest.mark.django_db(transaction=True)

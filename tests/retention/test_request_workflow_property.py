@@ -47,7 +47,7 @@ from hypothesis.stateful import (
 from audit.chain import verify_chain
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.deletion.actions import (
+from retention.governance.actions import (
     Conflict,
     do_approve_step,
     do_cancel_request,
@@ -56,13 +56,14 @@ from retention.deletion.actions import (
     do_reject_request,
     do_release_hold,
 )
-from retention.deletion.approvals import (
+from retention.governance.approvals import (
     HIGH_SENSITIVITY,
     NO_MANAGER_ABOVE,
     eligible_approvers,
     steps_awaiting,
 )
-from retention.deletion.scope import resolve_scope
+from retention.governance.policy_changes import do_update_policies
+from retention.governance.scope import resolve_scope
 from retention.models import (
     Conversation,
     ConversationKind,
@@ -74,8 +75,8 @@ from retention.models import (
     SignInDay,
     StepStatus,
 )
-from retention.policies import DEFAULTS, do_update_policies, get_policy
-from retention.roles import Role
+from retention.models.roles import Role
+from retention.policies import DEFAULTS, get_policy
 from tests.conftest import make_chat, make_member
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,7 @@ from django.utils import timezone, translation
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.deletion import notify
-from retention.deletion.actions import (
+from retention.governance.actions import (
     Conflict,
     do_approve_step,
     do_cancel_request,
@@ -21,9 +20,10 @@ from retention.deletion.actions import (
     do_restore_personal,
     do_set_protected,
 )
-from retention.deletion.approvals import NO_MANAGER_ABOVE
-from retention.deletion.scope import compute_preview, resolve_scope
-from retention.jobs import expire_stale_requests
+from retention.governance.actions import do_expire_stale_requests as expire_stale_requests
+from retention.governance.approvals import NO_MANAGER_ABOVE
+from retention.governance.policy_changes import do_update_policies
+from retention.governance.scope import compute_preview, resolve_scope
 from retention.models import (
     ConversationKind,
     DeletionRequest,
@@ -37,8 +37,9 @@ from retention.models import (
     SignInDay,
     StepStatus,
 )
-from retention.policies import do_update_policies, get_policy
-from retention.roles import Role
+from retention.models.roles import Role
+from retention.notifications import notify
+from retention.policies import get_policy
 from tests.conftest import make_chat, make_member
 
 pytestmark = pytest.mark.django_db

@@ -12,9 +12,8 @@ from django.utils import timezone, translation
 
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind
-from retention.deletion import execution as runs
-from retention.deletion import rules
-from retention.deletion.actions import Conflict, do_place_hold
+from retention.governance.actions import Conflict, do_place_hold
+from retention.governance.policy_changes import do_update_policies
 from retention.models import (
     Conversation,
     ConversationKind,
@@ -31,9 +30,10 @@ from retention.models import (
     Tombstone,
     TombstoneState,
 )
-from retention.policies import do_update_policies
-from retention.roles import Role
-from retention.store import NewMessage, add_messages
+from retention.models.roles import Role
+from retention.records.store import NewMessage, add_messages
+from retention.rules import service as rules
+from retention.wipes import execution as runs
 from tests.conftest import make_chat, make_member, sign_in_verified
 from tests.retention.test_api_requests import api_for
 
@@ -507,7 +507,7 @@ def test_the_admin_dashboard_warns_of_a_rule_that_stopped(client, admins, org, c
 
 
 def test_an_archiving_rule_exports_first_then_purges(admins, org, chats):
-    from retention.exports import build_export
+    from retention.exports.service import build_export
     from retention.models import Export, ExportStatus
 
     enabled(new_rule(admins, department=org.shenzhen, action=RuleAction.ARCHIVE), admins)

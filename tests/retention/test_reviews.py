@@ -11,11 +11,11 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind, ReviewStatus
-from retention import exports
+from retention.exports import service as exports
+from retention.governance.policy_changes import do_update_policies
 from retention.models import Notification, RequestMethod, Tombstone, TombstoneState
-from retention.periods import Quarter
-from retention.policies import do_update_policies
-from retention.reports import quarterly_report
+from retention.reports.figures import quarterly_report
+from retention.reports.periods import Quarter
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, people, run, store
 
@@ -311,7 +311,7 @@ def test_an_auditor_who_approved_the_deletion_cannot_review_it(people, org, stor
     became an auditor later must leave its review to another auditor."""
     from django.contrib.auth.models import Group
 
-    from retention.roles import Role
+    from retention.models.roles import Role
 
     both = people.security
     request = approved(

@@ -15,9 +15,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention import second_factor
-from retention.deletion import rules
-from retention.deletion.actions import (
+from retention.access import second_factor
+from retention.access.second_factor import SecondFactorRequired
+from retention.governance.actions import (
     do_approve_step,
     do_file_request,
     do_place_hold,
@@ -25,8 +25,12 @@ from retention.deletion.actions import (
     do_release_hold,
     do_set_protected,
 )
-from retention.deletion.recycle import do_restore_from_bin
-from retention.deletion.scope import resolve_scope
+from retention.governance.policy_changes import (
+    do_grant_quota,
+    do_operator_set_policies,
+    do_update_policies,
+)
+from retention.governance.scope import resolve_scope
 from retention.models import (
     ApiToken,
     Hold,
@@ -38,13 +42,9 @@ from retention.models import (
     Tombstone,
     TombstoneState,
 )
-from retention.policies import (
-    do_grant_quota,
-    do_operator_set_policies,
-    do_update_policies,
-    get_policy,
-)
-from retention.second_factor import SecondFactorRequired
+from retention.policies import get_policy
+from retention.rules import service as rules
+from retention.wipes.recycle import do_restore_from_bin
 from tests.conftest import PASSWORD, api_token, current_code, enrol_authenticator, sign_in_verified
 from tests.retention.test_execution import approved, people, run, store
 

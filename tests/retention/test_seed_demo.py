@@ -24,7 +24,6 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.crypto import ConversationCipher
 from retention.demo import DEMO_SOURCE
 from retention.demo.chats import Window, allocate
 from retention.demo.pii import bank_card, id_card
@@ -40,7 +39,8 @@ from retention.models import (
     SignInDay,
 )
 from retention.policies import get_policy
-from retention.store import NewMessage, build_message, read_attachment
+from retention.records.crypto import ConversationCipher
+from retention.records.store import NewMessage, build_message, read_attachment
 from tests.conftest import make_chat, on_postgres
 
 pytestmark = pytest.mark.django_db

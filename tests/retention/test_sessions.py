@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.policies import do_update_policies
+from retention.governance.policy_changes import do_update_policies
 from tests.conftest import PASSWORD, sign_in_verified
 
 pytestmark = pytest.mark.django_db

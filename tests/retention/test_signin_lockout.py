@@ -18,8 +18,8 @@ from rest_framework.test import APIClient
 
 from audit.events import EventType
 from audit.models import AuditEvent
+from retention.access.signin import active_lockouts, do_lift_lockout
 from retention.models import ApiToken
-from retention.signin import active_lockouts, do_lift_lockout
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db

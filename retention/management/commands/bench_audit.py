@@ -41,9 +41,9 @@ from audit.events import EventType
 from audit.log import GENESIS_HASH, hash_of_fields
 from audit.models import AuditEvent, ChainVerification
 from audit.verification import record_digests, run_verification
-from retention.benchmarks import PgServer, using_database
+from retention.bench.probes import PgServer, using_database
 from retention.models import Department, Member
-from retention.roles import Role, ensure_role_groups
+from retention.models.roles import Role, ensure_role_groups
 
 SCRATCH_PREFIX = "qingli_benchaudit"
 GOAL_MS = 100

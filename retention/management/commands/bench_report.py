@@ -1,6 +1,6 @@
 """manage.py bench_report --events N [--runs R] [--keep] [--database-url URL]
 
-Times the quarterly audit report (``retention.reports.quarterly_report``) on an audit log
+Times the quarterly audit report (``retention.reports.figures.quarterly_report``) on an audit log
 of N events, in a scratch PostgreSQL database ``qingli_benchreport_<N>``:
 
 1. migrate; 24 stores under a company, 480 members, 2,400 conversations;
@@ -31,7 +31,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from retention.benchmarks import PgServer, using_database
+from retention.bench.probes import PgServer, using_database
 
 SCRATCH_PREFIX = "qingli_benchreport"
 GOAL_SECONDS = 2.0
@@ -151,7 +151,7 @@ class Command(BaseCommand):
     # --- timing ----------------------------------------------------------------------
 
     def time_reports(self, runs: int) -> None:
-        from retention.reports import quarter_bounds, quarterly_report
+        from retention.reports.figures import quarter_bounds, quarterly_report
 
         start, end = quarter_bounds(2026, 2)
         with connection.cursor() as cursor:
@@ -185,7 +185,7 @@ class Command(BaseCommand):
 
 
 def _formats(report):
-    from retention import report_formats as formats
+    from retention.reports import formats
 
     tables = formats.quarterly_tables(report)
     charts = formats.bar_charts(report)

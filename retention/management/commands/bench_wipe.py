@@ -11,7 +11,7 @@ real RQ worker, against the floor: one plain SQL ``DELETE`` of the same rows.
 2. Picks the regions whose messages add up closest to half of all, and files and approves
    requests for them through ``do_file_request`` / ``do_approve_step`` as the demo
    director, with whichever demo members each step lets decide.
-3. Runs each path through the job path: ``retention.jobs.start_request`` enqueued on the
+3. Runs each path through the job path: ``retention.jobs.tasks.start_request`` enqueued on the
    ``wipes`` queue in a spare Redis database (flushed first), worked by a
    ``manage.py rqworker wipes --burst`` subprocess, timed from the enqueue (or the
    service call) to the run's end. Alongside: the longest batch the engine recorded
@@ -53,8 +53,7 @@ from django.utils import timezone
 from rq import Worker
 from rq.registry import ScheduledJobRegistry
 
-from retention import crypto
-from retention.benchmarks import (
+from retention.bench.probes import (
     MemorySampler,
     PgServer,
     TransactionSampler,
@@ -63,14 +62,13 @@ from retention.benchmarks import (
     using_database,
     wait_for,
 )
-from retention.deletion import approvals, rules
-from retention.deletion.actions import do_approve_step, do_file_request
-from retention.deletion.execution import QUEUE, start_due_purges
-from retention.deletion.recycle import do_restore_from_bin
-from retention.deletion.scope import resolve_scope
 from retention.demo import seed_demo
 from retention.demo.org import COMPANY_NAME
-from retention.exports import do_request_export
+from retention.exports.service import do_request_export
+from retention.governance import approvals
+from retention.governance.actions import do_approve_step, do_file_request
+from retention.governance.policy_changes import do_update_policies
+from retention.governance.scope import resolve_scope
 from retention.models import (
     Conversation,
     DeletionRequest,
@@ -87,8 +85,11 @@ from retention.models import (
     RetentionRule,
     RuleAction,
 )
-from retention.policies import do_update_policies
-from retention.roles import Role
+from retention.models.roles import Role
+from retention.records import crypto
+from retention.rules import service as rules
+from retention.wipes.execution import QUEUE, start_due_purges
+from retention.wipes.recycle import do_restore_from_bin
 
 SCRATCH_PREFIX = "qingli_benchwipe"
 SPARE_REDIS_DB = 9
@@ -866,7 +867,7 @@ def _warm(dbname: str, server: PgServer) -> None:
 
 
 def _enqueue_start(request: DeletionRequest) -> None:
-    django_rq.get_queue(QUEUE).enqueue("retention.jobs.start_request", request.pk)
+    django_rq.get_queue(QUEUE).enqueue("retention.jobs.tasks.start_request", request.pk)
 
 
 def _run_finished(request: DeletionRequest, kind: str) -> bool:

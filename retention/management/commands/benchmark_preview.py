@@ -25,11 +25,11 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from retention.deletion.actions import do_place_hold
-from retention.deletion.scope import Scope, compute_preview, resolve_scope
 from retention.demo.org import COMPANY_NAME, STAFF_STORE
+from retention.governance.actions import do_place_hold
+from retention.governance.policy_changes import do_operator_set_policies
+from retention.governance.scope import Scope, compute_preview, resolve_scope
 from retention.models import Conversation, Department, Member, Message, RequestMethod
-from retention.policies import do_operator_set_policies
 
 REGION = "华东区"
 USERS = ["staff", "manager", "admin", "security"]

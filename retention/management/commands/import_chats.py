@@ -9,15 +9,15 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.events import EventType
-from retention.importers import (
+from retention.models import Member
+from retention.records.importers import (
     SLACK_SOURCE,
     ImportFormatError,
     SourceRecords,
     read_jsonl,
     read_slack_export,
 )
-from retention.ingest import IngestError, do_ingest
-from retention.models import Member
+from retention.records.ingest import IngestError, do_ingest
 
 # One import is one batch (all or nothing), so it gets a far larger limit than the API;
 # the writes are chunked inside the one transaction.

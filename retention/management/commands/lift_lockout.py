@@ -9,7 +9,7 @@ For when no admin can sign in to lift it (e.g. every admin's address is locked o
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from retention import signin
+from retention.access import signin
 from retention.models import Member
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from retention.deletion.errors import Conflict
+from retention.access.second_factor import do_reset_device
+from retention.errors import Conflict
 from retention.models import Member
-from retention.second_factor import do_reset_device
 
 
 class Command(BaseCommand):

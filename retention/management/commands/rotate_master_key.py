@@ -7,8 +7,8 @@ old key, remove it from the configuration and destroy it.
 
 from django.core.management.base import BaseCommand
 
-from retention import crypto
-from retention.actions import data_keys_by_master_key, do_rotate_master_key
+from retention.records import crypto
+from retention.records.keys import data_keys_by_master_key, do_rotate_master_key
 
 
 class Command(BaseCommand):

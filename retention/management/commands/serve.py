@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.commands.runserver import Command as RunserverCommand
 
-from retention.queue import start_in_process_worker
+from retention.jobs.queue import start_in_process_worker
 
 
 class Command(RunserverCommand):

@@ -1,0 +1,96 @@
+"""Reads about deletion requests, holds and notifications, scoped to the viewer."""
+
+from __future__ import annotations
+
+import math
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from retention.models import DeletionRequest, Hold, Member, Notification
+from retention.models.roles import Role
+
+# Roles that oversee every request: security co-approves wipes, admins configure,
+# auditors review.
+OVERSIGHT_ROLES = (Role.SECURITY, Role.ADMIN, Role.AUDITOR)
+
+
+def requests_for(viewer: Member) -> QuerySet[DeletionRequest]:
+    """Requests the viewer may see: their own, those they decided or may decide, and for
+    managers those inside their subtree. Anything else is a 404."""
+    qs = DeletionRequest.objects.select_related("requester", "scope_root")
+    if viewer.has_role(*OVERSIGHT_ROLES):
+        return qs
+    scope = Q(requester=viewer) | Q(steps__approver=viewer)
+    if viewer.has_role(Role.MANAGER) and viewer.department_id:
+        path = viewer.department.path
+        scope |= Q(scope_root__path__startswith=path)
+        # Requests whose manager step sits above the viewer's department still reach
+        # them when they may approve it (they manage an ancestor of the step).
+        scope |= Q(steps__role=Role.MANAGER, steps__department__path__startswith=path)
+    return qs.filter(pk__in=DeletionRequest.objects.filter(scope).values("pk"))
+
+
+def request_timeline(request: DeletionRequest) -> QuerySet[AuditEvent]:
+    """Every audited event about the request, oldest first: filing, each decision,
+    holds placed on its records, cancellation, execution."""
+    return AuditEvent.objects.filter(
+        target_type="retention.deletionrequest", target_id=str(request.pk)
+    ).order_by("id")
+
+
+def holds_for(viewer: Member) -> QuerySet[Hold]:
+    """Security officers, admins and auditors see every hold; managers those touching
+    their subtree; nobody else sees holds (they only see their effect)."""
+    qs = Hold.objects.select_related("placed_by", "released_by").prefetch_related(
+        "conversations", "departments"
+    )
+    if viewer.has_role(*OVERSIGHT_ROLES):
+        return qs
+    if viewer.has_role(Role.MANAGER) and viewer.department_id:
+        path = viewer.department.path
+        ids = Hold.objects.filter(
+            Q(departments__path__startswith=path)
+            | Q(conversations__department__path__startswith=path)
+        ).values("pk")
+        return qs.filter(pk__in=ids)
+    return Hold.objects.none()
+
+
+def notifications_for(viewer: Member) -> QuerySet[Notification]:
+    return Notification.objects.filter(recipient=viewer).select_related("request")
+
+
+def request_progress(request: DeletionRequest) -> dict | None:
+    """The latest run of a request as the progress bar and the API show it: counts, rate
+    and time left (None before the request has started)."""
+    run = request.executions.order_by("-id").first()
+    if run is None:
+        return None
+    rate = eta = None
+    if run.started_at and run.done_messages:
+        end = run.finished_at or timezone.now()
+        elapsed = max((end - run.started_at).total_seconds(), 0.001)
+        per_second = run.done_messages / elapsed  # > 0: done_messages is
+        left = max(run.total_messages - run.done_messages - run.held_messages, 0)
+        eta = 0 if run.finished_at else math.ceil(left / per_second)
+        rate = round(per_second, 1)  # for display only: a slow run rounds to 0.0
+    return {
+        "kind": run.kind,
+        "phase": run.phase,
+        "status": run.status,
+        "total_messages": run.total_messages,
+        "done_messages": run.done_messages,
+        "held_messages": run.held_messages,
+        "held_conversations": run.held_conversations,
+        "gone_before_run": run.vanished_messages,
+        "percent": run.percent,
+        "rate_per_second": rate,
+        "eta_seconds": eta,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "unreadable_at": run.unreadable_at,
+        "resumes": run.resumes,
+        "last_error": run.last_error,
+    }
