@@ -241,7 +241,8 @@ if REDIS_URL:
     RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600} for name in QUEUE_NAMES}
     QINGLI_IN_PROCESS_QUEUE = False
 else:
-    # No Redis server: one in-memory Redis shared by the web process and a worker thread.
+    # No Redis server: one in-memory Redis shared by the web process and a worker thread
+    # (imported only here: a deployment with Redis never loads fakeredis).
     from retention.jobs.queue import in_process_queue_config
 
     RQ_QUEUES = {name: in_process_queue_config() for name in QUEUE_NAMES}

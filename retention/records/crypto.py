@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from retention.models import DataKey
+
 NONCE_BYTES = 12
 WRAP_FORMAT = b"QK1"
 KEY_ID_BYTES = 8
@@ -187,8 +189,6 @@ class ConversationCipher:
 
     @classmethod
     def for_conversation(cls, conversation) -> ConversationCipher:
-        from retention.models import DataKey
-
         wrapped = (
             DataKey.objects.filter(conversation_id=conversation.pk)
             .values_list("wrapped_key", flat=True)
