@@ -9,11 +9,17 @@ class RetentionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here: models and services can be imported only once the apps are loaded.
         from django.contrib.auth.signals import user_logged_in
 
+        from retention.exports.service import do_request_export
         from retention.web.sessions import on_sign_in
+        from retention.wipes.evidence import ask_for_exports_with
 
         user_logged_in.connect(on_sign_in, dispatch_uid="qingli-session-clock")
+        # A run that waits for an archiving rule's evidence asks for the export; exports sit
+        # above wipes, so the function that asks is named to wipes here.
+        ask_for_exports_with(do_request_export)
 
 
 class QingliAdminConfig(AdminConfig):

@@ -9,13 +9,10 @@ from rq import cron
 
 from audit.jobs import record_chain_digests, verify_audit_chain
 from retention.governance.actions import do_expire_stale_requests
-from retention.jobs.tasks import (
-    expire_exports,
-    purge_recycle_bin,
-    requeue_stalled_exports,
-    watch_executions,
-)
+from retention.jobs.tasks import expire_exports, requeue_stalled_exports
 from retention.rules.service import check_rule_health, run_due_rules
+from retention.wipes.runner import purge_recycle_bin
+from retention.wipes.watchdog import watch_executions
 
 cron.register(watch_executions, queue_name="maintenance", cron="* * * * *")
 cron.register(purge_recycle_bin, queue_name="maintenance", cron="7 * * * *")

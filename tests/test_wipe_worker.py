@@ -48,7 +48,7 @@ from retention.models import (
 )
 from retention.models.roles import Role
 from retention.records.store import NewMessage, add_messages, create_conversation
-from retention.wipes import execution as runs
+from retention.wipes import lease, runner, schedule, shred, watchdog
 from tests.conftest import ROOT, make_member, services_or_skip, worker_env
 
 pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
@@ -248,8 +248,8 @@ def kill_mid_run(execution_id: int, worker: subprocess.Popen, logs, *, phase: st
     assert dead["lease_expires_at"] > killed_at - timedelta(seconds=1)
     assert dead["lease_expires_at"] <= killed_at + timedelta(seconds=LEASE_SECONDS)
     # While it runs, the watchdog leaves the run alone and nobody else may take it.
-    assert runs.watch() == {"started": 0, "resumed": 0}
-    assert runs._acquire(execution_id, "intruder") is None
+    assert watchdog.watch() == {"started": 0, "resumed": 0}
+    assert lease.acquire(execution_id, "intruder") is None
     return dead
 
 
@@ -261,8 +261,8 @@ def resume_after_the_lease(execution_id: int, dead: dict, workers) -> None:
         time.sleep(wait)
     # Nothing moved after the kill: the dead worker's horse is gone too.
     assert row(execution_id)["done_messages"] == dead["done_messages"]
-    assert runs.watch() == {"started": 0, "resumed": 1}
-    assert django_rq.get_queue(runs.QUEUE).count == 1
+    assert watchdog.watch() == {"started": 0, "resumed": 1}
+    assert django_rq.get_queue(runner.QUEUE).count == 1
     second = workers("--burst")
     second.wait(timeout=60)
     assert second.returncode == 0, workers.logs()
@@ -285,9 +285,9 @@ def test_a_killed_worker_hands_a_batch_deletion_to_another_with_the_same_result(
     assert len(frozen) == 3550 == request.preview["messages"]
     assert frozen.isdisjoint(late) and stored_before - frozen >= late
 
-    execution = runs.start_request(request.pk, now=request.scheduled_for)
+    execution = schedule.start_request(request.pk, now=request.scheduled_for)
     assert execution is not None
-    django_rq.get_queue(runs.QUEUE).enqueue("retention.jobs.tasks.run_execution", execution.pk)
+    django_rq.get_queue(runner.QUEUE).enqueue(runner.run_execution_job, execution.pk)
     first = workers()
     dead = kill_mid_run(execution.pk, first, workers.logs, phase="")
     # What the dead worker committed is exactly what is hidden: no half batch.
@@ -341,11 +341,11 @@ def test_a_server_wipe_killed_while_purging_removes_exactly_its_scope(workers, p
     keys_before = dict(DataKey.objects.values_list("conversation_id", "wrapped_key"))
     assert all(keys_before.values())
 
-    execution = runs.start_request(request.pk, now=request.scheduled_for)
+    execution = schedule.start_request(request.pk, now=request.scheduled_for)
     assert execution is not None
-    django_rq.get_queue(runs.QUEUE).enqueue("retention.jobs.tasks.run_execution", execution.pk)
+    django_rq.get_queue(runner.QUEUE).enqueue(runner.run_execution_job, execution.pk)
     first = workers()
-    dead = kill_mid_run(execution.pk, first, workers.logs, phase=runs.PURGE)
+    dead = kill_mid_run(execution.pk, first, workers.logs, phase=shred.PURGE)
     # The keys went first; the rows the dead worker committed are gone, the rest hidden.
     gone = stored_before - set(Message.all_rows.values_list("pk", flat=True))
     assert gone <= frozen and len(gone) == dead["done_messages"]
@@ -375,7 +375,7 @@ def test_a_server_wipe_killed_while_purging_removes_exactly_its_scope(workers, p
     request.refresh_from_db()
     assert request.status == RequestStatus.COMPLETED
     resumed = timeline(request, EventType.REQUEST_RESUMED).get()
-    assert resumed.details["phase"] == runs.PURGE
+    assert resumed.details["phase"] == shred.PURGE
     assert resumed.details["done"] == dead["done_messages"]
     assert timeline(request, EventType.KEYS_DESTROYED_BY_WIPE).count() == 1
     assert timeline(request, EventType.REQUEST_EXECUTED).get().details["deleted_messages"] == len(

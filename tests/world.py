@@ -56,7 +56,7 @@ from retention.models.roles import Role
 from retention.reports.periods import Quarter
 from retention.reports.reviews import do_open_recycle_bin_review
 from retention.rules.service import do_create_rule, do_preview_rule, do_propose
-from retention.wipes import execution as runs
+from retention.wipes import runner, schedule
 from tests.conftest import Cast, Org, enrol_authenticator, make_chat, make_member
 
 REASON = "清理过期聊天记录"
@@ -119,8 +119,8 @@ def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
 
     binned = file(cast.staff, RequestMethod.BATCH, conversations=[chats["hangzhou_group"].pk])
     binned = do_approve_step(binned, acting_user=cast.manager, verified_second_factor=True)
-    started = runs.start_request(binned.pk, now=binned.scheduled_for)
-    runs.run_execution(started.pk)
+    started = schedule.start_request(binned.pk, now=binned.scheduled_for)
+    runner.run_execution(started.pk)
     binned.refresh_from_db()
 
     export = do_request_export(binned, fmt="jsonl", acting_user=cast.staff)

@@ -53,7 +53,7 @@ from retention.policies import (
     server_cost_cny,
 )
 from retention.records.holds import hold_guard_exclusive
-from retention.wipes import execution
+from retention.wipes.schedule import schedule_request
 
 
 def _refuse(requester: Member, *, why: str, message: str, details: dict) -> None:
@@ -396,7 +396,7 @@ def do_approve_step(
         )
         notify.decided(locked, approved_step=step)
         notify.scheduled(locked)
-        execution.schedule_request(locked)
+        schedule_request(locked)
     return locked
 
 

@@ -4,28 +4,7 @@ from __future__ import annotations
 
 from retention.exports import service as exports
 from retention.models import ExportStatus
-from retention.wipes import execution
-
-
-def start_request(request_id: int) -> str:
-    """An approved request's run time has come: start it and work it to the end."""
-    run = execution.start_request(request_id)
-    if run is None:
-        return "not started (not approved, or not yet due)"
-    return execution.run_execution(run.pk).status
-
-
-def run_execution(execution_id: int) -> str:
-    """Take a run over from its checkpoint (a retry, or after a worker died)."""
-    return execution.run_execution(execution_id).status
-
-
-def watch_executions() -> dict[str, int]:
-    return execution.watch()
-
-
-def purge_recycle_bin() -> list[int]:
-    return execution.start_due_purges()
+from retention.wipes.schedule import enqueue_start_if_waiting
 
 
 def build_export(export_id: int) -> str:
@@ -33,7 +12,7 @@ def build_export(export_id: int) -> str:
     waited for it as evidence starts now rather than at the watchdog's next look."""
     export = exports.build_export(export_id)
     if export.status == ExportStatus.READY and export.request_id:
-        execution.enqueue_start_if_waiting(export.request_id)
+        enqueue_start_if_waiting(export.request_id)
     return export.status
 
 

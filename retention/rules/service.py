@@ -48,7 +48,7 @@ from retention.models.rules import APPROVED_STATUSES, RetentionRule, RuleAction,
 from retention.notifications import notify
 from retention.policies import get_policy
 from retention.records.holds import held_conversations_q
-from retention.wipes import execution
+from retention.wipes.schedule import enqueue_start
 
 # Admins manage rules; security officers and auditors read them.
 RULE_READERS = (Role.ADMIN, Role.SECURITY, Role.AUDITOR)
@@ -561,7 +561,7 @@ def start_rule_run(rule: RetentionRule, *, now: datetime) -> DeletionRequest | N
             },
         )
         request_id = request.pk
-        transaction.on_commit(lambda: execution.enqueue_start(request_id))
+        transaction.on_commit(lambda: enqueue_start(request_id))
     return request
 
 

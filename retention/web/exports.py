@@ -42,7 +42,7 @@ from retention.models import (
     RequestStatus,
 )
 from retention.records.selectors import conversations_for
-from retention.wipes.execution import needs_evidence
+from retention.wipes.evidence import needs_evidence
 
 EXPORTS_SHOWN = 20
 POLL_SECONDS = 2

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 from retention.exports.service import has_evidence_export
 from retention.governance.selectors import request_progress, requests_for
 from retention.models import DeletionRequest, ExecutionKind, ExecutionStatus, RequestStatus
-from retention.wipes.execution import needs_evidence
+from retention.wipes.evidence import needs_evidence
 
 ONE_MINUTE = timedelta(minutes=1)
 

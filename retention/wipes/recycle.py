@@ -36,7 +36,9 @@ from retention.models import (
 from retention.models.roles import Role
 from retention.records.selectors import managed_department_paths
 from retention.records.store import refresh_last_message
-from retention.wipes.execution import RESTORE_BATCH, enqueue_run, purge_running
+from retention.wipes.move import RESTORE_BATCH
+from retention.wipes.purge import purge_running
+from retention.wipes.runner import enqueue_run
 
 
 def binned_visible_to(viewer: Member) -> QuerySet[Tombstone]:

@@ -44,7 +44,8 @@ from retention.models.roles import Role
 from retention.records.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
 from retention.records.holds import holds_covering
 from retention.records.store import NewAttachment, NewMessage, add_messages, read_body
-from retention.wipes import execution as runs
+from retention.wipes import lease, move, recycle, runner, schedule, shred, watchdog
+from retention.wipes.outcome import fail
 from retention.wipes.recycle import bin_requests_for, do_restore_from_bin
 from tests.conftest import make_chat, make_member
 
@@ -118,9 +119,9 @@ def approved(requester, approvers, method, **scope):
 
 def run(request) -> Execution:
     """Start the request at its scheduled time and work the run to its end."""
-    started = runs.start_request(request.pk, now=request.scheduled_for)
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
     assert started is not None
-    return runs.run_execution(started.pk)
+    return runner.run_execution(started.pk)
 
 
 def timeline(request, event_type):
@@ -171,10 +172,10 @@ def test_running_a_finished_run_again_changes_nothing(people, org, store, small_
     )
     done = run(request)
     tombstones = list(Tombstone.objects.values_list("pk", "state"))
-    again = runs.run_execution(done.pk)
+    again = runner.run_execution(done.pk)
     assert again.batches == done.batches
     assert list(Tombstone.objects.values_list("pk", "state")) == tombstones
-    assert runs.start_request(request.pk, now=request.scheduled_for) is None
+    assert schedule.start_request(request.pk, now=request.scheduled_for) is None
 
 
 def test_a_hold_placed_after_approval_is_honoured_at_run_time(people, org, store, small_batches):
@@ -208,7 +209,7 @@ def test_a_cancelled_request_never_runs(people, org, store):
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
     do_cancel_request(request, acting_user=people.staff)
-    assert runs.start_request(request.pk, now=request.scheduled_for) is None
+    assert schedule.start_request(request.pk, now=request.scheduled_for) is None
     assert not Execution.objects.exists()
     assert not Tombstone.objects.exists()
 
@@ -217,7 +218,9 @@ def test_a_run_started_early_waits_for_its_time(people, org, store):
     request = approved(
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
-    assert runs.start_request(request.pk, now=request.scheduled_for - timedelta(hours=1)) is None
+    assert (
+        schedule.start_request(request.pk, now=request.scheduled_for - timedelta(hours=1)) is None
+    )
     request.refresh_from_db()
     assert request.status == RequestStatus.APPROVED
     assert not Tombstone.objects.exists()
@@ -230,9 +233,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_result(
     request = approved(
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
-    started = runs.start_request(request.pk, now=request.scheduled_for)
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
 
-    real_step, calls = runs._step, []
+    real_step, calls = runner._step, []
 
     def dies_after_two_batches(execution, worker):
         if len(calls) == 2:
@@ -240,19 +243,19 @@ def test_a_killed_run_resumes_from_its_checkpoint_with_the_same_result(
         calls.append(worker)
         return real_step(execution, worker)
 
-    monkeypatch.setattr(runs, "_step", dies_after_two_batches)
+    monkeypatch.setattr(runner, "_step", dies_after_two_batches)
     with pytest.raises(KeyboardInterrupt):
-        runs.run_execution(started.pk, worker="first")
-    monkeypatch.setattr(runs, "_step", real_step)
+        runner.run_execution(started.pk, worker="first")
+    monkeypatch.setattr(runner, "_step", real_step)
 
     interrupted = Execution.objects.get(pk=started.pk)
     assert interrupted.batches == 2 and interrupted.lease_owner == "first"
     # While the lease runs, nobody else may take the run.
-    assert runs.run_execution(started.pk, worker="second").batches == 2
+    assert runner.run_execution(started.pk, worker="second").batches == 2
     Execution.objects.filter(pk=started.pk).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    finished = runs.run_execution(started.pk, worker="second")
+    finished = runner.run_execution(started.pk, worker="second")
 
     assert finished.status == ExecutionStatus.COMPLETED
     assert finished.resumes == 1
@@ -266,14 +269,14 @@ def test_a_worker_that_lost_its_lease_commits_nothing(people, org, store, small_
     request = approved(
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
-    started = runs.start_request(request.pk, now=request.scheduled_for)
-    first = runs._acquire(started.pk, "first")
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
+    first = lease.acquire(started.pk, "first")
     Execution.objects.filter(pk=started.pk).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    assert runs._acquire(started.pk, "second") is not None
-    with pytest.raises(runs.LeaseLost):
-        runs._step(first, "first")
+    assert lease.acquire(started.pk, "second") is not None
+    with pytest.raises(lease.LeaseLost):
+        runner._step(first, "first")
     assert not Tombstone.objects.exists()
 
 
@@ -288,11 +291,11 @@ def test_a_run_that_keeps_failing_ends_failed_and_says_why(
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(runs, "_move_batch", broken)
+    monkeypatch.setattr(move, "move_batch", broken)
     first = run(request)
     assert first.status == ExecutionStatus.RUNNING and "disk full" in first.last_error
     Execution.objects.filter(pk=first.pk).update(lease_expires_at=timezone.now())
-    second = runs.run_execution(first.pk)
+    second = runner.run_execution(first.pk)
 
     assert second.status == ExecutionStatus.FAILED
     request.refresh_from_db()
@@ -311,14 +314,14 @@ def test_a_run_that_keeps_failing_ends_failed_and_says_why(
 def wipes_queue():
     """The real ``wipes`` queue (in-memory Redis without REDIS_URL, Redis with it),
     emptied around the test."""
-    queue = django_rq.get_queue(runs.QUEUE)
+    queue = django_rq.get_queue(runner.QUEUE)
     queue.empty()
     yield queue
     queue.empty()
 
 
-def queued(queue) -> list[tuple[str, tuple]]:
-    return [(job.func_name, job.args) for job in queue.jobs]
+def queued(queue) -> list[tuple[object, tuple]]:
+    return [(job.func, job.args) for job in queue.jobs]
 
 
 def test_the_watchdog_starts_due_requests_and_hands_over_silent_runs(
@@ -332,18 +335,18 @@ def test_the_watchdog_starts_due_requests_and_hands_over_silent_runs(
     def watch(now):
         # Jobs go to the queue when the transaction commits.
         with django_capture_on_commit_callbacks(execute=True):
-            return runs.watch(now=now)
+            return watchdog.watch(now=now)
 
     assert watch(request.scheduled_for - timedelta(minutes=1)) == {"started": 0, "resumed": 0}
     assert queued(wipes_queue) == []
     assert watch(request.scheduled_for) == {"started": 1, "resumed": 0}
-    assert queued(wipes_queue) == [("retention.jobs.tasks.start_request", (request.pk,))]
+    assert queued(wipes_queue) == [(schedule.start_request_job, (request.pk,))]
     wipes_queue.empty()
-    started = runs.start_request(request.pk, now=request.scheduled_for)
-    runs._acquire(started.pk, "gone")
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
+    lease.acquire(started.pk, "gone")
     assert watch(timezone.now() + timedelta(seconds=30)) == {"started": 0, "resumed": 0}
     assert watch(timezone.now() + timedelta(seconds=61)) == {"started": 0, "resumed": 1}
-    assert queued(wipes_queue) == [("retention.jobs.tasks.run_execution", (started.pk,))]
+    assert queued(wipes_queue) == [(runner.run_execution_job, (started.pk,))]
 
 
 # --- recycle bin, restore and purge --------------------------------------------------------
@@ -401,9 +404,9 @@ def test_purge_after_the_window_leaves_no_row_no_file_and_no_key(people, org, st
     )
     run(request)
 
-    assert runs.start_due_purges(now=timezone.now() + timedelta(days=6)) == []
-    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(days=8))
-    purge = runs.run_execution(purge_id)
+    assert runner.start_due_purges(now=timezone.now() + timedelta(days=6)) == []
+    (purge_id,) = runner.start_due_purges(now=timezone.now() + timedelta(days=8))
+    purge = runner.run_execution(purge_id)
 
     assert purge.status == ExecutionStatus.COMPLETED
     assert stored_ids(store["customer"], store["group"], store["warehouse"]) == set()
@@ -440,8 +443,8 @@ def test_purge_skips_what_a_hold_covers_now(people, org, store):
         departments=[],
         verified_second_factor=True,
     )
-    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(days=8))
-    runs.run_execution(purge_id)
+    (purge_id,) = runner.start_due_purges(now=timezone.now() + timedelta(days=8))
+    runner.run_execution(purge_id)
     # Held: its rows are still stored, still in the bin, and its key still works.
     assert stored_ids(store["group"])
     assert set(
@@ -459,7 +462,7 @@ def test_a_hold_placed_after_a_purge_started_keeps_the_attachment_files_too(peop
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
     run(request)
-    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(days=8))
+    (purge_id,) = runner.start_due_purges(now=timezone.now() + timedelta(days=8))
     # The purge is marked and queued; the hold lands before its first batch.
     hold = do_place_hold(
         acting_user=people.security,
@@ -469,7 +472,7 @@ def test_a_hold_placed_after_a_purge_started_keeps_the_attachment_files_too(peop
         departments=[],
         verified_second_factor=True,
     )
-    purge = runs.run_execution(purge_id)
+    purge = runner.run_execution(purge_id)
     assert purge.held_conversations == 1
     assert all(default_storage.exists(f) for f in files)
     assert Attachment.objects.filter(conversation=store["customer"]).count() == len(files)
@@ -493,11 +496,11 @@ def test_a_server_wipe_destroys_keys_first_then_the_rows(people, org, store, sma
         store["group"],
         [NewMessage(sender=people.staff, sender_name="staff", sent_at=timezone.now(), body="之后")],
     )
-    started = runs.start_request(request.pk, now=request.scheduled_for)
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
     worker = "w"
-    runs._acquire(started.pk, worker)
-    while Execution.objects.get(pk=started.pk).phase == runs.SHRED:
-        runs._step(Execution.objects.get(pk=started.pk), worker)
+    lease.acquire(started.pk, worker)
+    while Execution.objects.get(pk=started.pk).phase == shred.SHRED:
+        runner._step(Execution.objects.get(pk=started.pk), worker)
 
     shredded = Execution.objects.get(pk=started.pk)
     assert shredded.unreadable_at is not None
@@ -507,12 +510,12 @@ def test_a_server_wipe_destroys_keys_first_then_the_rows(people, org, store, sma
     with pytest.raises(KeyDestroyedError):
         read_body(ConversationCipher.for_conversation(store["customer"]), customer_row)
     # Then the scope is hidden from every read, before any row is removed.
-    while Execution.objects.get(pk=started.pk).phase == runs.HIDE:
-        runs._step(Execution.objects.get(pk=started.pk), worker)
+    while Execution.objects.get(pk=started.pk).phase == shred.HIDE:
+        runner._step(Execution.objects.get(pk=started.pk), worker)
     assert visible_ids(store["customer"], store["group"], store["warehouse"]) == {late.pk}
     assert stored_ids(store["customer"]) and Execution.objects.get(pk=started.pk).done_messages == 0
 
-    done = runs.run_execution(started.pk, worker=worker)
+    done = runner.run_execution(started.pk, worker=worker)
     assert done.status == ExecutionStatus.COMPLETED
     assert stored_ids(store["customer"], store["warehouse"]) == set()
     assert stored_ids(store["group"]) == {late.pk}
@@ -528,7 +531,7 @@ def test_a_wipe_hides_conversations_that_keep_records_a_few_per_batch(
 ):
     """Conversations with records outside the scope need their last message recomputed:
     a hiding batch takes only so many, and each ends with the right last message."""
-    monkeypatch.setattr(runs, "PARTIAL_CONVERSATIONS_PER_HIDE", 1)
+    monkeypatch.setattr(shred, "PARTIAL_CONVERSATIONS_PER_HIDE", 1)
     request = approved(
         people.manager,
         [people.director, people.security, people.admin],
@@ -543,13 +546,13 @@ def test_a_wipe_hides_conversations_that_keep_records_a_few_per_batch(
         )[0]
         for name in ("customer", "group")
     }
-    started = runs.start_request(request.pk, now=request.scheduled_for)
-    runs._acquire(started.pk, "w")
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
+    lease.acquire(started.pk, "w")
     hide_batches = 0
-    while Execution.objects.get(pk=started.pk).phase != runs.PURGE:
+    while Execution.objects.get(pk=started.pk).phase != shred.PURGE:
         execution = Execution.objects.get(pk=started.pk)
-        hide_batches += execution.phase == runs.HIDE
-        runs._step(execution, "w")
+        hide_batches += execution.phase == shred.HIDE
+        runner._step(execution, "w")
 
     # Two partial conversations, one per batch, and a last look that finds none left.
     assert hide_batches == 3
@@ -616,10 +619,10 @@ def test_rows_a_hold_kept_during_a_wipes_purge_go_once_it_is_released(
         store["group"],
         [NewMessage(sender=people.staff, sender_name="staff", sent_at=timezone.now(), body="后")],
     )
-    started = runs.start_request(request.pk, now=request.scheduled_for)
-    runs._acquire(started.pk, "w")
-    while Execution.objects.get(pk=started.pk).phase in (runs.SHRED, runs.HIDE):
-        runs._step(Execution.objects.get(pk=started.pk), "w")
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
+    lease.acquire(started.pk, "w")
+    while Execution.objects.get(pk=started.pk).phase in (shred.SHRED, shred.HIDE):
+        runner._step(Execution.objects.get(pk=started.pk), "w")
     hold = do_place_hold(
         acting_user=people.security,
         kind=HoldKind.LEGAL,
@@ -628,14 +631,14 @@ def test_rows_a_hold_kept_during_a_wipes_purge_go_once_it_is_released(
         departments=[],
         verified_second_factor=True,
     )
-    done = runs.run_execution(started.pk, worker="w")
+    done = runner.run_execution(started.pk, worker="w")
     assert done.status == ExecutionStatus.COMPLETED
     assert in_scope <= stored_ids(store["group"])  # kept while held (hidden, key alive)
-    assert runs.start_due_purges() == []  # still held: nothing to start
+    assert runner.start_due_purges() == []  # still held: nothing to start
 
     do_release_hold(hold, acting_user=people.security, reason="结案", verified_second_factor=True)
-    (purge_id,) = runs.start_due_purges()
-    assert runs.run_execution(purge_id).status == ExecutionStatus.COMPLETED
+    (purge_id,) = runner.start_due_purges()
+    assert runner.run_execution(purge_id).status == ExecutionStatus.COMPLETED
     assert not (in_scope & stored_ids(store["group"]))
     assert len(stored_ids(store["group"])) == 1
 
@@ -662,7 +665,7 @@ def test_high_sensitivity_records_wait_for_an_evidence_export(
     )
     assert request.preview["high_sensitivity"] == 1
     for _attempt in range(2):
-        assert runs.start_request(request.pk, now=request.scheduled_for) is None
+        assert schedule.start_request(request.pk, now=request.scheduled_for) is None
     assert timeline(request, EventType.REQUEST_AWAITS_EVIDENCE).count() == 1
     assert Notification.objects.filter(request=request, verb="awaits_evidence").count() == 1
     assert not Tombstone.objects.exists()
@@ -673,7 +676,7 @@ def test_high_sensitivity_records_wait_for_an_evidence_export(
     wipes_queue.empty()
     with django_capture_on_commit_callbacks(execute=True):
         assert jobs.build_export(export.pk) == "ready"
-    assert queued(wipes_queue) == [("retention.jobs.tasks.start_request", (request.pk,))]
+    assert queued(wipes_queue) == [(schedule.start_request_job, (request.pk,))]
     assert run(request).status == ExecutionStatus.COMPLETED
 
 
@@ -718,9 +721,9 @@ def test_a_deletion_still_running_cannot_be_restored_yet(people, org, store):
     request = approved(
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
-    started = runs.start_request(request.pk, now=request.scheduled_for)
-    runs._acquire(started.pk, "w")
-    runs._step(Execution.objects.get(pk=started.pk), "w")  # one batch binned
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
+    lease.acquire(started.pk, "w")
+    runner._step(Execution.objects.get(pk=started.pk), "w")  # one batch binned
     with pytest.raises(Conflict):
         do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     assert set(Tombstone.objects.values_list("state", flat=True)) == {TombstoneState.BINNED}
@@ -738,9 +741,7 @@ def binned(people, org, store):
 
 @pytest.fixture
 def restore_in_batches_of_one(monkeypatch):
-    from retention.wipes import recycle
-
-    monkeypatch.setattr(runs, "RESTORE_BATCH", 1)
+    monkeypatch.setattr(move, "RESTORE_BATCH", 1)
     monkeypatch.setattr(recycle, "RESTORE_BATCH", 1)
 
 
@@ -756,11 +757,11 @@ def test_a_large_restore_runs_in_short_batches_and_no_purge_starts_meanwhile(
     restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
     # Until the run ends: still hidden, no purge starts, no second restore.
     assert visible_ids(store["customer"], store["group"], store["warehouse"]) == set()
-    assert runs.start_due_purges(now=timezone.now() + timedelta(days=365)) == []
+    assert runner.start_due_purges(now=timezone.now() + timedelta(days=365)) == []
     with pytest.raises(Conflict):
         do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
 
-    done = runs.run_execution(restore.pk)
+    done = runner.run_execution(restore.pk)
 
     assert done.status == ExecutionStatus.COMPLETED and done.batches == 3
     assert done.done_messages == len(hidden) and done.longest_batch_ms < 250
@@ -771,7 +772,7 @@ def test_a_large_restore_runs_in_short_batches_and_no_purge_starts_meanwhile(
     }
     store["customer"].refresh_from_db()
     assert store["customer"].last_message_at is not None
-    assert runs.start_due_purges(now=timezone.now() + timedelta(days=365)) == []
+    assert runner.start_due_purges(now=timezone.now() + timedelta(days=365)) == []
     assert timeline(request, EventType.RECYCLE_RESTORED).get().details["as_job"] is True
 
 
@@ -782,11 +783,11 @@ def test_a_large_restore_cut_short_resumes_where_it_stopped(
     hidden = stored_ids(store["customer"], store["group"], store["warehouse"])
     do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
-    runs._acquire(restore.pk, "killed")
-    runs._step(Execution.objects.get(pk=restore.pk), "killed")  # one batch, then SIGKILL
+    lease.acquire(restore.pk, "killed")
+    runner._step(Execution.objects.get(pk=restore.pk), "killed")  # one batch, then SIGKILL
     Execution.objects.filter(pk=restore.pk).update(lease_expires_at=timezone.now())
 
-    done = runs.run_execution(restore.pk, worker="next")
+    done = runner.run_execution(restore.pk, worker="next")
 
     assert done.status == ExecutionStatus.COMPLETED and done.resumes == 1
     assert done.done_messages == len(hidden)  # nothing counted twice
@@ -803,26 +804,26 @@ def test_a_failed_restore_run_keeps_the_records_from_any_purge(
     Tombstone.objects.filter(request=request).update(purge_after=timezone.now())
     do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
-    runs._acquire(restore.pk, "w")
-    runs._step(Execution.objects.get(pk=restore.pk), "w")
-    runs._fail(Execution.objects.get(pk=restore.pk), "the worker kept dying")
+    lease.acquire(restore.pk, "w")
+    runner._step(Execution.objects.get(pk=restore.pk), "w")
+    fail(Execution.objects.get(pk=restore.pk), "the worker kept dying")
 
-    assert runs.start_due_purges(now=timezone.now() + timedelta(days=365)) == []
+    assert runner.start_due_purges(now=timezone.now() + timedelta(days=365)) == []
     assert stored_ids(store["customer"], store["group"], store["warehouse"]) == stored
     # Asked again, the restore ends, and nothing is left for a purge.
     do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     again = Execution.objects.filter(request=request, kind=ExecutionKind.RESTORE).latest("pk")
-    assert runs.run_execution(again.pk).status == ExecutionStatus.COMPLETED
+    assert runner.run_execution(again.pk).status == ExecutionStatus.COMPLETED
     assert visible_ids(store["customer"], store["group"], store["warehouse"]) == stored
 
 
 def test_nothing_is_restored_while_a_purge_runs(people, org, store, binned):
     request = binned
-    (purge,) = runs.start_due_purges(now=timezone.now() + timedelta(days=365))
+    (purge,) = runner.start_due_purges(now=timezone.now() + timedelta(days=365))
     with pytest.raises(Conflict):
         do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     assert not Execution.objects.filter(kind=ExecutionKind.RESTORE).exists()
-    assert runs.run_execution(purge).status == ExecutionStatus.COMPLETED
+    assert runner.run_execution(purge).status == ExecutionStatus.COMPLETED
 
 
 def test_a_restore_run_counts_a_conversation_split_over_batches_once(
@@ -833,5 +834,5 @@ def test_a_restore_run_counts_a_conversation_split_over_batches_once(
     total = sum(Tombstone.objects.filter(request=request).values_list("messages", flat=True))
     do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
-    done = runs.run_execution(restore.pk)
+    done = runner.run_execution(restore.pk)
     assert (done.done_conversations, done.done_messages) == (3, total)

@@ -66,7 +66,8 @@ from retention.models import (
 )
 from retention.models.roles import Role
 from retention.records.store import NewMessage, add_messages, create_conversation
-from retention.wipes import execution as runs
+from retention.wipes import lease, runner, schedule
+from retention.wipes.outcome import outcome_of
 from tests.conftest import make_member
 
 pytestmark = pytest.mark.django_db
@@ -426,7 +427,7 @@ class World:
             QINGLI_WIPE_LEASE_SECONDS=60,
             QINGLI_WIPE_BATCH_PAUSE_MS=0,
         ):
-            started = runs.start_request(request.pk, now=request.scheduled_for)
+            started = schedule.start_request(request.pk, now=request.scheduled_for)
             assert started is not None
             keys_went_before_mid_hold = self.run(started.pk)
         event(f"{s.method}: {'interrupted' if self.interrupted else 'straight through'}")
@@ -485,7 +486,7 @@ class World:
                 event("server: keys destroyed")
 
         # A finished run, run again, changes nothing.
-        again = runs.run_execution(done.pk, worker="third")
+        again = runner.run_execution(done.pk, worker="third")
         assert again.batches == done.batches
         assert set(Message.all_rows.values_list("pk", flat=True)) == stored
         assert set(Message.objects.values_list("pk", flat=True)) == visible
@@ -501,11 +502,11 @@ class World:
         whether a server wipe's keys went before the hold placed during the interruption."""
         self.interrupted = self.mid_hold_placed = False
         if self.s.interruption is None:
-            runs.run_execution(execution_id, worker="first")
+            runner.run_execution(execution_id, worker="first")
             return True
         where, after = self.s.interruption
-        name = "_step" if where == "between" else "_checkpoint"
-        real, calls = getattr(runs, name), []
+        owner, name = (runner, "_step") if where == "between" else (lease, "checkpoint")
+        real, calls = getattr(owner, name), []
 
         def dies(*args):
             if len(calls) == after:
@@ -513,9 +514,9 @@ class World:
             calls.append(1)
             return real(*args)
 
-        with mock.patch.object(runs, name, dies):
+        with mock.patch.object(owner, name, dies):
             try:
-                runs.run_execution(execution_id, worker="first")
+                runner.run_execution(execution_id, worker="first")
             except Killed:
                 self.interrupted = True
         if not self.interrupted:
@@ -524,14 +525,14 @@ class World:
         dead = Execution.objects.get(pk=execution_id)
         assert dead.status == ExecutionStatus.RUNNING and dead.lease_owner == "first"
         # While the dead worker's lease runs, nobody else may take the run.
-        assert runs.run_execution(execution_id, worker="second").batches == dead.batches
+        assert runner.run_execution(execution_id, worker="second").batches == dead.batches
         if self.s.mid_hold is not None:
             self.place_hold(*self.s.mid_hold, during_run=True)
             self.mid_hold_placed = True
         Execution.objects.filter(pk=execution_id).update(
             lease_expires_at=timezone.now() - timedelta(seconds=1)
         )
-        finished = runs.run_execution(execution_id, worker="second")
+        finished = runner.run_execution(execution_id, worker="second")
         assert finished.resumes == 1
         assert finished.lease_owner == ""
         # Destroying keys takes one batch here (a handful of conversations): the first.
@@ -539,7 +540,7 @@ class World:
 
 
 def outcome(execution: Execution) -> dict:
-    return runs.outcome_of(execution)
+    return outcome_of(execution)
 
 
 def timeline(request, event_type):

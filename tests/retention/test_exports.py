@@ -45,7 +45,7 @@ from retention.records import crypto
 from retention.records.crypto import ConversationCipher, DecryptionError
 from retention.records.keys import data_keys_by_master_key, do_rotate_master_key
 from retention.records.store import NewAttachment, NewMessage, add_messages, create_conversation
-from retention.wipes import execution as runs
+from retention.wipes import runner
 from tests.conftest import make_chat, make_member
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, people, run, store
@@ -309,8 +309,8 @@ def test_recycle_bin_records_are_exported_and_purged_ones_are_absent(people, org
         people.staff, [people.manager], RequestMethod.BATCH, conversations=[store["group"].pk]
     )
     run(narrow)
-    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(days=8))
-    runs.run_execution(purge_id)
+    (purge_id,) = runner.start_due_purges(now=timezone.now() + timedelta(days=8))
+    runner.run_execution(purge_id)
     run(
         do_approve_step(
             DeletionRequest.objects.get(pk=wide.pk),

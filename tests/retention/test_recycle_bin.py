@@ -16,7 +16,7 @@ from retention.governance.actions import do_file_request
 from retention.governance.scope import resolve_scope
 from retention.models import Execution, Message, RequestMethod, Tombstone, TombstoneState
 from retention.records.selectors import messages_of
-from retention.wipes import execution as runs
+from retention.wipes import schedule
 from tests.conftest import sign_in_verified
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, binned, people, run, store, visible_ids
@@ -217,7 +217,7 @@ def test_an_approved_request_polls_until_it_starts(client, people, org, store):
     client.force_login(people.staff)
     fragment = client.get(reverse("request-progress", args=[request.pk])).content.decode()
     assert 'hx-trigger="every 10s"' in fragment
-    runs.start_request(request.pk, now=request.scheduled_for)
+    schedule.start_request(request.pk, now=request.scheduled_for)
     fragment = client.get(reverse("request-progress", args=[request.pk])).content.decode()
     assert 'hx-trigger="every 2s"' in fragment
 
@@ -269,7 +269,7 @@ def test_a_slow_run_shows_its_progress_without_failing(client, people, org, stor
     request = approved(
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
-    started = runs.start_request(request.pk, now=request.scheduled_for)
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
     # One message in a minute: a rate that rounds to 0.0 per second.
     Execution.objects.filter(pk=started.pk).update(
         started_at=timezone.now() - timedelta(minutes=1), done_messages=1

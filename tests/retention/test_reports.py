@@ -38,7 +38,7 @@ from retention.models import (
     SignInDay,
 )
 from retention.reports.figures import parse_quarter, quarterly_report
-from retention.wipes import execution as runs
+from retention.wipes import move, runner, schedule
 from retention.wipes.recycle import do_restore_from_bin
 from tests.conftest import make_chat, sign_in_verified
 from tests.retention.test_api_requests import api_for
@@ -79,9 +79,9 @@ def _run_of(request) -> int:
 
 
 def run_now(request):
-    started = runs.start_request(request.pk)
+    started = schedule.start_request(request.pk)
     assert started is not None
-    return runs.run_execution(started.pk)
+    return runner.run_execution(started.pk)
 
 
 @pytest.fixture
@@ -215,7 +215,7 @@ def quarter(people, org, settings, monkeypatch):
         doomed = file(people.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk])
     with clock(at(9, 10, 10)):
         do_approve_step(doomed, acting_user=people.manager2, verified_second_factor=True)
-    real_step, steps = runs._step, []
+    real_step, steps = runner._step, []
 
     def killed_after_one_batch(execution, worker):
         if steps:
@@ -224,16 +224,16 @@ def quarter(people, org, settings, monkeypatch):
         return real_step(execution, worker)
 
     with clock(at(9, 11, 22)), pytest.raises(KeyboardInterrupt):
-        monkeypatch.setattr(runs, "_step", killed_after_one_batch)
-        runs.run_execution(runs.start_request(doomed.pk).pk, worker="first")
-    monkeypatch.setattr(runs, "_step", real_step)
+        monkeypatch.setattr(runner, "_step", killed_after_one_batch)
+        runner.run_execution(schedule.start_request(doomed.pk).pk, worker="first")
+    monkeypatch.setattr(runner, "_step", real_step)
 
     def broken(*args, **kwargs):
         raise RuntimeError("磁盘已满")
 
-    monkeypatch.setattr(runs, "_move_batch", broken)
+    monkeypatch.setattr(move, "move_batch", broken)
     with clock(at(9, 11, 23)):
-        failed = runs.run_execution(_run_of(doomed))
+        failed = runner.run_execution(_run_of(doomed))
     assert failed.status == "failed" and failed.resumes == 1, failed.last_error
 
     # A personal deletion in the quarter after: not counted.

@@ -33,7 +33,7 @@ from retention.models import (
 from retention.models.roles import Role
 from retention.records.store import NewMessage, add_messages
 from retention.rules import service as rules
-from retention.wipes import execution as runs
+from retention.wipes import runner, schedule
 from tests.conftest import make_chat, make_member, sign_in_verified
 from tests.retention.test_api_requests import api_for
 
@@ -105,8 +105,8 @@ def ages_left(conversation) -> list[int]:
 def run_rules(now=None) -> list[DeletionRequest]:
     requests = [DeletionRequest.objects.get(pk=pk) for pk in rules.run_due_rules(now=now or NOW)]
     for request in requests:
-        started = runs.start_request(request.pk, now=request.scheduled_for)
-        runs.run_execution(started.pk)
+        started = schedule.start_request(request.pk, now=request.scheduled_for)
+        runner.run_execution(started.pk)
     return requests
 
 
@@ -341,8 +341,8 @@ def test_a_purging_rule_removes_rows_for_real(admins, org, chats):
     enabled(new_rule(admins, department=org.shenzhen, action=RuleAction.PURGE), admins)
     run_rules()
     assert ages_left(chats["south"]) == [5, 40]
-    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(minutes=1))
-    assert runs.run_execution(purge_id).status == ExecutionStatus.COMPLETED
+    (purge_id,) = runner.start_due_purges(now=timezone.now() + timedelta(minutes=1))
+    assert runner.run_execution(purge_id).status == ExecutionStatus.COMPLETED
     assert Message.all_rows.filter(conversation=chats["south"]).count() == 2
     # A retention purge opens a compliance review of its own kind.
     review = ComplianceReview.objects.get()
@@ -513,16 +513,16 @@ def test_an_archiving_rule_exports_first_then_purges(admins, org, chats):
     enabled(new_rule(admins, department=org.shenzhen, action=RuleAction.ARCHIVE), admins)
     (request_id,) = rules.run_due_rules(now=NOW)
     request = DeletionRequest.objects.get(pk=request_id)
-    assert runs.start_request(request.pk, now=NOW) is None  # waits for its evidence
+    assert schedule.start_request(request.pk, now=NOW) is None  # waits for its evidence
     export = Export.objects.get(request=request)
     assert export.status == ExportStatus.QUEUED
     assert ages_left(chats["south"]) == [5, 40, 100, 200, 400]
 
     assert build_export(export.pk).messages == 3
-    started = runs.start_request(request.pk, now=NOW)
-    runs.run_execution(started.pk)
-    (purge_id,) = runs.start_due_purges(now=timezone.now() + timedelta(minutes=1))
-    runs.run_execution(purge_id)
+    started = schedule.start_request(request.pk, now=NOW)
+    runner.run_execution(started.pk)
+    (purge_id,) = runner.start_due_purges(now=timezone.now() + timedelta(minutes=1))
+    runner.run_execution(purge_id)
     assert Message.all_rows.filter(conversation=chats["south"]).count() == 2
 
 
@@ -590,5 +590,5 @@ def test_disabling_a_rule_cancels_its_run_not_yet_started(admins, org, chats):
     rules.do_relax_rule(rule, acting_user=admins.admin, disable=True, verified_second_factor=True)
     request = DeletionRequest.objects.get(pk=request_id)
     assert request.status == RequestStatus.CANCELLED
-    assert runs.start_request(request.pk, now=NOW) is None
+    assert schedule.start_request(request.pk, now=NOW) is None
     assert ages_left(chats["customer"]) == [5, 40, 100, 200, 400]

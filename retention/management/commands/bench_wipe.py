@@ -11,8 +11,8 @@ real RQ worker, against the floor: one plain SQL ``DELETE`` of the same rows.
 2. Picks the regions whose messages add up closest to half of all, and files and approves
    requests for them through ``do_file_request`` / ``do_approve_step`` as the demo
    director, with whichever demo members each step lets decide.
-3. Runs each path through the job path: ``retention.jobs.tasks.start_request`` enqueued on the
-   ``wipes`` queue in a spare Redis database (flushed first), worked by a
+3. Runs each path through the job path: ``retention.wipes.schedule.start_request_job``
+   enqueued on the ``wipes`` queue in a spare Redis database (flushed first), worked by a
    ``manage.py rqworker wipes --burst`` subprocess, timed from the enqueue (or the
    service call) to the run's end. Alongside: the longest batch the engine recorded
    (``Execution.longest_batch_ms``), the oldest open transaction seen in
@@ -88,8 +88,9 @@ from retention.models import (
 from retention.models.roles import Role
 from retention.records import crypto
 from retention.rules import service as rules
-from retention.wipes.execution import QUEUE, start_due_purges
 from retention.wipes.recycle import do_restore_from_bin
+from retention.wipes.runner import QUEUE, start_due_purges
+from retention.wipes.schedule import start_request_job
 
 SCRATCH_PREFIX = "qingli_benchwipe"
 SPARE_REDIS_DB = 9
@@ -867,7 +868,7 @@ def _warm(dbname: str, server: PgServer) -> None:
 
 
 def _enqueue_start(request: DeletionRequest) -> None:
-    django_rq.get_queue(QUEUE).enqueue("retention.jobs.tasks.start_request", request.pk)
+    django_rq.get_queue(QUEUE).enqueue(start_request_job, request.pk)
 
 
 def _run_finished(request: DeletionRequest, kind: str) -> bool:
