@@ -8,13 +8,9 @@ Cron fields use the process's local time zone (set TZ, e.g. Asia/Shanghai).
 from rq import cron
 
 from audit.jobs import record_chain_digests, verify_audit_chain
+from retention.exports.service import expire_exports, requeue_stalled_exports
 from retention.governance.actions import do_expire_stale_requests
-from retention.jobs.tasks import (
-    expire_exports,
-    purge_recycle_bin,
-    requeue_stalled_exports,
-    watch_executions,
-)
+from retention.jobs.tasks import purge_recycle_bin, watch_executions
 from retention.rules.service import check_rule_health, run_due_rules
 
 cron.register(watch_executions, queue_name="maintenance", cron="* * * * *")

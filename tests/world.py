@@ -37,10 +37,10 @@ from audit.models import AuditEvent, AuditExport, ChainVerification, ComplianceR
 from audit.selectors import EventFilter
 from retention.access.signin import failure_limit
 from retention.access.tokens import do_issue_token
+from retention.exports.build import build_export_job
 from retention.exports.service import do_request_export
 from retention.governance.actions import do_approve_step, do_file_request, do_place_hold
 from retention.governance.scope import resolve_scope
-from retention.jobs import tasks as jobs
 from retention.models import (
     ApiToken,
     Conversation,
@@ -124,7 +124,7 @@ def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
     binned.refresh_from_db()
 
     export = do_request_export(binned, fmt="jsonl", acting_user=cast.staff)
-    jobs.build_export(export.pk)
+    build_export_job(export.pk)
     export.refresh_from_db()
     chat_export = do_request_export(chats["hangzhou"], fmt="csv", acting_user=cast.staff)
 
