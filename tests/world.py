@@ -32,7 +32,6 @@ from datetime import timedelta
 from axes.models import AccessAttempt
 from django.utils import timezone
 
-from audit.event_exports import build_export as build_audit_export
 from audit.models import AuditEvent, AuditExport, ChainVerification, ComplianceReview
 from audit.selectors import EventFilter
 from retention.access.signin import failure_limit
@@ -53,6 +52,7 @@ from retention.models import (
     SignInDay,
 )
 from retention.models.roles import Role
+from retention.reports.audit_log_exports import build_audit_export
 from retention.reports.periods import Quarter
 from retention.reports.reviews import do_open_recycle_bin_review
 from retention.rules.service import do_create_rule, do_preview_rule, do_propose

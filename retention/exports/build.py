@@ -6,9 +6,10 @@ data key of its own (``retention.exports.sealed``; the key is kept on the row, w
 the master key), writes it to the default storage under a random name and records the
 SHA-256, size and counts of the plaintext, in the row and in the audit log.
 
-The job touches the row's heartbeat every few seconds; a run that was taken for dead
-meanwhile (its export queued again by ``retention.exports.service.requeue_stalled_exports``)
-learns so at its next beat and stops, writing nothing.
+The row is held through its lease (``LEASE``, a ``retention.jobs.lease.Lease``): the job
+touches its heartbeat every few seconds; a run that was taken for dead meanwhile (its
+export queued again by the lease's sweep, ``service.requeue_stalled_exports``) learns so
+at its next beat and stops, writing nothing. ``build_export_job`` is the queue job.
 """
 
 from __future__ import annotations
@@ -16,24 +17,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-import time
 import uuid
 from datetime import timedelta
 from typing import Any
 
-import django_rq
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
-from django.utils import timezone, translation
-from rq.job import JobStatus
+from django.utils import translation
+from django.utils.translation import gettext_lazy
 
 from audit.events import EventType
 from retention.exports import trail
 from retention.exports.sealed import SealedWriter
 from retention.exports.writers import WRITERS
+from retention.jobs.lease import Lease, LeaseLost, pacer
 from retention.models import Export, ExportStatus
 from retention.records import crypto
 
@@ -44,30 +43,8 @@ QUEUE = "default"
 BEAT_SECONDS = 5.0
 # A running export whose heartbeat is older than this was left by a dead worker.
 STALLED_AFTER = timedelta(minutes=10)
-# RQ states of a job that will still run.
-PENDING_JOB_STATUSES = {
-    JobStatus.CREATED,
-    JobStatus.QUEUED,
-    JobStatus.STARTED,
-    JobStatus.DEFERRED,
-    JobStatus.SCHEDULED,
-}
 # Runs an export gets: one whose writing kills its worker every time fails in the end.
 MAX_ATTEMPTS = 3
-
-
-def job_id(export_id: int) -> str:
-    return f"export-{export_id}"
-
-
-def enqueue_build(export_id: int) -> None:
-    """The export's job, on commit, under an id of its own: a job that Redis lost can
-    then be told from one that still waits its turn."""
-    transaction.on_commit(
-        lambda: django_rq.get_queue(QUEUE).enqueue(
-            build_export_job, export_id, job_id=job_id(export_id)
-        )
-    )
 
 
 def build_export_job(export_id: int) -> str:
@@ -81,10 +58,6 @@ def build_export_job(export_id: int) -> str:
     if export.status == ExportStatus.READY and export.request_id:
         enqueue_start_if_waiting(export.request_id)
     return export.status
-
-
-class _Superseded(Exception):
-    """This run was taken for dead and the export queued again: it stops, writing nothing."""
 
 
 def build_export(export_id: int) -> Export:
@@ -107,13 +80,13 @@ def build_export(export_id: int) -> Export:
             handle.seek(0)
             name = default_storage.save(name, File(handle))
         if not _finish(export, name, sink):
-            raise _Superseded
-    except _Superseded:
+            raise LeaseLost
+    except LeaseLost:  # taken for dead and queued again: this run stops, writing nothing
         logger.warning("export %s: run %s was superseded by a restart", export_id, export.attempts)
         default_storage.delete(name)
     except Exception as exc:
         logger.exception("export %s failed", export_id)
-        fail(export, f"{type(exc).__name__}: {exc}")
+        LEASE.fail(export, f"{type(exc).__name__}: {exc}")
         default_storage.delete(name)  # this run's own name: safe whoever runs now
     export.refresh_from_db()
     return export
@@ -122,19 +95,10 @@ def build_export(export_id: int) -> Export:
 def _claim(export_id: int) -> tuple[Export, bytes | None]:
     """Take a queued export (compare-and-swap) for a new run with a fresh data key and a
     fresh file name, both on the row before any byte is written. None: not queued."""
-    now = timezone.now()
     with transaction.atomic():
-        claimed = Export.objects.filter(pk=export_id, status=ExportStatus.QUEUED).update(
-            status=ExportStatus.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            attempts=F("attempts") + 1,
-        )
-        export = Export.objects.select_related("request", "conversation", "requested_by").get(
-            pk=export_id
-        )
-        if not claimed:
-            return export, None
+        export = LEASE.claim(export_id)
+        if export is None:
+            return Export.objects.select_related(*LEASE.related).get(pk=export_id), None
         left_behind = export.file.name
         data_key, export.wrapped_key = crypto.new_export_key(export.pk)
         export.file = f"exports/{uuid.uuid4().hex}.enc"
@@ -144,31 +108,10 @@ def _claim(export_id: int) -> tuple[Export, bytes | None]:
     return export, data_key
 
 
-def this_run(export: Export) -> QuerySet[Export]:
-    """The row, as long as this run is still the export's latest."""
-    return Export.objects.filter(
-        pk=export.pk, status=ExportStatus.RUNNING, attempts=export.attempts
-    )
-
-
 def _beat(export: Export) -> None:
     """Alive (every ``BEAT_SECONDS`` while reading, and before the file is saved). A run
-    that is no longer the latest stops here."""
-    if not this_run(export).update(heartbeat_at=timezone.now()):
-        raise _Superseded
-
-
-class _Heartbeat:
-    """Touches the export's heartbeat once ``BEAT_SECONDS`` have passed since the last."""
-
-    def __init__(self, export: Export) -> None:
-        self.export = export
-        self.last = time.monotonic()
-
-    def __call__(self) -> None:
-        if time.monotonic() - self.last >= BEAT_SECONDS:
-            _beat(self.export)
-            self.last = time.monotonic()
+    that is no longer the latest stops here (LeaseLost)."""
+    LEASE.beat(export)
 
 
 class _Sink:
@@ -177,7 +120,7 @@ class _Sink:
 
     def __init__(self, out: SealedWriter, export: Export) -> None:
         self.out = out
-        self.heartbeat = _Heartbeat(export)
+        self.heartbeat = pacer(lambda: _beat(export), BEAT_SECONDS)
         self.digest = hashlib.sha256()
         self.size = 0
         self.messages = 0
@@ -199,8 +142,6 @@ class _Sink:
 def _finish(export: Export, name: str, sink: _Sink) -> bool:
     """Ready, and audited; False if this run was superseded meanwhile."""
     done = {
-        "status": ExportStatus.READY,
-        "finished_at": timezone.now(),
         "file": name,
         "sha256": sink.digest.hexdigest(),
         "size": sink.size,
@@ -208,7 +149,7 @@ def _finish(export: Export, name: str, sink: _Sink) -> bool:
         "unreadable": sink.unreadable,
     }
     with transaction.atomic():
-        if not this_run(export).update(**done):
+        if not LEASE.finish(export, ExportStatus.READY, **done):
             return False
         trail.record(
             EventType.EXPORT_COMPLETED,
@@ -218,22 +159,37 @@ def _finish(export: Export, name: str, sink: _Sink) -> bool:
     return True
 
 
-def fail(export: Export, error: str, *, still: Q | None = None) -> bool:
-    """Failed and audited, with neither file nor key; False if a restart took over (or
-    the row no longer matches ``still``). The caller deletes the file."""
-    error = error[:2000]
-    with transaction.atomic():
-        failed = (
-            this_run(export)
-            .filter(still or Q())
-            .update(
-                status=ExportStatus.FAILED,
-                finished_at=timezone.now(),
-                error=error,
-                file="",
-                wrapped_key=None,
-            )
-        )
-        if failed:
-            trail.record(EventType.EXPORT_FAILED, export, error=error)
-    return bool(failed)
+def _restarted(export: Export, details: dict[str, Any]) -> None:
+    trail.record(EventType.EXPORT_RESTARTED, export, **details)
+
+
+def _failed(export: Export, error: str) -> None:
+    trail.record(EventType.EXPORT_FAILED, export, error=error)
+
+
+def _discard(export: Export) -> None:
+    """The file a dead run left, once its export failed."""
+    if export.file.name:
+        default_storage.delete(export.file.name)
+
+
+# The export's lease: a heartbeat, the attempt number telling runs apart. A failed export
+# keeps neither file nor key.
+LEASE: Lease[Export] = Lease(
+    model=Export,
+    queued=ExportStatus.QUEUED,
+    running=ExportStatus.RUNNING,
+    failed=ExportStatus.FAILED,
+    stale_after=STALLED_AFTER,
+    max_attempts=MAX_ATTEMPTS,
+    job=build_export_job,
+    queue=QUEUE,
+    job_id="export-{pk}",
+    related=("request", "conversation", "requested_by"),
+    cleared_on_failure={"file": "", "wrapped_key": None},
+    gave_up=gettext_lazy("Its worker stopped %(n)d times while writing it."),
+    job_ended=gettext_lazy("Its job ended (%(status)s) before the export began."),
+    requeued=_restarted,
+    on_failed=_failed,
+    discard=_discard,
+)

@@ -22,13 +22,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-import django_rq
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max, Q, QuerySet
-from django.db.models.functions import Coalesce
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -139,7 +137,7 @@ def do_request_export(
             details={"export": export.pk, "format": fmt}
             | ({"by_system": True} if on_behalf_of_system else {}),
         )
-        build.enqueue_build(export.pk)
+        build.LEASE.enqueue(export.pk)
     return export
 
 
@@ -172,70 +170,12 @@ def _newest_id(conversation: Conversation) -> int:
 
 
 def requeue_stalled_exports(*, now: datetime | None = None) -> list[int]:
-    """Every few minutes: a running export with no heartbeat for ``STALLED_AFTER`` was
+    """Every five minutes: a running export with no heartbeat for ``STALLED_AFTER`` was
     left by a dead worker. It is queued again (audited) and its job enqueued on commit;
-    the new run starts from scratch. After ``MAX_ATTEMPTS`` runs it fails instead."""
-    now = now or timezone.now()
-    stale = Q(heartbeat_at__lt=now - build.STALLED_AFTER) | Q(
-        heartbeat_at__isnull=True, started_at__lt=now - build.STALLED_AFTER
-    )
-    stalled = list(
-        Export.objects.filter(status=ExportStatus.RUNNING)
-        .annotate(beat=Coalesce("heartbeat_at", "started_at", "created_at"))
-        .filter(beat__lt=now - build.STALLED_AFTER)
-        .select_related("request", "conversation")
-        .order_by("pk")
-    )
-    requeued = []
-    for export in stalled:
-        if export.attempts >= build.MAX_ATTEMPTS:
-            message = _("Its worker stopped %(n)d times while writing it.") % {"n": export.attempts}
-            if build.fail(export, message, still=stale) and export.file.name:
-                default_storage.delete(export.file.name)
-            continue
-        with transaction.atomic():
-            if not build.this_run(export).filter(stale).update(status=ExportStatus.QUEUED):
-                continue  # it beat meanwhile, or finished
-            trail.record(
-                EventType.EXPORT_RESTARTED,
-                export,
-                attempts=export.attempts,
-                heartbeat_at=export.beat.isoformat(),
-            )
-            build.enqueue_build(export.pk)
-        requeued.append(export.pk)
-    # Queued, but its job is gone (Redis restarted or was flushed): nothing would ever
-    # run it, and a request waiting for it as evidence would wait for ever.
-    waiting = Export.objects.filter(
-        status=ExportStatus.QUEUED,
-        created_at__lt=now - build.STALLED_AFTER,
-    ).order_by("pk")
-    for export in waiting.exclude(pk__in=requeued).select_related("request", "conversation"):
-        job = django_rq.get_queue(build.QUEUE).fetch_job(build.job_id(export.pk))
-        job_status = job.get_status() if job is not None else None
-        if job_status in build.PENDING_JOB_STATUSES:
-            continue  # still waiting its turn
-        with transaction.atomic():
-            queued = Export.objects.select_for_update().filter(
-                pk=export.pk, status=ExportStatus.QUEUED
-            )
-            if not queued.exists():
-                continue  # a worker claimed it meanwhile
-            if job is None:
-                trail.record(
-                    EventType.EXPORT_RESTARTED, export, attempts=export.attempts, job="lost"
-                )
-                build.enqueue_build(export.pk)
-                requeued.append(export.pk)
-                continue
-            # Its job ran and ended before it could begin the export: running it again
-            # would only end the same way, every five minutes.
-            error = _("Its job ended (%(status)s) before the export began.") % {
-                "status": job_status
-            }
-            queued.update(status=ExportStatus.FAILED, finished_at=timezone.now(), error=error)
-            trail.record(EventType.EXPORT_FAILED, export, error=error)
-    return requeued
+    the new run starts from scratch. After ``MAX_ATTEMPTS`` runs it fails instead, its
+    file deleted. A queued export whose job Redis lost is enqueued again, so that a
+    request waiting for it as evidence does not wait for ever (``build.LEASE``)."""
+    return build.LEASE.sweep(now=now)
 
 
 def expire_exports(*, now: datetime | None = None) -> list[int]:
