@@ -189,7 +189,7 @@ LEASE: Lease[Export] = Lease(
     cleared_on_failure={"file": "", "wrapped_key": None},
     gave_up=gettext_lazy("Its worker stopped %(n)d times while writing it."),
     job_ended=gettext_lazy("Its job ended (%(status)s) before the export began."),
-    requeued=_restarted,
+    on_requeued=_restarted,
     on_failed=_failed,
     discard=_discard,
 )

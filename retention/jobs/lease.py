@@ -112,10 +112,10 @@ class Lease(Generic[M]):
     # whose job ended before it claimed the row (``status``: the job's).
     gave_up: Any = _("Its worker stopped %(n)d times.")
     job_ended: Any = _("Its job ended (%(status)s) before it began.")
-    # Audit hooks, called in the transaction that changes the row: ``requeued(row,
-    # details)`` and ``failed(row, error)``. ``discard(row)``: after a failure is
-    # committed, remove what the dead run left (a file).
-    requeued: Callable[[M, dict[str, Any]], None] | None = None
+    # Audit hooks, called in the transaction that changes the row: ``on_requeued(row,
+    # details)`` and ``on_failed(row, error)``. ``discard(row)``: after the sweep's
+    # failure of a row is committed, remove what the dead run left (a file).
+    on_requeued: Callable[[M, dict[str, Any]], None] | None = None
     on_failed: Callable[[M, str], None] | None = None
     discard: Callable[[M], None] | None = None
 
@@ -215,8 +215,8 @@ class Lease(Generic[M]):
     # --- the sweep ------------------------------------------------------------------------
 
     def stale(self, *, now: datetime | None = None) -> QuerySet[M]:
-        """Running rows whose worker went silent, oldest sign of life first; annotated
-        with ``beat``, the last sign of life (heartbeat leases)."""
+        """Running rows whose worker went silent (the "expired" query), in id order;
+        heartbeat leases annotate ``beat``, the last sign of life."""
         now = now or timezone.now()
         running = self.model.objects.filter(**{self.status: self.running})
         if self.expires:
@@ -246,11 +246,11 @@ class Lease(Generic[M]):
                 back = {self.status: self.queued} | ({self.owner: ""} if self.owner else {})
                 if not self.this_run(row).filter(silent).update(**back):
                     continue  # it beat meanwhile, or finished
-                if self.requeued:
+                if self.on_requeued:
                     details: dict[str, Any] = {"attempts": attempts}
                     if self.heartbeat:
                         details["heartbeat_at"] = row.beat.isoformat()
-                    self.requeued(row, details)
+                    self.on_requeued(row, details)
                 self.enqueue(row.pk)
             requeued.append(row.pk)
         if self.job_id:
@@ -283,8 +283,9 @@ class Lease(Generic[M]):
                 if not queued.exists():
                     continue  # a worker claimed it meanwhile
                 if job is None:
-                    if self.requeued:
-                        self.requeued(row, {"attempts": getattr(row, self.attempts), "job": "lost"})
+                    if self.on_requeued:
+                        lost = {"attempts": getattr(row, self.attempts), "job": "lost"}
+                        self.on_requeued(row, lost)
                     self.enqueue(row.pk)
                     requeued.append(row.pk)
                     continue
