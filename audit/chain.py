@@ -8,6 +8,7 @@ before the rewrite, and with the copies outside verifiers keep.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from audit.log import GENESIS_HASH, hash_of_event
@@ -29,12 +30,14 @@ def verify_chain(
     chunk_size: int = 5000,
     up_to: int | None = None,
     digests: dict[int, list[tuple[str, str]]] | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> ChainReport:
     """Recompute every event's hash in id order (up to event ``up_to`` if given); stop at
     the first one that disagrees with its link, its hash or a digest.
 
     ``digests`` maps event ids to the ``(label, hash)`` pairs the event must match; by
-    default the recorded daily digests (up to ``up_to``).
+    default the recorded daily digests (up to ``up_to``). ``progress`` is called after
+    every ``chunk_size`` events (a job's heartbeat).
     """
     if digests is None:
         digests = recorded_digests(up_to=up_to)
@@ -56,6 +59,8 @@ def verify_chain(
         digests_checked += len(pinned)
         expected_prev = event.hash
         last_good_id = event.pk
+        if progress is not None and checked % chunk_size == 0:
+            progress()
     if digests:
         missing = min(digests)
         label, _hash = digests[missing][0]

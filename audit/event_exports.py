@@ -1,15 +1,10 @@
-"""CSV exports of a filtered view of the audit log, audited like every other export.
+"""CSV exports of a filtered view of the audit log: the CSV itself, a small export
+streamed at once (:class:`DirectExport`), a large one written to a file
+(:func:`write_csv`), and the audited download of a written one (:func:`open_download`).
 
-:func:`do_export_events` freezes the view at the current head (so the file holds exactly
-the events the requester saw, not the export's own event) and then either
-
-- streams it at once (at most ``QINGLI_AUDIT_EXPORT_DIRECT_MAX`` events): the
-  ``AUDIT_LOG_EXPORTED`` event is written before the first byte, with the count; or
-- queues an :class:`AuditExport` row and a job (:func:`build_export`, enqueued on commit)
-  that writes the file in id batches to the default storage, with its SHA-256; the
-  requester downloads it (:func:`open_download`, audited).
-
-Who may export is the caller's to decide (auditors and admins, in the site's views).
+Asking for an export (freezing the view, choosing direct or queued) and the job that
+writes a queued one are the site's: see ``retention.reports.audit_log_exports``. Who may
+export is the caller's to decide (auditors and admins, in the site's views).
 """
 
 from __future__ import annotations
@@ -18,16 +13,12 @@ import csv
 import hashlib
 import io
 import json
-import tempfile
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
-import django_rq
 from django.conf import settings
-from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.utils import timezone
 
 from audit import log as audit
@@ -35,7 +26,6 @@ from audit.events import EventType
 from audit.models import AuditEvent, AuditExport, AuditExportStatus
 from audit.selectors import EventFilter, filtered_events
 
-QUEUE = "default"
 BATCH = 5000
 COLUMNS = [
     "id",
@@ -69,85 +59,28 @@ class DirectExport:
         return csv_chunks(self.events)
 
 
-def do_export_events(
-    f: EventFilter, *, acting_user, ip_address: str | None = None
-) -> DirectExport | AuditExport:
-    """Freeze ``f`` at the current head and export it, directly or through a job."""
-    with transaction.atomic():
-        head = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-        frozen = EventFilter(**{**vars(f), "up_to_id": min(head, f.up_to_id or head)})
-        limit = direct_max()
-        count = filtered_events(frozen)[: limit + 1].count()
-        filters = frozen.to_json()
-        if count <= limit:
-            audit.record(
-                EventType.AUDIT_LOG_EXPORTED,
-                actor=acting_user,
-                target_type="audit.auditevent",
-                ip_address=ip_address,
-                details={"filters": filters, "events": count, "format": "csv"},
-            )
-            return DirectExport(frozen, count)
-        export = AuditExport.objects.create(
-            requested_by=acting_user, filters=filters, max_event_id=frozen.up_to_id
-        )
-        audit.record(
-            EventType.AUDIT_EXPORT_REQUESTED,
-            actor=acting_user,
-            target=export,
-            ip_address=ip_address,
-            details={"filters": filters, "format": "csv"},
-        )
-        export_id = export.pk
-        transaction.on_commit(
-            lambda: django_rq.get_queue(QUEUE).enqueue("audit.jobs.build_audit_export", export_id)
-        )
-    return export
+@dataclass(frozen=True)
+class WrittenCsv:
+    rows: int
+    size: int
+    sha256: str
 
 
-def build_export(export_id: int) -> AuditExport:
-    """The job: write the export's file. A row another worker claimed is left alone."""
-    claimed = AuditExport.objects.filter(pk=export_id, status=AuditExportStatus.QUEUED).update(
-        status=AuditExportStatus.RUNNING, started_at=timezone.now()
-    )
-    export = AuditExport.objects.get(pk=export_id)
-    if not claimed:
-        return export
-    try:
-        digest = hashlib.sha256()
-        rows = 0
-        with tempfile.TemporaryFile() as buffer:
-            for chunk, count in _csv_batches(EventFilter.from_json(export.filters)):
-                digest.update(chunk)
-                buffer.write(chunk)
-                rows += count
-            size = buffer.tell()
-            buffer.seek(0)
-            name = default_storage.save(f"audit-exports/{uuid.uuid4().hex}.csv", File(buffer))
-    except Exception as exc:
-        with transaction.atomic():
-            AuditExport.objects.filter(pk=export.pk).update(
-                status=AuditExportStatus.FAILED,
-                error=f"{type(exc).__name__}: {exc}",
-                finished_at=timezone.now(),
-            )
-            audit.record(EventType.AUDIT_EXPORT_FAILED, target=export)
-        raise
-    with transaction.atomic():
-        export.file.name = name
-        export.rows = rows
-        export.size = size
-        export.sha256 = digest.hexdigest()
-        export.status = AuditExportStatus.READY
-        export.finished_at = timezone.now()
-        export.save()
-        audit.record(
-            EventType.AUDIT_EXPORT_COMPLETED,
-            actor=None,
-            target=export,
-            details={"events": rows, "sha256": export.sha256, "size": export.size},
-        )
-    return export
+def write_csv(
+    f: EventFilter, out: BinaryIO, *, progress: Callable[[], None] | None = None
+) -> WrittenCsv:
+    """The CSV of ``f`` into ``out``, in id batches (``progress`` called after each),
+    with its row count, size and SHA-256."""
+    digest = hashlib.sha256()
+    rows = size = 0
+    for chunk, count in _csv_batches(f):
+        digest.update(chunk)
+        out.write(chunk)
+        rows += count
+        size += len(chunk)
+        if progress is not None:
+            progress()
+    return WrittenCsv(rows, size, digest.hexdigest())
 
 
 def exports_of(member) -> Iterable[AuditExport]:

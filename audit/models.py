@@ -151,6 +151,10 @@ class ChainVerification(models.Model):
     )
     requested_at = models.DateTimeField(_("requested"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    # Touched by the running job every few seconds; runs started. A run whose heartbeat
+    # stops was left by a dead worker: it is queued again, or failed after a few runs.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     status = models.CharField(
         _("status"),
@@ -237,6 +241,9 @@ class AuditExport(models.Model):
         default=AuditExportStatus.QUEUED,
     )
     started_at = models.DateTimeField(null=True, blank=True)
+    # As for a verification run: the job's heartbeat, and the runs started.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     file = models.FileField(max_length=255, blank=True)
     rows = models.PositiveBigIntegerField(_("events"), default=0)

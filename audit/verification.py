@@ -1,30 +1,26 @@
-"""Chain verification runs (a database row per run, the work on the queue) and the daily
-digests of the chain's head.
+"""Chain verification runs, read (the newest finished one, the one pending, a run's
+outcome), and the daily digests of the chain's head.
 
-- :func:`do_request_verification`: an auditor or admin asks for a run; the row and the
-  audit event are written in one transaction and the job is enqueued on commit. While a
-  run is queued or running, asking again returns that run.
-- :func:`run_verification`: the job. It claims the row (queued → running), walks the chain
-  up to the head of that moment and writes the outcome to the row and to the log.
-- :func:`record_digests`: the daily job. For every finished day (local time) since the last
-  digest it records the head of the chain at the day's end; a missed or doubled run is
-  harmless.
+Asking for a run, and the job that works it (claiming the row, walking the chain with
+:func:`audit.chain.verify_chain`, writing the outcome), are the site's: see
+``retention.reports.verification_runs``.
+
+- :func:`record_digests`: the daily job's work. For every finished day (local time) since
+  the last digest it records the head of the chain at the day's end; a missed or doubled
+  run is harmless.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
-import django_rq
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit import log as audit
-from audit.chain import verify_chain
-from audit.events import EventType
+from audit.chain import ChainReport
 from audit.models import AuditEvent, ChainDigest, ChainVerification, VerificationStatus
 
-QUEUE = "default"
 # A run still "running" after this long was left by a dead worker: it no longer blocks
 # asking for a new one.
 STALE_AFTER = timedelta(hours=1)
@@ -51,60 +47,16 @@ def pending_verification() -> ChainVerification | None:
     )
 
 
-def do_request_verification(*, acting_user, ip_address: str | None = None) -> ChainVerification:
-    """Queue a verification run (or return the one already queued or running)."""
-    with transaction.atomic():
-        pending = pending_verification()
-        if pending is not None:
-            return pending
-        run = ChainVerification.objects.create(requested_by=acting_user)
-        audit.record(
-            EventType.CHAIN_VERIFICATION_REQUESTED,
-            actor=acting_user,
-            target=run,
-            ip_address=ip_address,
-        )
-        run_id = run.pk
-        transaction.on_commit(
-            lambda: django_rq.get_queue(QUEUE).enqueue("audit.jobs.run_verification", run_id)
-        )
-    return run
-
-
-def run_verification(run_id: int) -> ChainVerification:
-    """Claim the run and verify the chain up to the current head; a run claimed by
-    another worker, or already done, is left alone."""
-    head = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
-    claimed = ChainVerification.objects.filter(pk=run_id, status=VerificationStatus.QUEUED).update(
-        status=VerificationStatus.RUNNING, started_at=timezone.now(), up_to_id=head
-    )
-    run = ChainVerification.objects.get(pk=run_id)
-    if not claimed:
-        return run
-    try:
-        report = verify_chain(up_to=head) if head is not None else verify_chain(up_to=0)
-    except Exception as exc:
-        run.status = VerificationStatus.FAILED
-        run.error = f"{type(exc).__name__}: {exc}"
-        run.finished_at = timezone.now()
-        run.save(update_fields=["status", "error", "finished_at"])
-        raise
-    run.status = VerificationStatus.INTACT if report.intact else VerificationStatus.BROKEN
-    run.events_checked = report.events_checked
-    run.digests_checked = report.digests_checked
-    run.last_good_id = report.last_good_id
-    run.broken_id = report.broken_id
-    run.reason = report.reason
-    run.finished_at = timezone.now()
-    with transaction.atomic():
-        run.save()
-        audit.record(
-            EventType.CHAIN_VERIFIED,
-            actor=run.requested_by,
-            target=run,
-            details=outcome_of(run),
-        )
-    return run
+def settled(report: ChainReport) -> dict[str, Any]:
+    """The fields of a finished run that the walk's report fills in."""
+    return {
+        "status": VerificationStatus.INTACT if report.intact else VerificationStatus.BROKEN,
+        "events_checked": report.events_checked,
+        "digests_checked": report.digests_checked,
+        "last_good_id": report.last_good_id,
+        "broken_id": report.broken_id,
+        "reason": report.reason,
+    }
 
 
 def outcome_of(run: ChainVerification) -> dict:

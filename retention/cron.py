@@ -7,9 +7,14 @@ Cron fields use the process's local time zone (set TZ, e.g. Asia/Shanghai).
 
 from rq import cron
 
-from audit.jobs import record_chain_digests, verify_audit_chain
+from retention.exports.service import expire_exports, requeue_stalled_exports
 from retention.governance.actions import do_expire_stale_requests
-from retention.jobs.tasks import expire_exports, requeue_stalled_exports
+from retention.reports.audit_log_exports import requeue_stalled_audit_exports
+from retention.reports.verification_runs import (
+    record_chain_digests,
+    requeue_stalled_verifications,
+    verify_audit_chain,
+)
 from retention.rules.service import check_rule_health, run_due_rules
 from retention.wipes.runner import purge_recycle_bin
 from retention.wipes.watchdog import watch_executions
@@ -23,3 +28,5 @@ cron.register(record_chain_digests, queue_name="maintenance", cron="5 0 * * *")
 cron.register(verify_audit_chain, queue_name="maintenance", cron="30 3 * * *")
 cron.register(requeue_stalled_exports, queue_name="maintenance", cron="*/5 * * * *")
 cron.register(expire_exports, queue_name="maintenance", cron="45 3 * * *")
+cron.register(requeue_stalled_verifications, queue_name="maintenance", cron="*/5 * * * *")
+cron.register(requeue_stalled_audit_exports, queue_name="maintenance", cron="*/5 * * * *")

@@ -10,9 +10,9 @@ import redis
 from rq import Queue
 
 from audit.events import EventType
-from audit.jobs import verify_audit_chain
 from audit.models import AuditEvent
 from retention.jobs.queue import _POOL, start_in_process_worker
+from retention.reports.verification_runs import verify_audit_chain
 from tests.conftest import on_postgres, run_worker_burst
 
 
@@ -85,4 +85,6 @@ def test_the_cron_config_registers_the_periodic_jobs():
         "check_rule_health",
         "requeue_stalled_exports",
         "expire_exports",
+        "requeue_stalled_verifications",
+        "requeue_stalled_audit_exports",
     }

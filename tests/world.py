@@ -32,15 +32,14 @@ from datetime import timedelta
 from axes.models import AccessAttempt
 from django.utils import timezone
 
-from audit.event_exports import build_export as build_audit_export
 from audit.models import AuditEvent, AuditExport, ChainVerification, ComplianceReview
 from audit.selectors import EventFilter
 from retention.access.signin import failure_limit
 from retention.access.tokens import do_issue_token
+from retention.exports.build import build_export_job
 from retention.exports.service import do_request_export
 from retention.governance.actions import do_approve_step, do_file_request, do_place_hold
 from retention.governance.scope import resolve_scope
-from retention.jobs import tasks as jobs
 from retention.models import (
     ApiToken,
     Conversation,
@@ -53,6 +52,7 @@ from retention.models import (
     SignInDay,
 )
 from retention.models.roles import Role
+from retention.reports.audit_log_exports import build_audit_export
 from retention.reports.periods import Quarter
 from retention.reports.reviews import do_open_recycle_bin_review
 from retention.rules.service import do_create_rule, do_preview_rule, do_propose
@@ -124,7 +124,7 @@ def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
     binned.refresh_from_db()
 
     export = do_request_export(binned, fmt="jsonl", acting_user=cast.staff)
-    jobs.build_export(export.pk)
+    build_export_job(export.pk)
     export.refresh_from_db()
     chat_export = do_request_export(chats["hangzhou"], fmt="csv", acting_user=cast.staff)
 

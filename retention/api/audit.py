@@ -22,11 +22,12 @@ from audit.events import EventType
 from audit.log import client_ip
 from audit.models import AuditEvent, ChainDigest, ChainVerification
 from audit.selectors import MAX_PAGE_SIZE, PAGE_SIZE, filtered_events
-from audit.verification import do_request_verification, latest_verification, pending_verification
+from audit.verification import latest_verification, pending_verification
 from retention.api.pagination import _whole_number
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
 from retention.api.views import check_filters
 from retention.models.roles import AUDIT_LOG_READERS
+from retention.reports.verification_runs import do_request_verification
 from retention.web.audit_log import object_link
 from retention.web.forms import AuditFilterForm
 

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from retention.exports.service import ExportExpired
+from retention.exports.download import ExportExpired
 from retention.governance.actions import Conflict
 
 

@@ -25,10 +25,10 @@ from retention.api.parsers import JSONParser
 from retention.api.request_serializers import DetailSerializer
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
 from retention.exports import service as exports
+from retention.exports.download import CONTENT_TYPES, file_response, open_download
 from retention.governance.selectors import requests_for
 from retention.models import Export, ExportFormat, ExportStatus
 from retention.records.selectors import conversations_for
-from retention.web.exports import CONTENT_TYPES, file_response
 
 
 class ExportInputSerializer(StrictSerializer):
@@ -175,5 +175,5 @@ class ExportDownloadView(APIView):
         """The export's file, decrypted as it streams. Every download is audited; an
         expired export is 410 Gone."""
         export = _visible_export(request, export_id)
-        chunks = exports.open_download(export, request.user, ip_address=client_ip(request))
+        chunks = open_download(export, request.user, ip_address=client_ip(request))
         return file_response(export, chunks)

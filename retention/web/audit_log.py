@@ -21,7 +21,7 @@ from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from audit.event_exports import DirectExport, do_export_events, exports_of, open_download
+from audit.event_exports import DirectExport, exports_of, open_download
 from audit.log import client_ip
 from audit.models import (
     AuditEvent,
@@ -31,9 +31,11 @@ from audit.models import (
     ChainVerification,
 )
 from audit.selectors import event_page
-from audit.verification import do_request_verification, latest_verification, pending_verification
+from audit.verification import latest_verification, pending_verification
 from retention.models import Department, Member
 from retention.models.roles import AUDIT_LOG_READERS
+from retention.reports.audit_log_exports import do_export_events
+from retention.reports.verification_runs import do_request_verification
 from retention.web.forms import AuditFilterForm
 
 EXPORTS_SHOWN = 5

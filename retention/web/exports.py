@@ -7,35 +7,31 @@ URL while an export is being written. Who may export and download is decided in
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.log import client_ip
+from retention.exports.download import file_response, open_download
 from retention.exports.service import (
     do_request_export,
     exports_for,
     exports_of,
     has_evidence_export,
     may_export,
-    open_download,
 )
 from retention.governance.actions import Conflict
 from retention.governance.selectors import requests_for
 from retention.models import (
     Conversation,
     DeletionRequest,
-    Export,
     ExportFormat,
     ExportStatus,
     Member,
@@ -46,11 +42,6 @@ from retention.wipes.evidence import needs_evidence
 
 EXPORTS_SHOWN = 20
 POLL_SECONDS = 2
-CONTENT_TYPES = {
-    ExportFormat.JSONL: "application/jsonl; charset=utf-8",
-    ExportFormat.CSV: "text/csv; charset=utf-8",
-    ExportFormat.HTML: "text/html; charset=utf-8",
-}
 
 
 def card_context(target: DeletionRequest | Conversation, viewer: Member) -> dict[str, Any]:
@@ -126,19 +117,3 @@ def export_download(request: HttpRequest, export_id: int) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect(_page_of(export.target) + "#exports")
     return file_response(export, chunks)
-
-
-def file_response(export: Export, chunks: Iterator[bytes]) -> StreamingHttpResponse:
-    """The file as an attachment, decrypted as it streams, with its recorded checksum
-    (for the API too). Content-Length is the plaintext's: a download cut short by a chunk
-    that does not authenticate shows as incomplete."""
-    response = StreamingHttpResponse(chunks, content_type=CONTENT_TYPES[export.format])
-    response["Content-Disposition"] = content_disposition_header(True, export.download_name)
-    response["Content-Length"] = str(export.size)
-    response["X-Content-SHA256"] = export.sha256
-    digest = base64.b64encode(bytes.fromhex(export.sha256)).decode()
-    response["Repr-Digest"] = f"sha-256=:{digest}:"
-    response["Cache-Control"] = "no-store"
-    # Never run as a page of this site, should a browser open it anyway.
-    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
-    return response

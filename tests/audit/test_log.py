@@ -109,7 +109,7 @@ def test_audit_verify_command_reports_intact_and_broken(capsys):
 
 
 def test_verify_job_records_its_outcome():
-    from audit.jobs import verify_audit_chain
+    from retention.reports.verification_runs import verify_audit_chain
 
     write_events(2)
     outcome = verify_audit_chain()

@@ -15,7 +15,8 @@ from audit.chain import verify_chain
 from audit.events import EventType
 from audit.log import hash_of_event
 from audit.models import AuditEvent, ChainDigest, ChainVerification, VerificationStatus
-from audit.verification import do_request_verification, record_digests, run_verification
+from audit.verification import record_digests
+from retention.reports.verification_runs import do_request_verification, run_verification
 from tests.audit.test_log import _tamper, write_events
 from tests.conftest import on_postgres
 

@@ -13,10 +13,10 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from audit import log as audit
-from audit.event_exports import build_export
 from audit.events import EventType
 from audit.models import AuditEvent, AuditExport, AuditExportStatus, ChainVerification
-from audit.verification import run_verification
+from retention.reports.audit_log_exports import build_audit_export
+from retention.reports.verification_runs import run_verification
 from tests.conftest import make_member
 
 pytestmark = pytest.mark.django_db
@@ -138,7 +138,7 @@ def test_a_download_of_someone_elses_export_is_a_404(cast, log, settings):
     settings.QINGLI_AUDIT_EXPORT_DIRECT_MAX = 1
     client_for(cast.auditor).post("/audit/export/")
     export = AuditExport.objects.get()
-    build_export(export.pk)
+    build_audit_export(export.pk)
     assert client_for(cast.admin).get(f"/audit/exports/{export.pk}/download/").status_code == 404
     assert client_for(cast.staff).get(f"/audit/exports/{export.pk}/download/").status_code == 403
 
@@ -293,7 +293,7 @@ def test_a_large_export_becomes_a_job_and_its_file_holds_exactly_the_view(
     assert requested.target_id == str(export.pk)
     audit.record(EventType.REQUEST_FILED, actor=cast.manager, target_id=9)  # after: not in it
 
-    build_export(export.pk)
+    build_audit_export(export.pk)
     export.refresh_from_db()
     assert export.status == AuditExportStatus.READY
     assert export.rows == 2

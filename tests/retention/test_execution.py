@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind
+from retention.exports.build import build_export_job
 from retention.exports.service import do_request_export
 from retention.governance.actions import (
     Conflict,
@@ -23,7 +24,6 @@ from retention.governance.actions import (
     do_release_hold,
 )
 from retention.governance.scope import resolve_scope
-from retention.jobs import tasks as jobs
 from retention.models import (
     Attachment,
     DataKey,
@@ -675,7 +675,7 @@ def test_high_sensitivity_records_wait_for_an_evidence_export(
     DeletionRequest.objects.filter(pk=request.pk).update(scheduled_for=timezone.now())
     wipes_queue.empty()
     with django_capture_on_commit_callbacks(execute=True):
-        assert jobs.build_export(export.pk) == "ready"
+        assert build_export_job(export.pk) == "ready"
     assert queued(wipes_queue) == [(schedule.start_request_job, (request.pk,))]
     assert run(request).status == ExecutionStatus.COMPLETED
 

@@ -23,13 +23,13 @@ from rq import SimpleWorker
 
 from audit.events import EventType
 from audit.models import AuditEvent
+from retention.exports import build, writers
 from retention.exports import sealed as export_files
 from retention.exports import service as exports
 from retention.exports.sealed import opened
 from retention.governance.actions import do_approve_step, do_file_request
 from retention.governance.policy_changes import do_update_policies
 from retention.governance.scope import resolve_scope
-from retention.jobs import tasks as jobs
 from retention.models import (
     DataKey,
     DeletionRequest,
@@ -60,8 +60,8 @@ FORMATS = ["jsonl", "csv", "html"]
 @pytest.fixture
 def small_reads(monkeypatch):
     # Tiny batches: even a handful of messages takes several reads per conversation.
-    monkeypatch.setattr(exports, "BATCH_MESSAGES", 2)
-    monkeypatch.setattr(exports, "CONVERSATIONS_PER_QUERY", 1)
+    monkeypatch.setattr(writers, "BATCH_MESSAGES", 2)
+    monkeypatch.setattr(writers, "CONVERSATIONS_PER_QUERY", 1)
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def export_of(django_capture_on_commit_callbacks):
         with django_capture_on_commit_callbacks() as callbacks:
             export = exports.do_request_export(target, fmt=fmt, acting_user=member)
         assert len(callbacks) == 1  # enqueued only once the asking transaction commits
-        assert jobs.build_export(export.pk) == ExportStatus.READY
+        assert build.build_export_job(export.pk) == ExportStatus.READY
         export.refresh_from_db()
         return export
 
@@ -249,8 +249,8 @@ def test_batches_across_many_conversations_give_what_a_read_per_conversation_giv
 
     outputs = []
     for batch, conversations in ((2000, 500), (1, 1), (2, 1), (3, 2), (5, 500), (7, 3)):
-        monkeypatch.setattr(exports, "BATCH_MESSAGES", batch)
-        monkeypatch.setattr(exports, "CONVERSATIONS_PER_QUERY", conversations)
+        monkeypatch.setattr(writers, "BATCH_MESSAGES", batch)
+        monkeypatch.setattr(writers, "CONVERSATIONS_PER_QUERY", conversations)
         made = {fmt: export_of(request, people.manager, fmt) for fmt in FORMATS}
         rows = rows_of(made["jsonl"])
         got = [
@@ -414,7 +414,7 @@ def test_the_job_runs_on_the_default_queue_after_commit(
     assert export.status == ExportStatus.READY
     assert export.finished_at is not None
     assert re.fullmatch(r"exports/[0-9a-f]{32}\.enc", export.file.name)  # nothing guessable
-    assert exports.build_export(export.pk).status == ExportStatus.READY  # a rerun: no-op
+    assert build.build_export(export.pk).status == ExportStatus.READY  # a rerun: no-op
 
 
 def test_the_checksum_is_that_of_the_downloaded_bytes_and_downloads_are_audited(
@@ -452,7 +452,7 @@ def test_the_api_queues_an_export_and_reports_it(people, hangzhou_request):
     assert requested.actor_id == people.staff.pk
     assert requested.details == {"export": body["id"], "format": "html"}
 
-    exports.build_export(body["id"])
+    build.build_export(body["id"])
     ready = client.get(f"/api/v1/exports/{body['id']}/").json()
     assert ready["status"] == "ready"
     assert ready["messages"] == hangzhou_request.preview["messages"]
@@ -489,10 +489,10 @@ def test_a_failed_export_says_why_and_leaves_no_file(
         sink.write(b"partial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setitem(exports.WRITERS, "jsonl", broken)
+    monkeypatch.setitem(writers.WRITERS, "jsonl", broken)
     export = exports.do_request_export(hangzhou_request, fmt="jsonl", acting_user=people.staff)
 
-    assert exports.build_export(export.pk).status == ExportStatus.FAILED
+    assert build.build_export(export.pk).status == ExportStatus.FAILED
     export.refresh_from_db()
     assert "disk full" in export.error and not export.file
     assert not default_storage.exists("exports") or not default_storage.listdir("exports")[1]
@@ -507,7 +507,7 @@ def test_evidence_exists_once_an_export_of_the_request_is_ready(
     assert not exports.has_evidence_export(hangzhou_request)
     queued = exports.do_request_export(hangzhou_request, fmt="csv", acting_user=people.staff)
     assert not exports.has_evidence_export(hangzhou_request)
-    exports.build_export(queued.pk)
+    build.build_export(queued.pk)
     assert exports.has_evidence_export(hangzhou_request)
 
 
@@ -600,7 +600,7 @@ def test_the_request_page_exports_lists_and_downloads(client, people, hangzhou_r
     card = client.get(reverse("request-exports", args=[hangzhou_request.pk])).content.decode()
     assert 'hx-trigger="every 2s"' in card  # polls while the file is being written
 
-    exports.build_export(export.pk)
+    build.build_export(export.pk)
     export.refresh_from_db()
     page = client.get(page_url).content.decode()
     assert export.sha256[:32] in page and export.sha256[32:] in page
@@ -816,7 +816,7 @@ def test_exports_older_than_the_policy_expire(people, hangzhou_request, export_o
     recent = written_days_ago(export_of(hangzhou_request, people.staff, "jsonl"), 29)
     old_file = old.file.name
 
-    assert jobs.expire_exports() == [old.pk]
+    assert exports.expire_exports() == [old.pk]
 
     old.refresh_from_db()
     assert old.status == ExportStatus.EXPIRED and old.expired_at is not None
@@ -851,7 +851,7 @@ def test_the_keep_days_policy_is_validated_and_drives_expiry(people, hangzhou_re
         actor=people.admin, changes={"export_keep_days": 2}, verified_second_factor=True
     )
     export = written_days_ago(export_of(hangzhou_request, people.staff), 2)
-    assert jobs.expire_exports() == [export.pk]
+    assert exports.expire_exports() == [export.pk]
     assert not exports.has_evidence_export(hangzhou_request)  # evidence must be made again
 
 
@@ -908,17 +908,17 @@ def stale(export: Export, minutes: int = 11) -> None:
 
 
 def test_the_heartbeat_is_touched_every_batch(people, hangzhou_request, small_reads, monkeypatch):
-    monkeypatch.setattr(exports, "BEAT_SECONDS", 0)  # a beat is due after every batch
+    monkeypatch.setattr(build, "BEAT_SECONDS", 0)  # a beat is due after every batch
     export = exports.do_request_export(hangzhou_request, fmt="jsonl", acting_user=people.staff)
     beats = []
-    decrypt = exports._decrypt
+    decrypt = writers._decrypt
 
     def watched(*args):
         beats.append(Export.objects.get(pk=export.pk).heartbeat_at)
         return decrypt(*args)
 
-    monkeypatch.setattr(exports, "_decrypt", watched)
-    assert exports.build_export(export.pk).status == ExportStatus.READY
+    monkeypatch.setattr(writers, "_decrypt", watched)
+    assert build.build_export(export.pk).status == ExportStatus.READY
 
     assert len(beats) >= 6  # 13 messages in three conversations, two per read
     assert beats == sorted(beats) and len(set(beats)) == len(beats)
@@ -929,11 +929,11 @@ def test_the_heartbeat_is_touched_only_once_a_beat_is_due(
 ):
     export = exports.do_request_export(hangzhou_request, fmt="jsonl", acting_user=people.staff)
     beats, decrypts = [], []
-    beat, decrypt = exports._beat, exports._decrypt
-    monkeypatch.setattr(exports, "_beat", lambda export: beats.append(1) or beat(export))
-    monkeypatch.setattr(exports, "_decrypt", lambda *args: decrypts.append(1) or decrypt(*args))
+    beat, decrypt = build._beat, writers._decrypt
+    monkeypatch.setattr(build, "_beat", lambda export: beats.append(1) or beat(export))
+    monkeypatch.setattr(writers, "_decrypt", lambda *args: decrypts.append(1) or decrypt(*args))
 
-    assert exports.build_export(export.pk).status == ExportStatus.READY
+    assert build.build_export(export.pk).status == ExportStatus.READY
 
     assert len(decrypts) >= 6  # many batches in well under BEAT_SECONDS...
     assert len(beats) == 1  # ...and one write: the last beat, before the file is saved
@@ -948,24 +948,24 @@ def test_a_stalled_export_is_queued_again_and_rebuilt_from_scratch(
         raise WorkerKilled  # after the file is in storage, before the row says ready
 
     with monkeypatch.context() as patch:
-        patch.setattr(exports, "_finish", killed)
+        patch.setattr(build, "_finish", killed)
         with pytest.raises(WorkerKilled):
-            exports.build_export(export.pk)
+            build.build_export(export.pk)
     export.refresh_from_db()
     partial, first_key = export.file.name, bytes(export.wrapped_key)
     assert export.status == ExportStatus.RUNNING and default_storage.exists(partial)
 
     stale(export, minutes=9)
-    assert jobs.requeue_stalled_exports() == []  # its heartbeat is recent enough
+    assert exports.requeue_stalled_exports() == []  # its heartbeat is recent enough
     stale(export, minutes=11)
     with django_capture_on_commit_callbacks() as callbacks:
-        assert jobs.requeue_stalled_exports() == [export.pk]
+        assert exports.requeue_stalled_exports() == [export.pk]
     assert len(callbacks) == 1  # build_export enqueued once the change is committed
     assert Export.objects.get(pk=export.pk).status == ExportStatus.QUEUED
     restarted = AuditEvent.objects.get(event_type=EventType.EXPORT_RESTARTED)
     assert restarted.details["export"] == export.pk and restarted.details["attempts"] == 1
 
-    rebuilt = exports.build_export(export.pk)
+    rebuilt = build.build_export(export.pk)
 
     assert rebuilt.status == ExportStatus.READY and rebuilt.attempts == 2
     assert not default_storage.exists(partial)  # the dead run's file is gone
@@ -1019,7 +1019,7 @@ def test_a_run_taken_for_dead_stops_and_leaves_the_new_one_alone(
     people, hangzhou_request, monkeypatch, small_reads
 ):
     export = exports.do_request_export(hangzhou_request, fmt="jsonl", acting_user=people.staff)
-    write = exports.WRITERS["jsonl"]
+    write = writers.WRITERS["jsonl"]
     paused = []
 
     def slow_writer(export, sink):
@@ -1027,11 +1027,11 @@ def test_a_run_taken_for_dead_stops_and_leaves_the_new_one_alone(
             paused.append(export.attempts)
             stale(export)
             assert exports.requeue_stalled_exports() == [export.pk]
-            assert exports.build_export(export.pk).status == ExportStatus.READY
+            assert build.build_export(export.pk).status == ExportStatus.READY
         write(export, sink)
 
-    monkeypatch.setitem(exports.WRITERS, "jsonl", slow_writer)
-    final = exports.build_export(export.pk)  # the first run wakes up, and stops
+    monkeypatch.setitem(writers.WRITERS, "jsonl", slow_writer)
+    final = build.build_export(export.pk)  # the first run wakes up, and stops
 
     assert paused == [1]
     assert final.status == ExportStatus.READY and final.attempts == 2
@@ -1045,13 +1045,13 @@ def test_an_export_that_keeps_killing_its_worker_fails_in_the_end(
     people, hangzhou_request, monkeypatch
 ):
     export = exports.do_request_export(hangzhou_request, fmt="csv", acting_user=people.staff)
-    monkeypatch.setattr(exports, "_finish", lambda *args: (_ for _ in ()).throw(WorkerKilled))
-    for attempt in range(1, exports.MAX_ATTEMPTS + 1):
+    monkeypatch.setattr(build, "_finish", lambda *args: (_ for _ in ()).throw(WorkerKilled))
+    for attempt in range(1, build.MAX_ATTEMPTS + 1):
         with pytest.raises(WorkerKilled):
-            exports.build_export(export.pk)
+            build.build_export(export.pk)
         stale(export)
         requeued = exports.requeue_stalled_exports()
-        assert requeued == ([export.pk] if attempt < exports.MAX_ATTEMPTS else [])
+        assert requeued == ([export.pk] if attempt < build.MAX_ATTEMPTS else [])
 
     export.refresh_from_db()
     assert export.status == ExportStatus.FAILED and "stopped 3 times" in export.error

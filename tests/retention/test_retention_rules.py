@@ -507,7 +507,7 @@ def test_the_admin_dashboard_warns_of_a_rule_that_stopped(client, admins, org, c
 
 
 def test_an_archiving_rule_exports_first_then_purges(admins, org, chats):
-    from retention.exports.service import build_export
+    from retention.exports.build import build_export
     from retention.models import Export, ExportStatus
 
     enabled(new_rule(admins, department=org.shenzhen, action=RuleAction.ARCHIVE), admins)

@@ -12,6 +12,7 @@ from django.utils import timezone
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind, ReviewStatus
 from retention.exports import service as exports
+from retention.exports.build import build_export
 from retention.governance.policy_changes import do_update_policies
 from retention.models import Notification, RequestMethod, Tombstone, TombstoneState
 from retention.reports.figures import quarterly_report
@@ -34,7 +35,7 @@ def review(people, org, store) -> ComplianceReview:
         departments=[org.hangzhou.pk],
     )
     export = exports.do_request_export(request, fmt="jsonl", acting_user=people.manager)
-    exports.build_export(export.pk)
+    build_export(export.pk)
     run(request)
     return ComplianceReview.objects.get(request=request)
 

@@ -40,10 +40,11 @@ from django.utils import timezone
 from audit.events import EventType
 from audit.log import GENESIS_HASH, hash_of_fields
 from audit.models import AuditEvent, ChainVerification
-from audit.verification import record_digests, run_verification
+from audit.verification import record_digests
 from retention.bench.probes import PgServer, using_database
 from retention.models import Department, Member
 from retention.models.roles import Role, ensure_role_groups
+from retention.reports.verification_runs import run_verification
 
 SCRATCH_PREFIX = "qingli_benchaudit"
 GOAL_MS = 100

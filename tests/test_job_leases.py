@@ -1,0 +1,288 @@
+"""The job lease (``retention.jobs.lease``) of every job row, against real workers.
+
+For each kind of job row (an export, a chain verification run, a large audit-log export)
+a real ``manage.py rqworker default`` claims the row and is killed with SIGKILL in the
+middle of the job (worker and horse: no cleanup, nothing recorded). To stop the job at a
+known point, the table it reads right after claiming the row is locked against every
+read from a connection of the test's own until the worker is dead. Then the kind's sweep
+finds the row's heartbeat stale and queues it again, and a second worker finishes it; or,
+once the row had its last attempt, the sweep fails it exactly once, with the kind's
+failure event (a verification's failure is recorded on its row only, as always).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+import pytest
+from django.db import connection, models
+from django.utils import timezone
+
+from audit import log as audit
+from audit.events import EventType
+from audit.models import (
+    AuditEvent,
+    AuditExport,
+    AuditExportStatus,
+    ChainDigest,
+    ChainVerification,
+    VerificationStatus,
+)
+from audit.selectors import EventFilter
+from retention.exports import build
+from retention.exports.service import do_request_export
+from retention.jobs.lease import Lease, LeaseLost
+from retention.models import Export, ExportStatus, Message
+from retention.reports import audit_log_exports, verification_runs
+from tests.conftest import ROOT, database_url_for_subprocess, run_worker_burst, worker_env
+from tests.test_wipe_worker import kill_worker
+
+pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of job row: how a test asks for one, and what its lease and events are."""
+
+    name: str
+    lease: Lease
+    # The table the job reads right after claiming its row: locked, the job waits there.
+    reads: type[models.Model]
+    done: str
+    failed_event: EventType | None
+
+
+def ask_for_export(cast, chats) -> Export:
+    return do_request_export(chats["hangzhou"], fmt="jsonl", acting_user=cast.staff)
+
+
+def ask_for_verification(cast, chats) -> ChainVerification:
+    return verification_runs.do_request_verification(acting_user=cast.auditor)
+
+
+def ask_for_audit_export(cast, chats) -> AuditExport:
+    for i in range(5):
+        audit.record(EventType.HOLD_PLACED, actor=cast.security, target_id=i)
+    return audit_log_exports.do_export_events(EventFilter(), acting_user=cast.auditor)
+
+
+KINDS = {
+    "export": (
+        Kind(
+            "export",
+            build.LEASE,
+            Message,
+            ExportStatus.READY,
+            EventType.EXPORT_FAILED,
+        ),
+        ask_for_export,
+    ),
+    "verification": (
+        Kind(
+            "verification",
+            verification_runs.LEASE,
+            ChainDigest,
+            VerificationStatus.INTACT,
+            None,
+        ),
+        ask_for_verification,
+    ),
+    "audit export": (
+        Kind(
+            "audit export",
+            audit_log_exports.LEASE,
+            AuditEvent,
+            AuditExportStatus.READY,
+            EventType.AUDIT_EXPORT_FAILED,
+        ),
+        ask_for_audit_export,
+    ),
+}
+
+
+def later() -> datetime:
+    """A moment at which a heartbeat from now is stale for every kind."""
+    return timezone.now() + timedelta(minutes=11)
+
+
+@pytest.fixture
+def small_audit_exports(settings):
+    settings.QINGLI_AUDIT_EXPORT_DIRECT_MAX = 2
+
+
+@pytest.fixture
+def worker(redis_queue_connection, settings, tmp_path):
+    """Starts ``manage.py rqworker default`` (killed at the end if still alive)."""
+    started: list[subprocess.Popen] = []
+    env = worker_env(MEDIA_ROOT=str(settings.MEDIA_ROOT))
+
+    def start() -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(started)}.log", "w")  # noqa: SIM115 (kept open)
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", "default"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a group of its own, to kill without touching ours
+        )
+        log.close()
+        started.append(process)
+        return process
+
+    start.logs = lambda: "\n".join(
+        (tmp_path / f"worker-{i}.log").read_text()[-3000:] for i in range(len(started))
+    )
+    try:
+        yield start
+    finally:
+        for process in started:
+            if process.poll() is None:
+                kill_worker(process)
+            process.wait(timeout=10)
+
+
+@contextmanager
+def locked(model: type[models.Model]) -> Iterator[None]:
+    """The model's table locked against every read, from a connection of its own."""
+    with psycopg.connect(database_url_for_subprocess()) as other:
+        other.execute(f'LOCK TABLE "{model._meta.db_table}" IN ACCESS EXCLUSIVE MODE')
+        try:
+            yield
+        finally:
+            other.rollback()
+
+
+def waiting_on(model: type[models.Model]) -> bool:
+    """Whether a connection waits for a lock on the model's table."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted",
+            [model._meta.db_table],
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def killed_mid_job(kind: Kind, row: models.Model, start: Callable[[], subprocess.Popen]) -> None:
+    """A worker claims the row, reaches the locked table and is killed there."""
+    with locked(kind.reads):
+        process = start()
+        deadline = time.monotonic() + 60
+        while not waiting_on(kind.reads):  # claimed, and stopped at the lock
+            assert process.poll() is None and time.monotonic() < deadline, start.logs()
+            time.sleep(0.1)
+        kill_worker(process)
+        process.wait(timeout=10)
+    row.refresh_from_db()
+    assert row.status == kind.lease.running  # claimed; nothing recorded by the dead worker
+
+
+def events(event_type: EventType | None) -> int:
+    return AuditEvent.objects.filter(event_type=event_type).count() if event_type else 0
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_a_job_whose_worker_is_killed_is_requeued_and_finished_by_another(
+    name, cast, chats, worker, settings, small_audit_exports
+):
+    kind, ask = KINDS[name]
+    row = ask(cast, chats)
+    killed_mid_job(kind, row, worker)
+
+    assert kind.lease.sweep(now=later()) == [row.pk]
+    row.refresh_from_db()
+    assert row.status == kind.lease.queued and row.attempts == 1
+    assert kind.lease.sweep(now=later()) == []  # queued once, and its job waits its turn
+
+    run_worker_burst("default", MEDIA_ROOT=str(settings.MEDIA_ROOT))
+
+    row.refresh_from_db()
+    assert row.status == kind.done, row.error
+    assert row.attempts == 2
+    assert events(kind.failed_event) == 0
+    if name == "export":
+        restarted = AuditEvent.objects.get(event_type=EventType.EXPORT_RESTARTED)
+        assert restarted.details["export"] == row.pk and restarted.details["attempts"] == 1
+        assert AuditEvent.objects.filter(event_type=EventType.EXPORT_COMPLETED).count() == 1
+    if name == "verification":
+        assert AuditEvent.objects.filter(event_type=EventType.CHAIN_VERIFIED).count() == 1
+    if name == "audit export":
+        assert row.rows == AuditEvent.objects.filter(id__lte=row.max_event_id).count() >= 5
+        assert AuditEvent.objects.filter(event_type=EventType.AUDIT_EXPORT_COMPLETED).count() == 1
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_a_job_killed_on_its_last_attempt_fails_exactly_once(
+    name, cast, chats, worker, small_audit_exports
+):
+    kind, ask = KINDS[name]
+    row = ask(cast, chats)
+    max_attempts = kind.lease.max_attempts
+    type(row).objects.filter(pk=row.pk).update(attempts=max_attempts - 1)
+    killed_mid_job(kind, row, worker)
+    assert row.attempts == max_attempts
+
+    assert kind.lease.sweep(now=later()) == []
+    assert kind.lease.sweep(now=later()) == []  # and nothing more, later
+
+    row.refresh_from_db()
+    assert row.status == kind.lease.failed
+    assert f"stopped {max_attempts} times" in row.error
+    assert row.finished_at is not None
+    if kind.failed_event is not None:
+        assert events(kind.failed_event) == 1
+    else:  # a verification's failure is on its row only
+        assert not AuditEvent.objects.filter(event_type=EventType.CHAIN_VERIFIED).exists()
+    if name == "export":
+        assert not row.file and row.wrapped_key is None
+        assert not AuditEvent.objects.filter(event_type=EventType.EXPORT_RESTARTED).exists()
+
+
+# --- the lease itself ---------------------------------------------------------------------
+
+
+def test_a_claim_is_a_compare_and_swap_only_one_of_many_wins(cast, chats, redis_queue_connection):
+    """Eight workers claim the same queued row at once: one gets it, the others lose."""
+    export = ask_for_export(cast, chats)
+    barrier = threading.Barrier(8)
+    won: list[bool] = []
+
+    def claim() -> None:
+        try:
+            barrier.wait()
+            won.append(build.LEASE.claim(export.pk) is not None)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(won) == [False] * 7 + [True]
+    export.refresh_from_db()
+    assert export.status == ExportStatus.RUNNING and export.attempts == 1
+    assert build.LEASE.claim(export.pk) is None  # and a later claim loses too
+
+
+def test_a_run_taken_for_dead_learns_it_at_its_next_beat(cast, chats, redis_queue_connection):
+    export = ask_for_export(cast, chats)
+    first = build.LEASE.claim(export.pk)
+    build.LEASE.beat(first)
+
+    assert build.LEASE.sweep(now=later()) == [export.pk]
+    with pytest.raises(LeaseLost):
+        build.LEASE.beat(first)
+    second = build.LEASE.claim(export.pk)
+    assert second.attempts == 2
+    assert not build.LEASE.finish(first, ExportStatus.READY)  # the old run writes nothing
+    assert build.LEASE.finish(second, ExportStatus.READY)
