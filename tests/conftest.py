@@ -363,7 +363,7 @@ def api_as():
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """The figures of the hostile-client tests, when they ran: the role × endpoint matrix
-    (tests/retention/test_access.py) and the API fuzzing (tests/api/test_api_fuzz.py)."""
+    (tests/access/test_access.py) and the API fuzzing (tests/api/test_api_fuzz.py)."""
     import sys
 
     matrix = sys.modules.get("test_access")

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.test_smoke import sign_in
-from tests.retention.test_reports import people, quarter
+from tests.reports.test_reports import people, quarter
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

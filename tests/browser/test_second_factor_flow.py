@@ -16,10 +16,10 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
 from retention.models import RequestStatus, StepStatus
+from tests.access.test_second_factor import pending
 from tests.browser.conftest import screenshot
 from tests.conftest import PASSWORD, current_code, unused_code
-from tests.retention.test_execution import people, store
-from tests.retention.test_second_factor import pending
+from tests.wipes.test_execution import people, store
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -47,8 +47,8 @@ from retention.records.keys import data_keys_by_master_key, do_rotate_master_key
 from retention.records.store import NewAttachment, NewMessage, add_messages, create_conversation
 from retention.wipes import execution as runs
 from tests.conftest import make_chat, make_member
-from tests.retention.test_api_requests import api_for
-from tests.retention.test_execution import approved, people, run, store
+from tests.governance.test_api_requests import api_for
+from tests.wipes.test_execution import approved, people, run, store
 
 pytestmark = pytest.mark.django_db
 

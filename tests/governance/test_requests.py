@@ -453,7 +453,7 @@ def test_approvers_requester_and_members_are_notified_in_app_and_by_mail(
     for member in vars(cast).values():
         member.email = f"{member.username}@example.com"
         member.save()
-    # Jobs run at once here: the queue itself is tested in tests/test_queue.py.
+    # Jobs run at once here: the queue itself is tested in tests/jobs/test_queue.py.
     settings.RQ_QUEUES = {
         name: {**config, "ASYNC": False} for name, config in settings.RQ_QUEUES.items()
     }

@@ -41,9 +41,9 @@ from retention.reports.figures import parse_quarter, quarterly_report
 from retention.wipes import execution as runs
 from retention.wipes.recycle import do_restore_from_bin
 from tests.conftest import make_chat, sign_in_verified
-from tests.retention.test_api_requests import api_for
-from tests.retention.test_execution import people
-from tests.retention.test_retention_rules import admins, chats, enabled, new_rule, run_rules
+from tests.governance.test_api_requests import api_for
+from tests.rules.test_retention_rules import admins, chats, enabled, new_rule, run_rules
+from tests.wipes.test_execution import people
 
 pytestmark = pytest.mark.django_db
 

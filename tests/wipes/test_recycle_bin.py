@@ -18,8 +18,8 @@ from retention.models import Execution, Message, RequestMethod, Tombstone, Tombs
 from retention.records.selectors import messages_of
 from retention.wipes import execution as runs
 from tests.conftest import sign_in_verified
-from tests.retention.test_api_requests import api_for
-from tests.retention.test_execution import approved, binned, people, run, store, visible_ids
+from tests.governance.test_api_requests import api_for
+from tests.wipes.test_execution import approved, binned, people, run, store, visible_ids
 
 pytestmark = pytest.mark.django_db
 

@@ -46,7 +46,7 @@ from retention.policies import get_policy
 from retention.rules import service as rules
 from retention.wipes.recycle import do_restore_from_bin
 from tests.conftest import PASSWORD, api_token, current_code, enrol_authenticator, sign_in_verified
-from tests.retention.test_execution import approved, people, run, store
+from tests.wipes.test_execution import approved, people, run, store
 
 pytestmark = pytest.mark.django_db
 
