@@ -19,11 +19,11 @@ from retention.models import ApiToken, StepStatus
 from tests.access.test_second_factor import pending
 from tests.conftest import PASSWORD, api_client_for, api_token, current_code, enrol_authenticator
 from tests.conftest import sign_in_verified as verified_client
-from tests.wipes.test_execution import people, store
+from tests.wipes.test_execution import store
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["pending", "people", "store"]
+__all__ = ["pending", "store"]
 
 TOKEN_URL = "/api/v1/auth/token/"
 

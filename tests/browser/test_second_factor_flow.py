@@ -19,11 +19,11 @@ from retention.models import RequestStatus, StepStatus
 from tests.access.test_second_factor import pending
 from tests.browser.conftest import screenshot
 from tests.conftest import PASSWORD, current_code, unused_code
-from tests.wipes.test_execution import people, store
+from tests.wipes.test_execution import store
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-__all__ = ["pending", "people", "store"]
+__all__ = ["pending", "store"]
 
 
 def test_a_manager_sets_up_an_authenticator_signs_in_with_it_and_approves(page, people, pending):

@@ -17,11 +17,11 @@ from retention.models import Notification, RequestMethod, Tombstone, TombstoneSt
 from retention.reports.figures import quarterly_report
 from retention.reports.periods import Quarter
 from tests.governance.test_api_requests import api_for
-from tests.wipes.test_execution import approved, people, run, store
+from tests.wipes.test_execution import approved, run, store
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["people", "store"]  # fixtures shared with the run tests
+__all__ = ["store"]  # fixtures shared with the run tests
 
 
 @pytest.fixture

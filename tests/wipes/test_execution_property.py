@@ -62,12 +62,9 @@ from retention.models import (
     RequestConversation,
     RequestMethod,
     RequestStatus,
-    SignInDay,
 )
-from retention.models.roles import Role
 from retention.records.store import NewMessage, add_messages, create_conversation
 from retention.wipes import execution as runs
-from tests.conftest import make_member
 
 pytestmark = pytest.mark.django_db
 
@@ -180,20 +177,6 @@ BATCH_HELD_MID_CONVERSATION = Scenario(
     interruption=("inside", 2),
     mid_hold=("chat", 0),
 )
-
-
-@pytest.fixture
-def people(cast, org):
-    cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=today - timedelta(days=i))
-            for m in vars(cast).values()
-            for i in range(5)
-        ]
-    )
-    return cast
 
 
 @settings(
