@@ -48,7 +48,7 @@ def client_for(member) -> Client:
 
 
 @dataclass
-class World:
+class PageTargets:
     """What the matrix acts on: a request of staff's (Hangzhou), one of staff2's
     (Shenzhen, outside staff's and manager's scope), a personal deletion and a hold."""
 
@@ -63,11 +63,11 @@ class World:
 
 
 @pytest.fixture
-def world(regulars, org, chats) -> World:
+def world(regulars, org, chats) -> PageTargets:
     cast = regulars
     # A second admin: an admin's own server-side wipe needs another admin to approve it.
     make_member("admin2", org.company, Role.ADMIN)
-    return World(
+    return PageTargets(
         cast=cast,
         org=org,
         chats=chats,
@@ -87,7 +87,7 @@ def world(regulars, org, chats) -> World:
     )
 
 
-def wizard_data(w: World, who: str) -> dict:
+def wizard_data(w: PageTargets, who: str) -> dict:
     if who == "admin":
         return {"method": "server", "departments": [w.org.east.pk], "reason": "年底清理"}
     return {
@@ -98,7 +98,7 @@ def wizard_data(w: World, who: str) -> dict:
     }
 
 
-def policy_data(w: World, who: str) -> dict:
+def policy_data(w: PageTargets, who: str) -> dict:
     return {
         "personal_monthly_quota": 12,
         "batch_min_consecutive_signin_days": 3,

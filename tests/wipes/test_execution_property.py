@@ -192,13 +192,16 @@ def test_a_run_takes_exactly_its_frozen_scope(people, org, scenario):
     atomic = transaction.atomic()
     atomic.__enter__()
     try:
-        World(people, org, scenario).check()
+        ScenarioRun(people, org, scenario).check()
     finally:
         transaction.set_rollback(True)
         atomic.__exit__(None, None, None)
 
 
-class World:
+class ScenarioRun:
+    """One example: builds the scenario's data, files and runs the request as it says,
+    and checks the run against the frozen scope computed from the data alone."""
+
     def __init__(self, people, org, scenario: Scenario) -> None:
         self.people, self.org, self.s = people, org, scenario
         self.today = timezone.localdate()
