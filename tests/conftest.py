@@ -14,10 +14,10 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,16 @@ from django.conf import settings as django_settings
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
-from retention.models import Conversation, ConversationKind, Department, Member
+from retention.governance.actions import do_file_request
+from retention.governance.scope import resolve_scope
+from retention.models import (
+    Conversation,
+    ConversationKind,
+    DeletionRequest,
+    Department,
+    Member,
+    SignInDay,
+)
 from retention.models.roles import Role, ensure_role_groups
 from retention.records.store import NewMessage, add_messages, create_conversation
 
@@ -225,6 +234,48 @@ def chats(org: Org, cast: Cast) -> dict[str, Conversation]:
     }
 
 
+# --- filing requests: a sign-in streak (batch requests need one) and a filed request ------------
+
+REASON = "清理过期聊天记录"
+
+
+def sign_in_streak(members: Iterable[Member], *, days: int = 5, until: date | None = None) -> None:
+    """``members`` signed in on each of the ``days`` days up to ``until`` (today): long
+    enough a streak to file batch requests. Days a member already has stay as they are."""
+    last = until or timezone.localdate()
+    SignInDay.objects.bulk_create(
+        [SignInDay(member=m, day=last - timedelta(days=i)) for m in members for i in range(days)],
+        ignore_conflicts=True,
+    )
+
+
+def file_request(
+    requester: Member, method: str, *, reason: str = REASON, confirm_protected=(), **scope
+) -> DeletionRequest:
+    """A request filed through the action, for tests of what follows; ``scope`` as the
+    request form gives it, sub-departments included unless it says otherwise."""
+    data = {"include_subdepartments": True, **scope, "confirm_protected": list(confirm_protected)}
+    return do_file_request(
+        requester=requester, scope=resolve_scope(method, data, requester), reason=reason
+    )[0]
+
+
+@pytest.fixture
+def regulars(cast: Cast) -> Cast:
+    """Everyone signed in on each of the last five days: eligible to file batches."""
+    sign_in_streak(vars(cast).values())
+    return cast
+
+
+@pytest.fixture
+def people(cast: Cast, org: Org) -> Cast:
+    """The cast plus a second admin (an admin's own wipe needs another admin to approve
+    it), everyone signed in on each of the last five days."""
+    cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)
+    sign_in_streak(vars(cast).values())
+    return cast
+
+
 @pytest.fixture(autouse=True)
 def _fresh_throttle_counts():
     """The token endpoint allows 20 calls a minute per address, counted in the (local
@@ -363,7 +414,7 @@ def api_as():
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """The figures of the hostile-client tests, when they ran: the role × endpoint matrix
-    (tests/retention/test_access.py) and the API fuzzing (tests/api/test_api_fuzz.py)."""
+    (tests/access/test_access.py) and the API fuzzing (tests/api/test_api_fuzz.py)."""
     import sys
 
     matrix = sys.modules.get("test_access")

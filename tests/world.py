@@ -27,7 +27,6 @@ Nothing here is enqueued: exports are built and runs worked in the test's own th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from axes.models import AccessAttempt
 from django.utils import timezone
@@ -38,8 +37,7 @@ from retention.access.signin import failure_limit
 from retention.access.tokens import do_issue_token
 from retention.exports.build import build_export_job
 from retention.exports.service import do_request_export
-from retention.governance.actions import do_approve_step, do_file_request, do_place_hold
-from retention.governance.scope import resolve_scope
+from retention.governance.actions import do_approve_step, do_place_hold
 from retention.models import (
     ApiToken,
     Conversation,
@@ -49,7 +47,6 @@ from retention.models import (
     Notification,
     RequestMethod,
     RetentionRule,
-    SignInDay,
 )
 from retention.models.roles import Role
 from retention.reports.audit_log_exports import build_audit_export
@@ -57,9 +54,15 @@ from retention.reports.periods import Quarter
 from retention.reports.reviews import do_open_recycle_bin_review
 from retention.rules.service import do_create_rule, do_preview_rule, do_propose
 from retention.wipes import runner, schedule
-from tests.conftest import Cast, Org, enrol_authenticator, make_chat, make_member
-
-REASON = "清理过期聊天记录"
+from tests.conftest import (
+    Cast,
+    Org,
+    enrol_authenticator,
+    file_request,
+    make_chat,
+    make_member,
+    sign_in_streak,
+)
 
 
 @dataclass
@@ -84,12 +87,6 @@ class World:
     locked_out: str
 
 
-def file(requester, method: str, **scope) -> DeletionRequest:
-    data = {"include_subdepartments": True, **scope}
-    resolved = resolve_scope(method, data, requester)
-    return do_file_request(requester=requester, scope=resolved, reason=REASON)[0]
-
-
 def warehouse_hold(cast: Cast, chats: dict[str, Conversation]) -> Hold:
     """The security officer's legal hold on the warehouse chat (East)."""
     return do_place_hold(
@@ -104,20 +101,15 @@ def warehouse_hold(cast: Cast, chats: dict[str, Conversation]) -> Hold:
 
 def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
     cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)  # a second admin
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=today - timedelta(days=i))
-            for m in vars(cast).values()
-            for i in range(5)
-        ]
-    )
+    sign_in_streak(vars(cast).values())
     chats = {
         **chats,
         "hangzhou_group": make_chat(org.hangzhou, [cast.staff], ["店内群消息", "盘点安排"]),
     }
 
-    binned = file(cast.staff, RequestMethod.BATCH, conversations=[chats["hangzhou_group"].pk])
+    binned = file_request(
+        cast.staff, RequestMethod.BATCH, conversations=[chats["hangzhou_group"].pk]
+    )
     binned = do_approve_step(binned, acting_user=cast.manager, verified_second_factor=True)
     started = schedule.start_request(binned.pk, now=binned.scheduled_for)
     runner.run_execution(started.pk)
@@ -128,10 +120,12 @@ def build_world(org: Org, cast: Cast, chats: dict[str, Conversation]) -> World:
     export.refresh_from_db()
     chat_export = do_request_export(chats["hangzhou"], fmt="csv", acting_user=cast.staff)
 
-    pending = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
-    south_pending = file(cast.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk])
-    personal = file(cast.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk])
-    server = file(cast.director, RequestMethod.SERVER, departments=[org.south.pk])
+    pending = file_request(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    south_pending = file_request(cast.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk])
+    personal = file_request(
+        cast.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk]
+    )
+    server = file_request(cast.director, RequestMethod.SERVER, departments=[org.south.pk])
     hold = warehouse_hold(cast, chats)
     rule = do_create_rule(
         acting_user=cast.admin,

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 # Fixed inline blocks in the templates of pinned third-party packages, allowed by hash so
-# that their pages work without 'unsafe-inline'. tests/test_security_headers.py recomputes
+# that their pages work without 'unsafe-inline'. tests/web/test_security_headers.py recomputes
 # them from the installed templates, so an upgrade that changes one fails a test.
 THIRD_PARTY_SCRIPT_HASHES = [
     # django-rq job lists: $("tr input.action-select").actions();

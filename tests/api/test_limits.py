@@ -232,7 +232,7 @@ def test_the_browser_refuses_an_oversized_export_on_the_page(world, client, sett
 
 def test_the_token_endpoint_is_throttled_per_address(db, api_as, settings):
     """The throttle holds whatever the answers are; with the default sign-in lockout the
-    address is locked out first (tests/retention/test_signin_lockout.py), so it is raised
+    address is locked out first (tests/access/test_signin_lockout.py), so it is raised
     here to see the throttle behind it."""
     settings.AXES_FAILURE_LIMIT = 1000
     client = api_as(None)

@@ -15,7 +15,7 @@ from django.db import transaction
 from drf_spectacular.generators import SchemaGenerator
 
 from tests.conftest import PASSWORD
-from tests.retention.test_ingest import conversation as ingest_conversation
+from tests.records.test_ingest import conversation as ingest_conversation
 from tests.world import build_world, state
 
 pytestmark = pytest.mark.django_db

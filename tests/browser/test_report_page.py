@@ -10,11 +10,11 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.test_smoke import sign_in
-from tests.retention.test_reports import people, quarter
+from tests.reports.test_reports import quarter
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-__all__ = ["people", "quarter"]  # fixtures: the seeded 2026-Q3
+__all__ = ["quarter"]  # fixtures: the seeded 2026-Q3
 
 PAINTED = """canvas => {
   const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;

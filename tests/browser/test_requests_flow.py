@@ -12,9 +12,9 @@ from django.utils import timezone, translation
 from playwright.sync_api import expect
 
 from audit.events import EventType
-from retention.models import DeletionRequest, Member, RequestStatus, SignInDay
+from retention.models import DeletionRequest, Member, RequestStatus
 from tests.browser.conftest import screenshot
-from tests.conftest import PASSWORD, enrol_authenticator, unused_code
+from tests.conftest import PASSWORD, enrol_authenticator, sign_in_streak, unused_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -22,14 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def streaks(cast):
     """Staff and their manager signed in on each of the last five days."""
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=today - timedelta(days=i))
-            for m in (cast.staff, cast.manager)
-            for i in range(1, 6)
-        ]
-    )
+    sign_in_streak([cast.staff, cast.manager], until=timezone.localdate() - timedelta(days=1))
     return cast
 
 

@@ -16,14 +16,14 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
 from retention.models import RequestStatus, StepStatus
+from tests.access.test_second_factor import pending
 from tests.browser.conftest import screenshot
 from tests.conftest import PASSWORD, current_code, unused_code
-from tests.retention.test_execution import people, store
-from tests.retention.test_second_factor import pending
+from tests.wipes.test_execution import store
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-__all__ = ["pending", "people", "store"]
+__all__ = ["pending", "store"]
 
 
 def test_a_manager_sets_up_an_authenticator_signs_in_with_it_and_approves(page, people, pending):

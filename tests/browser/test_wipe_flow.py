@@ -14,11 +14,11 @@ from playwright.sync_api import expect
 from retention.governance.actions import do_file_request
 from retention.governance.policy_changes import do_update_policies
 from retention.governance.scope import resolve_scope
-from retention.models import DeletionRequest, Message, RequestMethod, RequestStatus, SignInDay
+from retention.models import DeletionRequest, Message, RequestMethod, RequestStatus
 from retention.records.store import NewMessage, add_messages
 from tests.browser.conftest import screenshot
 from tests.browser.test_requests_flow import sign_in
-from tests.conftest import make_chat, running_worker
+from tests.conftest import make_chat, running_worker, sign_in_streak
 
 pytestmark = [pytest.mark.browser, pytest.mark.queue, pytest.mark.django_db(transaction=True)]
 
@@ -46,10 +46,7 @@ def store_chats(cast, org):
         changes={"batch_delay_hours": 0, "execution_window": None},
         verified_second_factor=True,
     )
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [SignInDay(member=cast.staff, day=today - timedelta(days=i)) for i in range(5)]
-    )
+    sign_in_streak([cast.staff])
     chats = [make_chat(org.hangzhou, [cast.staff], ["开始"], title=f"客户{i}") for i in range(4)]
     start = timezone.now() - timedelta(days=30)
     for n, chat in enumerate(chats):

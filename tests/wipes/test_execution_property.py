@@ -62,13 +62,10 @@ from retention.models import (
     RequestConversation,
     RequestMethod,
     RequestStatus,
-    SignInDay,
 )
-from retention.models.roles import Role
 from retention.records.store import NewMessage, add_messages, create_conversation
 from retention.wipes import lease, runner, schedule
 from retention.wipes.outcome import outcome_of
-from tests.conftest import make_member
 
 pytestmark = pytest.mark.django_db
 
@@ -183,20 +180,6 @@ BATCH_HELD_MID_CONVERSATION = Scenario(
 )
 
 
-@pytest.fixture
-def people(cast, org):
-    cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=today - timedelta(days=i))
-            for m in vars(cast).values()
-            for i in range(5)
-        ]
-    )
-    return cast
-
-
 @settings(
     max_examples=25,
     deadline=None,
@@ -210,13 +193,16 @@ def test_a_run_takes_exactly_its_frozen_scope(people, org, scenario):
     atomic = transaction.atomic()
     atomic.__enter__()
     try:
-        World(people, org, scenario).check()
+        ScenarioRun(people, org, scenario).check()
     finally:
         transaction.set_rollback(True)
         atomic.__exit__(None, None, None)
 
 
-class World:
+class ScenarioRun:
+    """One example: builds the scenario's data, files and runs the request as it says,
+    and checks the run against the frozen scope computed from the data alone."""
+
     def __init__(self, people, org, scenario: Scenario) -> None:
         self.people, self.org, self.s = people, org, scenario
         self.today = timezone.localdate()

@@ -3,18 +3,14 @@ hides, notifications, policies and quota — and who may call which endpoint."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 from django.db import transaction
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.governance.actions import do_file_request
-from retention.governance.scope import resolve_scope
 from retention.models import (
     ConversationHide,
     DeletionRequest,
@@ -23,29 +19,14 @@ from retention.models import (
     QuotaGrant,
     RequestMethod,
     RequestStatus,
-    SignInDay,
 )
 from retention.policies import DEFAULTS
-from tests.conftest import api_client_for
+from tests.conftest import api_client_for, file_request
 from tests.world import warehouse_hold
 
 pytestmark = pytest.mark.django_db
 
 REASON = "清理过期聊天记录"
-
-
-@pytest.fixture
-def regulars(cast):
-    """Everyone signed in on each of the last five days: eligible to file batches."""
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=today - timedelta(days=i))
-            for m in vars(cast).values()
-            for i in range(5)
-        ]
-    )
-    return cast
 
 
 def api_for(member=None, *, second_factor: bool = True) -> APIClient:
@@ -58,12 +39,6 @@ def api_for(member=None, *, second_factor: bool = True) -> APIClient:
 
 def batch(department, **scope) -> dict:
     return {"method": "batch", "reason": REASON, "scope": {"departments": [department.pk], **scope}}
-
-
-def file(requester, method, **scope) -> DeletionRequest:
-    """File through the action, for tests about what happens afterwards."""
-    resolved = resolve_scope(method, {"include_subdepartments": True, **scope}, requester)
-    return do_file_request(requester=requester, scope=resolved, reason=REASON)[0]
 
 
 def actions_of(response) -> list[int]:
@@ -179,7 +154,7 @@ def test_the_preview_checks_authority_like_filing(regulars, org, chats):
 
 
 def test_deciding_a_rejected_request_conflicts(regulars, org, chats):
-    request = file(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    request = file_request(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     url = f"/api/v1/requests/{request.pk}/"
     manager = api_for(regulars.manager)
     assert manager.post(url + "reject/", {}, format="json").status_code == 400  # no reason
@@ -199,7 +174,7 @@ def test_a_decision_for_a_step_already_decided_conflicts_and_changes_nothing(reg
     from tests.conftest import make_member
 
     both = make_member("sec_admin", org.company, Role.SECURITY, Role.ADMIN)
-    request = file(regulars.manager, RequestMethod.SERVER, departments=[org.east.pk])
+    request = file_request(regulars.manager, RequestMethod.SERVER, departments=[org.east.pk])
     url = f"/api/v1/requests/{request.pk}/"
     director, security = api_for(regulars.director), api_for(regulars.security)
     assert director.post(url + "approve/", {"step": 1}, format="json").status_code == 200
@@ -225,7 +200,7 @@ def test_a_decision_for_a_step_already_decided_conflicts_and_changes_nothing(reg
 
 
 def test_a_decisions_step_is_a_positive_whole_number(regulars, org, chats):
-    request = file(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    request = file_request(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     url = f"/api/v1/requests/{request.pk}/approve/"
     for step in (0, "first"):
         response = api_for(regulars.manager).post(url, {"step": step}, format="json")
@@ -286,7 +261,7 @@ def test_bad_bodies_get_field_messages(regulars, org, chats, case):
 
 
 def test_requests_outside_the_callers_view_are_a_plain_404(regulars, org, chats):
-    request = file(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    request = file_request(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     url = f"/api/v1/requests/{request.pk}/"
     missing = api_for(regulars.staff2).get("/api/v1/requests/999999/")
     assert missing.status_code == 404
@@ -301,8 +276,10 @@ def test_requests_outside_the_callers_view_are_a_plain_404(regulars, org, chats)
 
 
 def test_the_list_filters_by_status_and_method(regulars, org, chats):
-    pending = file(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
-    personal = file(regulars.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk])
+    pending = file_request(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    personal = file_request(
+        regulars.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk]
+    )
     client = api_for(regulars.staff)
 
     def ids(query: str) -> list[int]:
@@ -585,8 +562,10 @@ def expected_status(role: str, endpoint: str) -> int:
 @pytest.fixture
 def world(regulars, org, chats):
     cast = regulars
-    pending = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
-    personal = file(cast.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk])
+    pending = file_request(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    personal = file_request(
+        cast.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk]
+    )
     assert (pending.status, personal.status) == (RequestStatus.PENDING, RequestStatus.COMPLETED)
     hold = warehouse_hold(cast, chats)
     return SimpleNamespace(

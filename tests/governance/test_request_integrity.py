@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -14,9 +13,9 @@ from django.utils import timezone
 from retention.governance.actions import do_file_request
 from retention.governance.policy_changes import do_update_policies
 from retention.governance.scope import resolve_scope
-from retention.models import DeletionRequest, Message, RequestMethod, SignInDay
+from retention.models import DeletionRequest, Message, RequestMethod
 from retention.records.store import NewMessage, add_messages
-from tests.conftest import make_chat, on_postgres
+from tests.conftest import make_chat, on_postgres, sign_in_streak
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,10 +62,7 @@ def test_concurrent_personal_deletions_cannot_exceed_the_quota(cast, chats):
 
 
 def test_a_message_committing_late_is_counted_or_out_of_scope_never_silently_in(cast, org, chats):
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [SignInDay(member=cast.manager, day=today - timedelta(days=i)) for i in range(5)]
-    )
+    sign_in_streak([cast.manager])
     conversation = chats["hangzhou"]
     inserted, release = threading.Event(), threading.Event()
 

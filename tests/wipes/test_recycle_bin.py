@@ -18,12 +18,12 @@ from retention.models import Execution, Message, RequestMethod, Tombstone, Tombs
 from retention.records.selectors import messages_of
 from retention.wipes import schedule
 from tests.conftest import sign_in_verified
-from tests.retention.test_api_requests import api_for
-from tests.retention.test_execution import approved, binned, people, run, store, visible_ids
+from tests.governance.test_api_requests import api_for
+from tests.wipes.test_execution import approved, binned, run, store, visible_ids
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["binned", "people", "store"]  # fixtures shared with the run tests
+__all__ = ["binned", "store"]  # fixtures shared with the run tests
 
 
 def test_the_bin_lists_a_request_to_its_managers_and_overseers_only(client, people, store, binned):

@@ -72,12 +72,11 @@ from retention.models import (
     Hold,
     RequestMethod,
     RequestStatus,
-    SignInDay,
     StepStatus,
 )
 from retention.models.roles import Role
 from retention.policies import DEFAULTS, get_policy
-from tests.conftest import make_chat, make_member
+from tests.conftest import make_chat, make_member, sign_in_streak
 
 pytestmark = pytest.mark.django_db
 
@@ -178,8 +177,7 @@ class RequestWorkflow(RuleBasedStateMachine):
             parent = self.departments.get(PARENTS[key]) if PARENTS[key] else None
             self.departments[key] = Department.objects.create(name=key, parent=parent)
         self.members = {}
-        today = timezone.localdate()
-        streaks = []
+        on_a_streak = []
         for person in PEOPLE:
             member = make_member(
                 person.name, self.departments[person.department], *map(Role, person.roles)
@@ -189,10 +187,8 @@ class RequestWorkflow(RuleBasedStateMachine):
                 member.save(update_fields=["is_active"])
             self.members[person.name] = member
             if person.streak:
-                streaks += [
-                    SignInDay(member=member, day=today - timedelta(days=i)) for i in range(5)
-                ]
-        SignInDay.objects.bulk_create(streaks)
+                on_a_streak.append(member)
+        sign_in_streak(on_a_streak)
         self.by_pk = {m.pk: BY_NAME[name] for name, m in self.members.items()}
         self.chats: dict[str, Conversation] = {}
         for key, department, kind, participants, bodies in CHATS:

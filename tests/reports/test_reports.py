@@ -22,32 +22,28 @@ from pypdf import PdfReader
 
 from retention.governance.actions import (
     do_approve_step,
-    do_file_request,
     do_place_hold,
     do_reject_request,
     do_release_hold,
 )
 from retention.governance.policy_changes import do_grant_quota, do_update_policies
-from retention.governance.scope import resolve_scope
 from retention.models import (
     Department,
     Execution,
     HoldKind,
     RequestMethod,
     RequestStatus,
-    SignInDay,
 )
 from retention.reports.figures import parse_quarter, quarterly_report
 from retention.wipes import move, runner, schedule
 from retention.wipes.recycle import do_restore_from_bin
-from tests.conftest import make_chat, sign_in_verified
-from tests.retention.test_api_requests import api_for
-from tests.retention.test_execution import people
-from tests.retention.test_retention_rules import admins, chats, enabled, new_rule, run_rules
+from tests.conftest import file_request, make_chat, sign_in_streak, sign_in_verified
+from tests.governance.test_api_requests import api_for
+from tests.rules.test_retention_rules import admins, chats, enabled, new_rule, run_rules
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["admins", "chats", "people"]  # fixtures shared with the run and rule tests
+__all__ = ["admins", "chats"]  # fixtures shared with the run and rule tests
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NAMES = {"hangzhou": "杭州门店", "warehouse": "杭州仓库", "shenzhen": "深圳门店"}
 
@@ -64,14 +60,6 @@ def clock(moment: datetime):
 
 def utf8(*bodies: str) -> int:
     return sum(len(b.encode()) for b in bodies)
-
-
-def file(member, method, **scope):
-    data = {"include_subdepartments": True, **scope}
-    request, _created = do_file_request(
-        requester=member, scope=resolve_scope(method, data, member), reason="清理旧记录"
-    )
-    return request
 
 
 def _run_of(request) -> int:
@@ -91,14 +79,10 @@ def quarter(people, org, settings, monkeypatch):
         Department.objects.filter(pk=getattr(org, key).pk).update(name=name)
     # Everyone but the warehouse clerk signed in every day of the quarter.
     days = [date(2026, 6, 20) + timedelta(days=i) for i in range(110)]
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=d)
-            for m in vars(people).values()
-            if m != people.warehouse_staff
-            for d in days
-        ],
-        ignore_conflicts=True,
+    sign_in_streak(
+        [m for m in vars(people).values() if m != people.warehouse_staff],
+        days=len(days),
+        until=days[-1],
     )
     customer = [f"客户消息{i}" for i in range(7)]
     group = [f"店内群{i}" for i in range(4)]
@@ -113,11 +97,11 @@ def quarter(people, org, settings, monkeypatch):
     # takes the conversation for everyone, though).
     with clock(at(6, 30, 23, 30)):
         early = make_chat(org.hangzhou, [people.staff], ["六月"])
-        file(people.staff, RequestMethod.PERSONAL, conversations=[early.pk])
+        file_request(people.staff, RequestMethod.PERSONAL, conversations=[early.pk])
 
     # 1. A batch deletion of Hangzhou (store and warehouse), approved in 30 s: fast.
     with clock(at(7, 1, 10)):
-        first = file(people.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+        first = file_request(people.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     with clock(at(7, 1, 10, 0, 30)):
         do_approve_step(first, acting_user=people.manager, verified_second_factor=True)
     with clock(at(7, 2, 22)):
@@ -126,7 +110,7 @@ def quarter(people, org, settings, monkeypatch):
     # 2. A batch deletion of Shenzhen, approved in 2 h, run at 14:00 after an admin
     # opened the execution window (an anomaly), then restored 11 h before its purge.
     with clock(at(7, 10, 9)):
-        second = file(people.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk])
+        second = file_request(people.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk])
     with clock(at(7, 10, 10, 30)):
         do_update_policies(
             actor=people.admin, changes={"execution_window": None}, verified_second_factor=True
@@ -149,7 +133,7 @@ def quarter(people, org, settings, monkeypatch):
         group2 = make_chat(
             org.hangzhou, [people.staff], ["新群1", "新群2", "新群3", "新群4", "新群5"]
         )
-        third = file(people.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+        third = file_request(people.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     with clock(at(8, 1, 12)):
         do_reject_request(
             third, acting_user=people.manager, reason="范围过大", verified_second_factor=True
@@ -157,7 +141,7 @@ def quarter(people, org, settings, monkeypatch):
 
     # 4. A server-side wipe of Shenzhen through three steps: 1 h, 2 h and 3 h.
     with clock(at(8, 10, 9)):
-        wipe = file(people.admin, RequestMethod.SERVER, departments=[org.shenzhen.pk])
+        wipe = file_request(people.admin, RequestMethod.SERVER, departments=[org.shenzhen.pk])
     with clock(at(8, 10, 10)):
         do_approve_step(wipe, acting_user=people.manager2, verified_second_factor=True)
     with clock(at(8, 10, 12)):
@@ -175,9 +159,9 @@ def quarter(people, org, settings, monkeypatch):
         )
         mine = make_chat(org.hangzhou, [people.staff], ["我的1", "我的2"])
     with clock(at(9, 1, 10)):
-        file(people.staff, RequestMethod.PERSONAL, conversations=[mine.pk])
+        file_request(people.staff, RequestMethod.PERSONAL, conversations=[mine.pk])
     with clock(at(9, 1, 10, 5)), pytest.raises(PermissionDenied):
-        file(people.staff, RequestMethod.PERSONAL, conversations=[group2.pk])
+        file_request(people.staff, RequestMethod.PERSONAL, conversations=[group2.pk])
     with clock(at(9, 1, 11)):
         do_grant_quota(
             actor=people.admin,
@@ -187,9 +171,9 @@ def quarter(people, org, settings, monkeypatch):
             verified_second_factor=True,
         )
     with clock(at(9, 1, 11, 5)):
-        file(people.staff, RequestMethod.PERSONAL, conversations=[group2.pk])
+        file_request(people.staff, RequestMethod.PERSONAL, conversations=[group2.pk])
     with clock(at(9, 2, 9)), pytest.raises(PermissionDenied):
-        file(people.warehouse_staff, RequestMethod.BATCH, departments=[org.warehouse.pk])
+        file_request(people.warehouse_staff, RequestMethod.BATCH, departments=[org.warehouse.pk])
 
     # 6. A hold placed and released.
     with clock(at(9, 5, 10)):
@@ -212,7 +196,7 @@ def quarter(people, org, settings, monkeypatch):
     settings.QINGLI_WIPE_MAX_ATTEMPTS = 2
     with clock(at(9, 10, 9)):
         make_chat(org.shenzhen, [people.staff2], [f"故障{i}" for i in range(10)])
-        doomed = file(people.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk])
+        doomed = file_request(people.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk])
     with clock(at(9, 10, 10)):
         do_approve_step(doomed, acting_user=people.manager2, verified_second_factor=True)
     real_step, steps = runner._step, []
@@ -239,7 +223,7 @@ def quarter(people, org, settings, monkeypatch):
     # A personal deletion in the quarter after: not counted.
     with clock(at(10, 1, 0, 10)):
         late = make_chat(org.hangzhou, [people.staff], ["十月"])
-        file(people.staff, RequestMethod.PERSONAL, conversations=[late.pk])
+        file_request(people.staff, RequestMethod.PERSONAL, conversations=[late.pk])
 
     return {
         "first": first,

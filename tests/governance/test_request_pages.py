@@ -4,23 +4,19 @@ through Django's test client: who may open or do what, and bad input never a 500
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent
 from retention.governance.actions import (
     do_approve_step,
-    do_file_request,
     do_place_hold,
     do_set_protected,
 )
 from retention.governance.policy_changes import do_update_policies
-from retention.governance.scope import resolve_scope
 from retention.models import (
     ConversationHide,
     ConversationKind,
@@ -31,37 +27,15 @@ from retention.models import (
     Policy,
     RequestMethod,
     RequestStatus,
-    SignInDay,
     StepStatus,
 )
 from retention.models.roles import Role
 from retention.policies import get_policy
-from tests.conftest import make_chat, make_member, sign_in_verified
+from tests.conftest import file_request, make_chat, make_member, sign_in_verified
 
 pytestmark = pytest.mark.django_db
 
 ROLES = ("anonymous", "staff", "manager", "security", "auditor", "admin")
-
-
-@pytest.fixture
-def regulars(cast):
-    """Everyone signed in on each of the last five days: eligible to file batches."""
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=today - timedelta(days=i))
-            for m in vars(cast).values()
-            for i in range(5)
-        ]
-    )
-    return cast
-
-
-def file(requester, method, reason="清理过期聊天记录", **scope) -> DeletionRequest:
-    data = {"include_subdepartments": True, **scope}
-    return do_file_request(
-        requester=requester, scope=resolve_scope(method, data, requester), reason=reason
-    )[0]
 
 
 def client_for(member) -> Client:
@@ -74,7 +48,7 @@ def client_for(member) -> Client:
 
 
 @dataclass
-class World:
+class PageTargets:
     """What the matrix acts on: a request of staff's (Hangzhou), one of staff2's
     (Shenzhen, outside staff's and manager's scope), a personal deletion and a hold."""
 
@@ -89,17 +63,19 @@ class World:
 
 
 @pytest.fixture
-def world(regulars, org, chats) -> World:
+def world(regulars, org, chats) -> PageTargets:
     cast = regulars
     # A second admin: an admin's own server-side wipe needs another admin to approve it.
     make_member("admin2", org.company, Role.ADMIN)
-    return World(
+    return PageTargets(
         cast=cast,
         org=org,
         chats=chats,
-        own=file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk]),
-        other=file(cast.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk]),
-        personal=file(cast.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk]),
+        own=file_request(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk]),
+        other=file_request(cast.staff2, RequestMethod.BATCH, departments=[org.shenzhen.pk]),
+        personal=file_request(
+            cast.staff, RequestMethod.PERSONAL, conversations=[chats["hangzhou"].pk]
+        ),
         hold=do_place_hold(
             acting_user=cast.security,
             kind="legal",
@@ -111,7 +87,7 @@ def world(regulars, org, chats) -> World:
     )
 
 
-def wizard_data(w: World, who: str) -> dict:
+def wizard_data(w: PageTargets, who: str) -> dict:
     if who == "admin":
         return {"method": "server", "departments": [w.org.east.pk], "reason": "年底清理"}
     return {
@@ -122,7 +98,7 @@ def wizard_data(w: World, who: str) -> dict:
     }
 
 
-def policy_data(w: World, who: str) -> dict:
+def policy_data(w: PageTargets, who: str) -> dict:
     return {
         "personal_monthly_quota": 12,
         "batch_min_consecutive_signin_days": 3,
@@ -519,7 +495,7 @@ def test_a_stale_decision_page_is_a_message_and_changes_nothing(world):
     # step 2 open after it was approved: neither button may decide step 3.
     cast, org = world.cast, world.org
     both = make_member("sec_admin", org.company, Role.SECURITY, Role.ADMIN)
-    request = file(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
+    request = file_request(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
     do_approve_step(request, acting_user=cast.director, step_order=1, verified_second_factor=True)
     page = client_for(both).get(f"/requests/{request.pk}/").content.decode()
     assert 'value="2" id="id_approve_step"' in page
@@ -571,7 +547,7 @@ def test_the_timeline_shows_filing_and_approval_with_their_details(world):
 
 
 def test_a_server_wipe_shows_its_cost_on_the_request_page_and_inbox(regulars, org, chats):
-    request = file(regulars.manager, RequestMethod.SERVER, departments=[org.east.pk])
+    request = file_request(regulars.manager, RequestMethod.SERVER, departments=[org.east.pk])
     html = client_for(regulars.director).get(f"/requests/{request.pk}/").content.decode()
     assert 'data-testid="cost"' in html and "¥500" in html
     inbox = client_for(regulars.director).get("/approvals/").content.decode()

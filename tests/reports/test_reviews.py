@@ -17,12 +17,12 @@ from retention.governance.policy_changes import do_update_policies
 from retention.models import Notification, RequestMethod, Tombstone, TombstoneState
 from retention.reports.figures import quarterly_report
 from retention.reports.periods import Quarter
-from tests.retention.test_api_requests import api_for
-from tests.retention.test_execution import approved, people, run, store
+from tests.governance.test_api_requests import api_for
+from tests.wipes.test_execution import approved, run, store
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["people", "store"]  # fixtures shared with the run tests
+__all__ = ["store"]  # fixtures shared with the run tests
 
 
 @pytest.fixture

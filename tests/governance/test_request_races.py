@@ -22,12 +22,10 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import connection, connections, transaction
-from django.utils import timezone
 
 from audit.chain import verify_chain
 from audit.events import EventType
@@ -47,12 +45,11 @@ from retention.models import (
     Notification,
     RequestMethod,
     RequestStatus,
-    SignInDay,
     StepStatus,
 )
 from retention.models.roles import Role
 from retention.notifications.notify import APPROVED, REJECTED
-from tests.conftest import make_chat, make_member
+from tests.conftest import make_chat, make_member, sign_in_streak
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -241,14 +238,7 @@ def people(cast, org):
     own wipe needs another admin to approve it), everyone on a sign-in streak."""
     cast.manager_b = make_member("manager_b", org.east, Role.MANAGER)
     cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=today - timedelta(days=i))
-            for m in vars(cast).values()
-            for i in range(5)
-        ]
-    )
+    sign_in_streak(vars(cast).values())
     make_chat(org.hangzhou, [cast.staff], ["亲，在的", "订单已发货"])
     make_chat(org.warehouse, [cast.warehouse_staff], ["今天盘点"])
     return cast

@@ -16,14 +16,14 @@ from audit.events import EventType
 from audit.models import AuditEvent
 from retention.access.tokens import TOUCH_EVERY
 from retention.models import ApiToken, StepStatus
+from tests.access.test_second_factor import pending
 from tests.conftest import PASSWORD, api_client_for, api_token, current_code, enrol_authenticator
 from tests.conftest import sign_in_verified as verified_client
-from tests.retention.test_execution import people, store
-from tests.retention.test_second_factor import pending
+from tests.wipes.test_execution import store
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["pending", "people", "store"]
+__all__ = ["pending", "store"]
 
 TOKEN_URL = "/api/v1/auth/token/"
 

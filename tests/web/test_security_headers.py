@@ -21,7 +21,7 @@ from tests.conftest import sign_in_verified
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POLICY = policy_header(settings.SECURE_CSP)
 
 

@@ -43,7 +43,7 @@ from retention.jobs.lease import Lease, LeaseLost
 from retention.models import Export, ExportStatus, Message
 from retention.reports import audit_log_exports, verification_runs
 from tests.conftest import ROOT, database_url_for_subprocess, run_worker_burst, worker_env
-from tests.test_wipe_worker import kill_worker
+from tests.wipes.test_wipe_worker import kill_worker
 
 pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
 

@@ -33,8 +33,7 @@ from django.utils import timezone
 from audit.chain import verify_chain
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.governance.actions import do_approve_step, do_file_request
-from retention.governance.scope import resolve_scope
+from retention.governance.actions import do_approve_step
 from retention.models import (
     DataKey,
     DeletionRequest,
@@ -44,32 +43,16 @@ from retention.models import (
     RequestConversation,
     RequestMethod,
     RequestStatus,
-    SignInDay,
 )
-from retention.models.roles import Role
 from retention.records.store import NewMessage, add_messages, create_conversation
 from retention.wipes import lease, runner, schedule, shred, watchdog
-from tests.conftest import ROOT, make_member, services_or_skip, worker_env
+from tests.conftest import ROOT, file_request, services_or_skip, worker_env
 
 pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
 
 BATCH = 50
 LEASE_SECONDS = 3
 POLL = 0.02
-
-
-@pytest.fixture
-def people(cast, org):
-    cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=today - timedelta(days=i))
-            for m in vars(cast).values()
-            for i in range(5)
-        ]
-    )
-    return cast
 
 
 @pytest.fixture
@@ -169,9 +152,8 @@ def late_message(conversation, sender) -> int:
 
 
 def approved(requester, approvers, method, departments) -> DeletionRequest:
-    data = {"include_subdepartments": True, "departments": [d.pk for d in departments]}
-    request, _created = do_file_request(
-        requester=requester, scope=resolve_scope(method, data, requester), reason="清理旧记录"
+    request = file_request(
+        requester, method, reason="清理旧记录", departments=[d.pk for d in departments]
     )
     for approver in approvers:
         request = do_approve_step(request, acting_user=approver, verified_second_factor=True)

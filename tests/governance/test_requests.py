@@ -14,7 +14,6 @@ from retention.governance.actions import (
     Conflict,
     do_approve_step,
     do_cancel_request,
-    do_file_request,
     do_place_hold,
     do_reject_request,
     do_restore_personal,
@@ -34,36 +33,14 @@ from retention.models import (
     QuotaGrant,
     RequestMethod,
     RequestStatus,
-    SignInDay,
     StepStatus,
 )
 from retention.models.roles import Role
 from retention.notifications import notify
 from retention.policies import get_policy
-from tests.conftest import make_chat, make_member
+from tests.conftest import file_request, make_chat, make_member
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def regulars(cast):
-    """Everyone signed in on each of the last five days: eligible to file batches."""
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=today - timedelta(days=i))
-            for m in vars(cast).values()
-            for i in range(5)
-        ]
-    )
-    return cast
-
-
-def file(requester, method, reason="清理过期聊天记录", confirm_protected=(), **scope):
-    data = {"include_subdepartments": True, **scope, "confirm_protected": list(confirm_protected)}
-    return do_file_request(
-        requester=requester, scope=resolve_scope(method, data, requester), reason=reason
-    )[0]
 
 
 def events_for(request, event_type):
@@ -74,7 +51,7 @@ def events_for(request, event_type):
 
 def test_a_managers_batch_goes_to_the_manager_above_and_is_scheduled(regulars, org, chats):
     cast = regulars
-    request = file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    request = file_request(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
     assert request.status == RequestStatus.PENDING
     assert request.preview["messages"] == 3  # hangzhou (2) + warehouse (1)
     (step,) = request.steps.all()
@@ -96,7 +73,7 @@ def test_a_managers_batch_goes_to_the_manager_above_and_is_scheduled(regulars, o
 
 def test_staff_file_and_their_manager_approves(regulars, org, chats):
     cast = regulars
-    request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    request = file_request(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     (step,) = request.steps.all()
     assert step.department == org.east
     for outsider in (cast.staff, cast.manager2, cast.auditor, cast.security, cast.staff2):
@@ -112,15 +89,15 @@ def test_staff_cannot_file_beyond_their_department(regulars, org, chats):
     # Outside what they may see, a department is "unknown", exactly like a missing one.
     for requester, department in [(regulars.staff, org.east), (regulars.manager, org.shenzhen)]:
         with translation.override("en"), pytest.raises(ValidationError, match="unknown"):
-            file(requester, RequestMethod.BATCH, departments=[department.pk])
+            file_request(requester, RequestMethod.BATCH, departments=[department.pk])
         with translation.override("en"), pytest.raises(ValidationError, match="unknown"):
-            file(requester, RequestMethod.BATCH, departments=[999_999])
+            file_request(requester, RequestMethod.BATCH, departments=[999_999])
 
 
 def test_staff_cannot_batch_delete_another_departments_group_they_belong_to(regulars, org):
     shenzhen_group = make_chat(org.shenzhen, [regulars.staff2, regulars.staff], ["周会"])
     with pytest.raises(PermissionDenied):
-        file(regulars.staff, RequestMethod.BATCH, conversations=[shenzhen_group.pk])
+        file_request(regulars.staff, RequestMethod.BATCH, conversations=[shenzhen_group.pk])
 
 
 def test_without_sub_departments_the_preview_says_what_is_left_out(regulars, org, chats):
@@ -160,7 +137,7 @@ def test_a_group_named_explicitly_is_not_left_out_with_its_sub_department(regula
 def test_high_sensitivity_adds_a_security_step_and_steps_need_distinct_people(regulars, org):
     cast = regulars
     make_chat(org.hangzhou, [cast.staff], ["电话 13812345678", "好的"])
-    request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    request = file_request(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     roles = list(request.steps.values_list("role", flat=True))
     assert roles == ["manager", "security"]
     do_approve_step(request, acting_user=cast.manager, verified_second_factor=True)
@@ -174,7 +151,7 @@ def test_high_sensitivity_adds_a_security_step_and_steps_need_distinct_people(re
 
 def test_a_server_side_wipe_needs_three_roles_and_shows_its_cost(regulars, org, chats):
     cast = regulars
-    request = file(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
+    request = file_request(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
     assert list(request.steps.values_list("role", flat=True)) == ["manager", "security", "admin"]
     assert request.cost_estimate_cny == 500
     do_approve_step(request, acting_user=cast.director, verified_second_factor=True)
@@ -192,7 +169,7 @@ def test_a_server_side_wipe_needs_three_roles_and_shows_its_cost(regulars, org, 
 def test_a_decision_names_its_step_and_a_stale_one_changes_nothing(regulars, org, chats):
     cast = regulars
     both = make_member("sec_admin", org.company, Role.SECURITY, Role.ADMIN)
-    request = file(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
+    request = file_request(cast.manager, RequestMethod.SERVER, departments=[org.east.pk])
     do_approve_step(request, acting_user=cast.director, step_order=1, verified_second_factor=True)
     # A second click on the director's page, meant for step 1, finds step 2 waiting.
     with translation.override("en"), pytest.raises(Conflict, match="step 2"):
@@ -221,7 +198,7 @@ def test_a_decision_names_its_step_and_a_stale_one_changes_nothing(regulars, org
 
 def test_rejection_ends_the_request_and_later_decisions_conflict(regulars, org, chats):
     cast = regulars
-    request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    request = file_request(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     with pytest.raises(ValidationError):
         do_reject_request(
             request, acting_user=cast.manager, reason=" ", verified_second_factor=True
@@ -248,7 +225,7 @@ def test_held_conversations_are_left_out_and_named(regulars, org, chats):
         departments=[],
         verified_second_factor=True,
     )
-    request = file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    request = file_request(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
     assert request.preview["messages"] == 2
     assert request.preview["excluded"]["held"] == {
         "conversations": 1,
@@ -260,7 +237,7 @@ def test_held_conversations_are_left_out_and_named(regulars, org, chats):
 
 def test_a_hold_placed_later_shows_on_the_open_requests_timeline(regulars, org, chats):
     cast = regulars
-    request = file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    request = file_request(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
     with pytest.raises(PermissionDenied):
         do_place_hold(
             acting_user=cast.manager,
@@ -288,9 +265,9 @@ def test_protected_conversations_need_explicit_confirmation(regulars, org, chats
     supplier.save()
     do_set_protected(supplier, acting_user=cast.admin, protected=True, verified_second_factor=True)
     with pytest.raises(ValidationError) as error:
-        file(cast.manager, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+        file_request(cast.manager, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     assert "供应商对接群" in str(error.value)
-    request = file(
+    request = file_request(
         cast.manager,
         RequestMethod.BATCH,
         departments=[org.hangzhou.pk],
@@ -306,14 +283,14 @@ def test_personal_deletion_is_immediate_limited_by_quota_and_restorable(regulars
     do_update_policies(
         actor=cast.admin, changes={"personal_monthly_quota": 1}, verified_second_factor=True
     )
-    request = file(cast.staff, RequestMethod.PERSONAL, conversations=[conversation.pk])
+    request = file_request(cast.staff, RequestMethod.PERSONAL, conversations=[conversation.pk])
     assert request.status == RequestStatus.COMPLETED
     removal = PersonalRemoval.objects.get(request=request)
     assert removal.member == cast.staff and removal.message is None
     assert Message.objects.filter(conversation=conversation).count() == 2  # others keep theirs
 
     with pytest.raises(PermissionDenied, match="1"):
-        file(cast.staff, RequestMethod.PERSONAL, conversations=[conversation.pk])
+        file_request(cast.staff, RequestMethod.PERSONAL, conversations=[conversation.pk])
     refused = AuditEvent.objects.get(event_type=EventType.REQUEST_REFUSED)
     assert refused.details["why"] == "quota"
 
@@ -324,7 +301,7 @@ def test_personal_deletion_is_immediate_limited_by_quota_and_restorable(regulars
         reason="年底清理",
         granted_by=cast.admin,
     )
-    file(cast.staff, RequestMethod.PERSONAL, conversations=[conversation.pk])
+    file_request(cast.staff, RequestMethod.PERSONAL, conversations=[conversation.pk])
 
     do_restore_personal(request, acting_user=cast.staff)
     removal.refresh_from_db()
@@ -335,7 +312,7 @@ def test_personal_deletion_is_immediate_limited_by_quota_and_restorable(regulars
 
 def test_a_personal_deletion_takes_no_date_range(regulars, chats):
     with translation.override("en"), pytest.raises(ValidationError, match="date range"):
-        file(
+        file_request(
             regulars.staff,
             RequestMethod.PERSONAL,
             conversations=[chats["hangzhou"].pk],
@@ -345,7 +322,7 @@ def test_a_personal_deletion_takes_no_date_range(regulars, chats):
 
 def test_the_frozen_scope_sums_to_the_preview(regulars, org, chats):
     make_chat(org.warehouse, [regulars.warehouse_staff], ["a", "b", "c"])
-    request = file(regulars.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    request = file_request(regulars.manager, RequestMethod.BATCH, departments=[org.east.pk])
     assert sum(request.targets.values_list("messages", flat=True)) == request.preview["messages"]
     assert request.targets.count() == request.preview["conversations"]
 
@@ -355,9 +332,9 @@ def test_only_the_sole_root_manager_wipes_the_whole_company(regulars, org, chats
     other_root = Department.objects.create(name="Other company")
     boss2 = make_member("boss2", other_root, "manager")
     with pytest.raises(PermissionDenied):
-        file(boss2, RequestMethod.SERVER, whole_company=True)
+        file_request(boss2, RequestMethod.SERVER, whole_company=True)
     with pytest.raises(PermissionDenied):
-        file(regulars.director, RequestMethod.SERVER, whole_company=True)  # two roots now
+        file_request(regulars.director, RequestMethod.SERVER, whole_company=True)  # two roots now
 
 
 def test_a_chain_nobody_can_complete_is_refused_at_filing(regulars, org, chats):
@@ -365,14 +342,14 @@ def test_a_chain_nobody_can_complete_is_refused_at_filing(regulars, org, chats):
     # manager step goes to an admin and the chain is admin, security, admin. One admin
     # cannot decide two steps: with only one, nobody can complete it.
     with translation.override("en"), pytest.raises(ValidationError, match="Nobody else could"):
-        file(regulars.director, RequestMethod.SERVER, whole_company=True)
+        file_request(regulars.director, RequestMethod.SERVER, whole_company=True)
     assert not DeletionRequest.objects.exists()
 
 
 def test_with_no_manager_above_a_wipe_still_needs_three_distinct_approvers(regulars, org, chats):
 
     admin2 = make_member("admin2", org.company, Role.ADMIN)
-    request = file(regulars.director, RequestMethod.SERVER, whole_company=True)
+    request = file_request(regulars.director, RequestMethod.SERVER, whole_company=True)
     steps = list(request.steps.order_by("order"))
     assert [s.role for s in steps] == ["admin", "security", "admin"]
     assert steps[0].because == NO_MANAGER_ABOVE
@@ -394,7 +371,7 @@ def test_a_manager_who_is_also_an_auditor_is_not_a_level_for_the_manager_step(re
     # manages above the director) instead of the filing being refused as unapprovable.
 
     make_member("audit_director", org.company, Role.MANAGER, Role.AUDITOR)
-    request = file(regulars.director, RequestMethod.BATCH, departments=[org.company.pk])
+    request = file_request(regulars.director, RequestMethod.BATCH, departments=[org.company.pk])
     (step,) = request.steps.all()
     assert (step.role, step.department, step.because) == ("admin", None, NO_MANAGER_ABOVE)
     assert do_approve_step(
@@ -402,19 +379,19 @@ def test_a_manager_who_is_also_an_auditor_is_not_a_level_for_the_manager_step(re
     ).status == (RequestStatus.APPROVED)
 
     make_member("audit_store_manager", org.hangzhou, Role.MANAGER, Role.AUDITOR)
-    request = file(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    request = file_request(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     (step,) = request.steps.all()
     assert step.role == "manager" and step.department == org.east
 
 
 def test_personal_deletion_only_of_ones_own_conversations(regulars, chats):
     with pytest.raises(ValidationError):
-        file(regulars.staff, RequestMethod.PERSONAL, conversations=[chats["shenzhen"].pk])
+        file_request(regulars.staff, RequestMethod.PERSONAL, conversations=[chats["shenzhen"].pk])
 
 
 def test_batch_filing_needs_a_sign_in_streak(cast, org, chats):
     with translation.override("en"), pytest.raises(PermissionDenied, match="consecutive"):
-        file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
+        file_request(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
     assert AuditEvent.objects.get(event_type=EventType.REQUEST_REFUSED).details["why"] == (
         "eligibility"
     )
@@ -422,7 +399,7 @@ def test_batch_filing_needs_a_sign_in_streak(cast, org, chats):
 
 def test_records_arriving_after_filing_are_not_in_scope(regulars, org, chats):
     cast = regulars
-    request = file(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
+    request = file_request(cast.manager, RequestMethod.BATCH, departments=[org.east.pk])
     late = make_chat(org.hangzhou, [cast.staff], ["新消息"])
     assert Message.objects.filter(conversation=late).get().pk > request.max_message_id
     assert late.pk not in set(request.targets.values_list("conversation", flat=True))
@@ -430,7 +407,7 @@ def test_records_arriving_after_filing_are_not_in_scope(regulars, org, chats):
 
 def test_undecided_requests_expire_and_the_job_is_idempotent(regulars, org, chats):
 
-    request = file(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    request = file_request(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     assert expire_stale_requests() == 0  # still fresh
     DeletionRequest.objects.filter(pk=request.pk).update(
         filed_at=timezone.now() - timedelta(days=15)
@@ -453,12 +430,12 @@ def test_approvers_requester_and_members_are_notified_in_app_and_by_mail(
     for member in vars(cast).values():
         member.email = f"{member.username}@example.com"
         member.save()
-    # Jobs run at once here: the queue itself is tested in tests/test_queue.py.
+    # Jobs run at once here: the queue itself is tested in tests/jobs/test_queue.py.
     settings.RQ_QUEUES = {
         name: {**config, "ASYNC": False} for name, config in settings.RQ_QUEUES.items()
     }
     with django_capture_on_commit_callbacks(execute=True):
-        request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+        request = file_request(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     awaiting = Notification.objects.filter(verb=notify.STEP_AWAITS, request=request)
     # Everyone who may decide the step: East's manager and the director above them.
     assert set(awaiting.values_list("recipient__username", flat=True)) == {"manager", "director"}
@@ -483,6 +460,6 @@ def test_any_time_execution_window_runs_right_after_the_delay(regulars, org, cha
     )
 
     assert get_policy("execution_window") is None
-    request = file(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    request = file_request(cast.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
     approved = do_approve_step(request, acting_user=cast.manager, verified_second_factor=True)
     assert approved.scheduled_for == approved.decided_at + timedelta(hours=1)

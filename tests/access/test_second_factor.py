@@ -19,7 +19,6 @@ from retention.access import second_factor
 from retention.access.second_factor import SecondFactorRequired
 from retention.governance.actions import (
     do_approve_step,
-    do_file_request,
     do_place_hold,
     do_reject_request,
     do_release_hold,
@@ -30,7 +29,6 @@ from retention.governance.policy_changes import (
     do_operator_set_policies,
     do_update_policies,
 )
-from retention.governance.scope import resolve_scope
 from retention.models import (
     ApiToken,
     Hold,
@@ -45,12 +43,19 @@ from retention.models import (
 from retention.policies import get_policy
 from retention.rules import service as rules
 from retention.wipes.recycle import do_restore_from_bin
-from tests.conftest import PASSWORD, api_token, current_code, enrol_authenticator, sign_in_verified
-from tests.retention.test_execution import approved, people, run, store
+from tests.conftest import (
+    PASSWORD,
+    api_token,
+    current_code,
+    enrol_authenticator,
+    file_request,
+    sign_in_verified,
+)
+from tests.wipes.test_execution import approved, run, store
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["people", "store"]
+__all__ = ["store"]
 
 
 @pytest.fixture(autouse=True)
@@ -62,13 +67,9 @@ def _english():
 @pytest.fixture
 def pending(people, org, store):
     """A batch request of staff's, waiting for a manager of Hangzhou."""
-    data = {"include_subdepartments": True, "departments": [org.hangzhou.pk]}
-    request, _created = do_file_request(
-        requester=people.staff,
-        scope=resolve_scope(RequestMethod.BATCH, data, people.staff),
-        reason="清理旧记录",
+    return file_request(
+        people.staff, RequestMethod.BATCH, reason="清理旧记录", departments=[org.hangzhou.pk]
     )
-    return request
 
 
 def events(event_type):

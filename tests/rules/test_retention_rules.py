@@ -35,7 +35,7 @@ from retention.records.store import NewMessage, add_messages
 from retention.rules import service as rules
 from retention.wipes import runner, schedule
 from tests.conftest import make_chat, make_member, sign_in_verified
-from tests.retention.test_api_requests import api_for
+from tests.governance.test_api_requests import api_for
 
 pytestmark = pytest.mark.django_db
 

@@ -243,7 +243,7 @@ def _matrix_rows():
     """(name, kind, method, path(world), body(world) or None, allowed {role: status},
     hidden: roles that get 404, refused_400: roles that get 400)."""
     from tests.conftest import PASSWORD
-    from tests.retention.test_ingest import conversation as ingest_conversation
+    from tests.records.test_ingest import conversation as ingest_conversation
 
     hz = "{w.chats[hangzhou].pk}"
     req = "{w.pending.pk}"
@@ -1212,7 +1212,7 @@ ROWS = _matrix_rows()
 EAST_ONLY = ("Hangzhou store", "Hangzhou warehouse", "诉讼保全")
 SECRETS = ("Hangzhou store chat", "清理过期聊天记录", "诉讼保全", "客服会话保留 30 天", "tb_88231")
 # Routes the matrix leaves to their own tests: Django's admin and the RQ dashboard inside
-# it (tests/retention/test_auth.py), and the API's catch-all JSON 404.
+# it (tests/access/test_auth.py), and the API's catch-all JSON 404.
 UNMATRIXED = ("admin/", "api/v1/^[\\s\\S]*/$")
 FIGURES: dict[str, int] = {}
 

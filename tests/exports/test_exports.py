@@ -46,13 +46,13 @@ from retention.records.crypto import ConversationCipher, DecryptionError
 from retention.records.keys import data_keys_by_master_key, do_rotate_master_key
 from retention.records.store import NewAttachment, NewMessage, add_messages, create_conversation
 from retention.wipes import runner
-from tests.conftest import make_chat, make_member
-from tests.retention.test_api_requests import api_for
-from tests.retention.test_execution import approved, people, run, store
+from tests.conftest import file_request, make_chat, make_member
+from tests.governance.test_api_requests import api_for
+from tests.wipes.test_execution import approved, run, store
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["people", "store"]  # fixtures shared with the run tests
+__all__ = ["store"]  # fixtures shared with the run tests
 
 FORMATS = ["jsonl", "csv", "html"]
 
@@ -74,13 +74,7 @@ def hangzhou_request(people, org, store):
 
 def filed(requester, **scope) -> DeletionRequest:
     """A batch request, filed and pending."""
-    data = {"include_subdepartments": True, **scope}
-    request, _created = do_file_request(
-        requester=requester,
-        scope=resolve_scope(RequestMethod.BATCH, data, requester),
-        reason="清理旧记录",
-    )
-    return request
+    return file_request(requester, RequestMethod.BATCH, reason="清理旧记录", **scope)
 
 
 def say(conversation, body: str) -> Message:

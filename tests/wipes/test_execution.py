@@ -19,11 +19,9 @@ from retention.governance.actions import (
     Conflict,
     do_approve_step,
     do_cancel_request,
-    do_file_request,
     do_place_hold,
     do_release_hold,
 )
-from retention.governance.scope import resolve_scope
 from retention.models import (
     Attachment,
     DataKey,
@@ -36,7 +34,6 @@ from retention.models import (
     Notification,
     RequestMethod,
     RequestStatus,
-    SignInDay,
     Tombstone,
     TombstoneState,
 )
@@ -47,23 +44,9 @@ from retention.records.store import NewAttachment, NewMessage, add_messages, rea
 from retention.wipes import lease, move, recycle, runner, schedule, shred, watchdog
 from retention.wipes.outcome import fail
 from retention.wipes.recycle import bin_requests_for, do_restore_from_bin
-from tests.conftest import make_chat, make_member
+from tests.conftest import file_request, make_chat, make_member
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def people(cast, org):
-    cast.admin_b = make_member("admin_b", org.company, Role.ADMIN)
-    today = timezone.localdate()
-    SignInDay.objects.bulk_create(
-        [
-            SignInDay(member=m, day=today - timedelta(days=i))
-            for m in vars(cast).values()
-            for i in range(5)
-        ]
-    )
-    return cast
 
 
 @pytest.fixture
@@ -107,10 +90,7 @@ def stored_ids(*conversations) -> set[int]:
 
 
 def approved(requester, approvers, method, **scope):
-    data = {"include_subdepartments": True, **scope}
-    request, _created = do_file_request(
-        requester=requester, scope=resolve_scope(method, data, requester), reason="清理旧记录"
-    )
+    request = file_request(requester, method, reason="清理旧记录", **scope)
     for approver in approvers:
         request = do_approve_step(request, acting_user=approver, verified_second_factor=True)
     assert request.status == RequestStatus.APPROVED

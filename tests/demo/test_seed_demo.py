@@ -130,7 +130,7 @@ def test_the_eight_sign_ins_have_their_roles_places_and_password():
             assert member.department.name == department_name, username
         assert authenticate(sign_in_request(), username=username, password=PASSWORD) == member
         # Not authenticate(): nine wrong tries from one address would (rightly) trip the
-        # sign-in lockout, which tests/retention/test_signin_lockout.py covers.
+        # sign-in lockout, which tests/access/test_signin_lockout.py covers.
         assert not member.check_password("wrong")
         assert CJK.search(member.display_name)
     assert members["director"].department.parent_id is None
