@@ -14,8 +14,8 @@ from audit.models import AuditEvent, ComplianceReview, ReviewKind, ReviewStatus
 from retention.exports import service as exports
 from retention.governance.policy_changes import do_update_policies
 from retention.models import Notification, RequestMethod, Tombstone, TombstoneState
-from retention.reports.figures import quarterly_report
 from retention.reports.periods import Quarter
+from retention.reports.quarterly import quarterly_report
 from tests.retention.test_api_requests import api_for
 from tests.retention.test_execution import approved, people, run, store
 
