@@ -15,7 +15,7 @@ from retention.jobs.tasks import (
     requeue_stalled_exports,
     watch_executions,
 )
-from retention.rules.service import check_rule_health, run_due_rules
+from retention.rules.runs import check_rule_health, run_due_rules
 
 cron.register(watch_executions, queue_name="maintenance", cron="* * * * *")
 cron.register(purge_recycle_bin, queue_name="maintenance", cron="7 * * * *")

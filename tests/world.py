@@ -55,7 +55,7 @@ from retention.models import (
 from retention.models.roles import Role
 from retention.reports.periods import Quarter
 from retention.reports.reviews import do_open_recycle_bin_review
-from retention.rules.service import do_create_rule, do_preview_rule, do_propose
+from retention.rules.actions import do_create_rule, do_preview_rule, do_propose
 from retention.wipes import execution as runs
 from tests.conftest import Cast, Org, enrol_authenticator, make_chat, make_member
 
