@@ -62,7 +62,7 @@ from retention.bench.probes import (
     using_database,
     wait_for,
 )
-from retention.demo import seed_demo
+from retention.demo.seed import seed_demo
 from retention.demo.org import COMPANY_NAME
 from retention.exports.service import do_request_export
 from retention.governance import approvals
