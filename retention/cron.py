@@ -15,7 +15,7 @@ from retention.reports.verification_runs import (
     requeue_stalled_verifications,
     verify_audit_chain,
 )
-from retention.rules.service import check_rule_health, run_due_rules
+from retention.rules.runs import check_rule_health, run_due_rules
 from retention.wipes.runner import purge_recycle_bin
 from retention.wipes.watchdog import watch_executions
 

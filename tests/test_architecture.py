@@ -4,7 +4,7 @@ Every module of the two apps (migrations aside) is parsed with ``ast``, never im
 every import statement in it, at module level or inside a function, becomes an edge to the
 module of ours it names (``from retention.models import Member`` names ``retention.models``;
 relative imports are resolved). A package is the first two dotted parts of a module's name
-(``retention.wipes.execution`` is in ``retention.wipes``; ``retention.errors`` is its own).
+(``retention.wipes.runner`` is in ``retention.wipes``; ``retention.errors`` is its own).
 Each test prints the files and lines that break its rule, so a failure says what to fix.
 
 Rules kept here:

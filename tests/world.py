@@ -52,7 +52,7 @@ from retention.models.roles import Role
 from retention.reports.audit_log_exports import build_audit_export
 from retention.reports.periods import Quarter
 from retention.reports.reviews import do_open_recycle_bin_review
-from retention.rules.service import do_create_rule, do_preview_rule, do_propose
+from retention.rules.actions import do_create_rule, do_preview_rule, do_propose
 from retention.wipes import runner, schedule
 from tests.conftest import (
     Cast,

@@ -22,16 +22,13 @@ from rest_framework.views import APIView
 from audit import log as audit
 from retention.api.parsers import IngestJSONParser
 from retention.models import Message
-from retention.records.ingest import (
-    INGEST_PERMISSION,
+from retention.records.ingest import INGEST_PERMISSION, do_ingest
+from retention.records.ingest_errors import IngestError, flatten_errors, record_error
+from retention.records.ingest_validation import (
     ConversationRecordSerializer,
-    IngestError,
     MessageRecordSerializer,
     StrictCharField,
     StrictSerializer,
-    do_ingest,
-    flatten_errors,
-    record_error,
 )
 
 

@@ -10,8 +10,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
-from retention.reports import figures as reports
 from retention.reports import periods
+from retention.reports.annual import annual_assessment
+from retention.reports.periods import Quarter
+from retention.reports.quarterly import quarterly_report
 from retention.web.reports import require_report_reader
 
 REPORT = OpenApiResponse(
@@ -26,10 +28,10 @@ class QuarterlyReportView(APIView):
     def get(self, request: Request, quarter: str) -> Response:
         require_report_reader(request.user)
         try:
-            year, q = reports.parse_quarter(quarter)
+            period = Quarter.parse(quarter)
         except periods.BadPeriod as error:
             raise exceptions.ValidationError({"quarter": [str(error)]}) from error
-        return Response(reports.quarterly_report(year, q))
+        return Response(quarterly_report(period.year, period.number))
 
 
 class AnnualAssessmentView(APIView):
@@ -42,4 +44,4 @@ class AnnualAssessmentView(APIView):
             number = periods.parse_year(year)
         except periods.BadPeriod as error:
             raise exceptions.ValidationError({"year": [str(error)]}) from error
-        return Response(reports.annual_assessment(number))
+        return Response(annual_assessment(number))

@@ -26,8 +26,16 @@ from retention.models import (
     RuleAction,
 )
 from retention.records import selectors
-from retention.rules import service as rules
-from retention.rules.service import RULE_READERS
+from retention.rules.actions import (
+    RULE_READERS,
+    do_approve_rule,
+    do_create_rule,
+    do_preview_rule,
+    do_propose,
+    do_relax_rule,
+    require_admin,
+)
+from retention.rules.matching import effective_policy
 
 
 class RuleSerializer(serializers.ModelSerializer):
@@ -167,11 +175,11 @@ class RuleListView(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         """Create a rule as a draft: it does nothing until proposed and approved."""
         # The role first: a refused member learns nothing about which ids exist.
-        rules.require_admin(request.user)
+        require_admin(request.user)
         form = RuleInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        rule = rules.do_create_rule(
+        rule = do_create_rule(
             acting_user=request.user,
             name=data["name"],
             keep_days=data["keep_days"],
@@ -199,7 +207,7 @@ class RulePreviewView(APIView):
     @extend_schema(request=None, responses=RULE_RESPONSES, tags=["retention rules"])
     def post(self, request: Request, rule_id: int) -> Response:
         rule = _rule(request, rule_id)
-        rules.do_preview_rule(rule, acting_user=request.user)
+        do_preview_rule(rule, acting_user=request.user)
         return _render(rule)
 
 
@@ -216,9 +224,7 @@ class RuleProposeView(APIView):
         rule = _rule(request, rule_id)
         form = ProposeInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        rules.do_propose(
-            rule, acting_user=request.user, keep_days=form.validated_data.get("keep_days")
-        )
+        do_propose(rule, acting_user=request.user, keep_days=form.validated_data.get("keep_days"))
         return _render(rule)
 
 
@@ -228,9 +234,7 @@ class RuleApproveView(APIView):
     @extend_schema(request=None, responses=RULE_RESPONSES, tags=["retention rules"])
     def post(self, request: Request, rule_id: int) -> Response:
         rule = _rule(request, rule_id)
-        rules.do_approve_rule(
-            rule, acting_user=request.user, verified_second_factor=verified(request)
-        )
+        do_approve_rule(rule, acting_user=request.user, verified_second_factor=verified(request))
         return _render(rule)
 
 
@@ -244,7 +248,7 @@ class RuleRelaxView(APIView):
         rule = _rule(request, rule_id)
         form = RelaxInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        rules.do_relax_rule(
+        do_relax_rule(
             rule,
             acting_user=request.user,
             verified_second_factor=verified(request),
@@ -255,7 +259,7 @@ class RuleRelaxView(APIView):
 
 
 def effective_policy_data(conversation: Conversation) -> dict:
-    effective = rules.effective_policy(conversation)
+    effective = effective_policy(conversation)
     return {
         "rule": effective.rule.pk if effective.rule else None,
         "rule_name": effective.rule.name if effective.rule else None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection, models, transaction
 from django.db.models.deletion import ProtectedError, RestrictedError
 from django.db.models.deletion import get_candidate_relations_to_delete as relations_of
@@ -171,8 +172,6 @@ def _clear_dependents(
 
 
 def _delete_files(names: list[str]) -> None:
-    from django.core.files.storage import default_storage
-
     for name in names:
         # A file already gone is what we want anyway.
         with contextlib.suppress(OSError):

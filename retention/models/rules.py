@@ -31,7 +31,7 @@ class RetentionRule(models.Model):
     """Messages older than ``keep_days`` in the conversations the rule covers (a
     department subtree and/or a conversation kind, minus its exclusions) are taken by
     the rule's daily run. Holds beat every rule; where rules overlap, the longest keep
-    wins (see ``retention.rules.service``)."""
+    wins (see ``retention.rules.matching``)."""
 
     name = models.CharField(_("name"), max_length=120)
     department = models.ForeignKey(

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from retention.models import Member
-from retention.records.ingest import IngestError, record_error
+from retention.records.ingest_errors import IngestError, record_error
 
 SLACK_SOURCE = "slack"
 # A single JSON member of an export larger than this is not a Slack day file; refusing it

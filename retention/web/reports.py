@@ -1,7 +1,8 @@
 """The quarterly audit report and the annual assessment in the browser (auditors, admins).
 
-Thin: the numbers come from :mod:`retention.reports.figures`, every format from
-:mod:`retention.reports.formats`, both drawn from the same dict.
+Thin: the numbers come from :mod:`retention.reports.quarterly` and
+:mod:`retention.reports.annual`, every format from :mod:`retention.reports.formats`,
+both drawn from the same dict.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from retention.models.roles import Role
-from retention.reports import figures as reports
 from retention.reports import formats, periods
+from retention.reports.annual import annual_assessment
 from retention.reports.periods import Quarter
+from retention.reports.quarterly import quarterly_report
 
 REPORT_READERS = (Role.AUDITOR, Role.ADMIN)
 CONTENT_TYPES = {
@@ -81,10 +83,10 @@ def report_index(request: HttpRequest) -> HttpResponse:
     return redirect("report-quarterly", period=str(Quarter.of(timezone.now())))
 
 
-@period_view(reports.parse_quarter)
-def quarterly(request: HttpRequest, period: tuple[int, int]) -> HttpResponse:
-    year, q = period
-    report = reports.quarterly_report(year, q)
+@period_view(Quarter.parse)
+def quarterly(request: HttpRequest, period: Quarter) -> HttpResponse:
+    year, q = period.year, period.number
+    report = quarterly_report(year, q)
     previous = (year, q - 1) if q > 1 else (year - 1, 4)
     following = (year, q + 1) if q < 4 else (year + 1, 1)
     return render(
@@ -114,9 +116,9 @@ def quarterly(request: HttpRequest, period: tuple[int, int]) -> HttpResponse:
     )
 
 
-@period_view(reports.parse_quarter)
-def quarterly_download(request: HttpRequest, period: tuple[int, int], fmt: str) -> HttpResponse:
-    report = reports.quarterly_report(*period)
+@period_view(Quarter.parse)
+def quarterly_download(request: HttpRequest, period: Quarter, fmt: str) -> HttpResponse:
+    report = quarterly_report(period.year, period.number)
     return _download(
         formats.quarterly_tables(report),
         title=_("Quarterly audit report %(period)s") % {"period": report["period"]},
@@ -128,7 +130,7 @@ def quarterly_download(request: HttpRequest, period: tuple[int, int], fmt: str) 
 
 @period_view(periods.parse_year)
 def annual_download(request: HttpRequest, number: int, fmt: str) -> HttpResponse:
-    assessment = reports.annual_assessment(number)
+    assessment = annual_assessment(number)
     return _download(
         formats.annual_tables(assessment),
         title=_("Data-security assessment %(year)d") % {"year": number},

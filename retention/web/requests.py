@@ -67,7 +67,7 @@ from retention.models.roles import Role
 from retention.notifications.notify import text_of
 from retention.policies import all_policies, consecutive_signin_days, get_policy, server_cost_cny
 from retention.records.selectors import conversations_for
-from retention.rules import service as rules
+from retention.rules.actions import rules_awaiting
 from retention.web.request_forms import (
     JSON_POLICIES,
     POLICY_ERROR_FIELDS,
@@ -436,7 +436,7 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
         "retention/requests/inbox.html",
         {
             "rows": [{"step": s, "role": role_label(s.role)} for s in steps],
-            "rules": rules.rules_awaiting(request.user),
+            "rules": rules_awaiting(request.user),
         },
     )
 

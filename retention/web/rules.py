@@ -24,8 +24,15 @@ from retention.models import (
     RuleAction,
 )
 from retention.models.roles import Role
-from retention.rules import service as rules
-from retention.rules.service import RULE_READERS
+from retention.rules.actions import (
+    RULE_READERS,
+    do_approve_rule,
+    do_create_rule,
+    do_preview_rule,
+    do_propose,
+    do_relax_rule,
+)
+from retention.rules.runs import unhealthy_rules
 
 
 class DepartmentChoiceField(forms.ModelChoiceField):
@@ -90,7 +97,7 @@ def _list(request: HttpRequest, form: RuleForm, status: int = 200) -> HttpRespon
         {
             "rules": RetentionRule.objects.select_related("department").order_by("name", "id"),
             "form": form if request.user.has_role(Role.ADMIN) else None,
-            "unhealthy": rules.unhealthy_rules(),
+            "unhealthy": unhealthy_rules(),
         },
         status=status,
     )
@@ -111,7 +118,7 @@ def rule_create(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _list(request, form, status=400)
     data = form.cleaned_data
-    rule = rules.do_create_rule(
+    rule = do_create_rule(
         acting_user=request.user,
         name=data["name"],
         keep_days=data["keep_days"],
@@ -166,21 +173,21 @@ def rule_action(request: HttpRequest, rule_id: int, action: str) -> HttpResponse
     second = verified(request)
     try:
         if action == "preview":
-            rules.do_preview_rule(rule, acting_user=request.user)
+            do_preview_rule(rule, acting_user=request.user)
             done = _("Dry run updated.")
         elif action == "propose":
-            rules.do_propose(rule, acting_user=request.user, keep_days=keep_days)
+            do_propose(rule, acting_user=request.user, keep_days=keep_days)
             done = _("Proposed: a second admin must approve it.")
         elif action == "approve":
-            rules.do_approve_rule(rule, acting_user=request.user, verified_second_factor=second)
+            do_approve_rule(rule, acting_user=request.user, verified_second_factor=second)
             done = _("Approved: it bites after the grace period.")
         elif action == "relax":
-            rules.do_relax_rule(
+            do_relax_rule(
                 rule, acting_user=request.user, verified_second_factor=second, keep_days=keep_days
             )
             done = _("The rule now keeps longer.")
         elif action == "disable":
-            rules.do_relax_rule(
+            do_relax_rule(
                 rule, acting_user=request.user, verified_second_factor=second, disable=True
             )
             done = _("The rule is disabled.")

@@ -22,7 +22,8 @@ from retention.models.roles import Role
 from retention.records import selectors
 from retention.records.crypto import KeyDestroyedError
 from retention.reports import reviews
-from retention.rules import service as rules
+from retention.rules.matching import effective_policy
+from retention.rules.runs import unhealthy_rules
 from retention.web.forms import ConversationFilterForm
 from retention.web.security import start_pending_sign_in
 
@@ -75,7 +76,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["overdue_count"] = overdue.count()
         context["overdue_reviews"] = list(overdue[:10])
     if viewer.has_role(Role.ADMIN):
-        context["unhealthy_rules"] = rules.unhealthy_rules()
+        context["unhealthy_rules"] = unhealthy_rules()
         context["lockouts"] = signin.active_lockouts()
     return render(request, "retention/dashboard.html", context)
 
@@ -129,7 +130,7 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
             "rows": rows,
             "can_read": can_read,
             "key_destroyed": key_destroyed,
-            "effective": rules.effective_policy(conversation),
+            "effective": effective_policy(conversation),
             "now": timezone.now(),
         },
     )

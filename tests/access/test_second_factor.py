@@ -41,7 +41,13 @@ from retention.models import (
     TombstoneState,
 )
 from retention.policies import get_policy
-from retention.rules import service as rules
+from retention.rules.actions import (
+    do_approve_rule,
+    do_create_rule,
+    do_preview_rule,
+    do_propose,
+    do_relax_rule,
+)
 from retention.wipes.recycle import do_restore_from_bin
 from tests.conftest import (
     PASSWORD,
@@ -183,19 +189,17 @@ def test_a_restore_needs_it(people, org, store):
 
 
 def test_approving_and_relaxing_a_retention_rule_need_it(people, org):
-    rule = rules.do_create_rule(
+    rule = do_create_rule(
         acting_user=people.admin, name="杭州", keep_days=30, action=RuleAction.BIN
     )
-    rules.do_preview_rule(rule, acting_user=people.admin)
-    rules.do_propose(rule, acting_user=people.admin)
+    do_preview_rule(rule, acting_user=people.admin)
+    do_propose(rule, acting_user=people.admin)
     with pytest.raises(SecondFactorRequired):
-        rules.do_approve_rule(rule, acting_user=people.admin_b, verified_second_factor=False)
+        do_approve_rule(rule, acting_user=people.admin_b, verified_second_factor=False)
     assert RetentionRule.objects.get(pk=rule.pk).approved_by is None
-    rules.do_approve_rule(rule, acting_user=people.admin_b, verified_second_factor=True)
+    do_approve_rule(rule, acting_user=people.admin_b, verified_second_factor=True)
     with pytest.raises(SecondFactorRequired):
-        rules.do_relax_rule(
-            rule, acting_user=people.admin, verified_second_factor=False, disable=True
-        )
+        do_relax_rule(rule, acting_user=people.admin, verified_second_factor=False, disable=True)
     assert RetentionRule.objects.get(pk=rule.pk).status != "disabled"
 
 

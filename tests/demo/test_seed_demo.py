@@ -24,9 +24,9 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.demo import DEMO_SOURCE
-from retention.demo.chats import Window, allocate
 from retention.demo.pii import bank_card, id_card
+from retention.demo.plans import Window, allocate
+from retention.demo.reset import DEMO_SOURCE
 from retention.models import (
     Attachment,
     Conversation,

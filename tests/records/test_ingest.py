@@ -19,7 +19,8 @@ from audit.models import AuditEvent
 from retention.api.ingest import IngestMessagesView
 from retention.models import Attachment, Conversation, DataKey, Message, Participant, Sensitivity
 from retention.records.crypto import ConversationCipher
-from retention.records.ingest import IngestError, do_ingest
+from retention.records.ingest import do_ingest
+from retention.records.ingest_errors import IngestError
 from retention.records.store import read_attachment, read_body
 from tests.conftest import api_token
 

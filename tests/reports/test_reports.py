@@ -34,7 +34,8 @@ from retention.models import (
     RequestMethod,
     RequestStatus,
 )
-from retention.reports.figures import parse_quarter, quarterly_report
+from retention.reports.periods import Quarter
+from retention.reports.quarterly import quarterly_report
 from retention.wipes import move, runner, schedule
 from retention.wipes.recycle import do_restore_from_bin
 from tests.conftest import file_request, make_chat, sign_in_streak, sign_in_verified
@@ -242,10 +243,10 @@ def quarter(people, org, settings, monkeypatch):
 
 
 def test_the_quarter_parses_strictly():
-    assert parse_quarter("2026-Q4") == (2026, 4)
+    assert Quarter.parse("2026-Q4") == Quarter(2026, 4)
     for bad in ("2026-Q5", "abc", "2026-Q0", "2026Q1", ""):
         with pytest.raises(ValueError):
-            parse_quarter(bad)
+            Quarter.parse(bad)
 
 
 def test_deletions_by_method_department_and_person_match_the_seeded_quarter(quarter, people):

@@ -15,8 +15,8 @@ from retention.exports import service as exports
 from retention.exports.build import build_export
 from retention.governance.policy_changes import do_update_policies
 from retention.models import Notification, RequestMethod, Tombstone, TombstoneState
-from retention.reports.figures import quarterly_report
 from retention.reports.periods import Quarter
+from retention.reports.quarterly import quarterly_report
 from tests.governance.test_api_requests import api_for
 from tests.wipes.test_execution import approved, run, store
 

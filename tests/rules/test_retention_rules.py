@@ -32,7 +32,20 @@ from retention.models import (
 )
 from retention.models.roles import Role
 from retention.records.store import NewMessage, add_messages
-from retention.rules import service as rules
+from retention.rules.actions import (
+    do_approve_rule,
+    do_create_rule,
+    do_preview_rule,
+    do_propose,
+    do_relax_rule,
+)
+from retention.rules.matching import (
+    effective_policy,
+    governed_conversations,
+    in_force_keep_days,
+    measure_rule,
+)
+from retention.rules.runs import check_rule_health, run_due_rules, unhealthy_rules
 from retention.wipes import runner, schedule
 from tests.conftest import make_chat, make_member, sign_in_verified
 from tests.governance.test_api_requests import api_for
@@ -80,9 +93,9 @@ def chats(admins, org):
 
 def enabled(rule: RetentionRule, admins, *, now=None) -> RetentionRule:
     """Dry run, propose (first admin), approve (second admin), grace over."""
-    rules.do_preview_rule(rule, acting_user=admins.admin)
-    rules.do_propose(rule, acting_user=admins.admin)
-    rule = rules.do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
+    do_preview_rule(rule, acting_user=admins.admin)
+    do_propose(rule, acting_user=admins.admin)
+    rule = do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
     RetentionRule.objects.filter(pk=rule.pk).update(effective_from=now or NOW)
     rule.refresh_from_db()
     return rule
@@ -90,7 +103,7 @@ def enabled(rule: RetentionRule, admins, *, now=None) -> RetentionRule:
 
 def new_rule(admins, **fields) -> RetentionRule:
     defaults = {"name": "客服聊天保留", "keep_days": 90, "action": RuleAction.BIN}
-    return rules.do_create_rule(acting_user=admins.admin, **{**defaults, **fields})
+    return do_create_rule(acting_user=admins.admin, **{**defaults, **fields})
 
 
 def ages_left(conversation) -> list[int]:
@@ -103,7 +116,7 @@ def ages_left(conversation) -> list[int]:
 
 
 def run_rules(now=None) -> list[DeletionRequest]:
-    requests = [DeletionRequest.objects.get(pk=pk) for pk in rules.run_due_rules(now=now or NOW)]
+    requests = [DeletionRequest.objects.get(pk=pk) for pk in run_due_rules(now=now or NOW)]
     for request in requests:
         started = schedule.start_request(request.pk, now=request.scheduled_for)
         runner.run_execution(started.pk)
@@ -112,9 +125,7 @@ def run_rules(now=None) -> list[DeletionRequest]:
 
 def test_only_admins_manage_rules_and_bad_input_is_refused(admins, org):
     with pytest.raises(PermissionDenied):
-        rules.do_create_rule(
-            acting_user=admins.manager, name="x", keep_days=30, action=RuleAction.BIN
-        )
+        do_create_rule(acting_user=admins.manager, name="x", keep_days=30, action=RuleAction.BIN)
     for keep_days in (0, -3, "30", 40000):
         with pytest.raises(ValidationError) as error:
             new_rule(admins, keep_days=keep_days)
@@ -132,7 +143,7 @@ def test_a_draft_rule_does_nothing(admins, org, chats):
 
 def test_the_run_takes_exactly_what_its_dry_run_shows(admins, org, chats):
     rule = enabled(new_rule(admins, department=org.hangzhou, keep_days=90), admins)
-    preview = rules.measure_rule(rule, now=NOW).preview
+    preview = measure_rule(rule, now=NOW).preview
     assert preview["messages"] == 6  # 400, 200 and 100 days old, in two Hangzhou chats
     assert preview["by_department"][0]["name"] == "Hangzhou store"
 
@@ -162,17 +173,17 @@ def test_a_hold_beats_every_rule(admins, org, chats):
         departments=[org.hangzhou],
         verified_second_factor=True,
     )
-    assert rules.measure_rule(rule, now=NOW).preview["excluded"]["held"]["messages"] == 6
+    assert measure_rule(rule, now=NOW).preview["excluded"]["held"]["messages"] == 6
     run_rules()
     assert ages_left(chats["customer"]) == [5, 40, 100, 200, 400]
-    effective = rules.effective_policy(chats["customer"])
+    effective = effective_policy(chats["customer"])
     assert effective.held and effective.rule is None
 
 
 def test_a_rule_leaves_protected_conversations_and_its_dry_run_says_so(client, admins, org, chats):
     Conversation.objects.filter(pk=chats["group"].pk).update(is_protected=True)
     rule = enabled(new_rule(admins, department=org.hangzhou, keep_days=90), admins)
-    preview = rules.measure_rule(rule, now=NOW).preview
+    preview = measure_rule(rule, now=NOW).preview
     assert preview["messages"] == 3  # the customer chat's 400, 200 and 100 days
     assert preview["excluded"]["protected"] == {"conversations": 1, "messages": 3}
 
@@ -181,10 +192,10 @@ def test_a_rule_leaves_protected_conversations_and_its_dry_run_says_so(client, a
     assert ages_left(chats["customer"]) == [5, 40]
     chats["group"].refresh_from_db()
     with translation.override("en"):
-        effective = rules.effective_policy(chats["group"])
+        effective = effective_policy(chats["group"])
     assert effective.rule is None and effective.matching == [rule]
     assert "Protected" in effective.why
-    rules.do_preview_rule(rule, acting_user=admins.admin)
+    do_preview_rule(rule, acting_user=admins.admin)
     client.force_login(admins.admin)
     page = client.get(reverse("rule", args=[rule.pk]), HTTP_ACCEPT_LANGUAGE="en")
     assert 'data-testid="rule-leaves-protected"' in page.content.decode()
@@ -202,10 +213,10 @@ def test_the_longest_keep_wins_where_rules_overlap(admins, org, chats):
         ),
         admins,
     )
-    effective = rules.effective_policy(chats["customer"])
+    effective = effective_policy(chats["customer"])
     assert effective.rule.name == "客服 1 年" and effective.keep_days == 365
     assert len(effective.matching) == 2
-    assert rules.effective_policy(chats["group"]).rule == short
+    assert effective_policy(chats["group"]).rule == short
 
     run_rules()
     assert ages_left(chats["group"]) == [5]  # governed by the 30-day rule
@@ -218,8 +229,8 @@ def test_a_company_wide_rule_that_keeps_longer_beats_a_narrow_one(admins, org, c
     narrow = enabled(
         new_rule(admins, name="杭州 30 天", department=org.hangzhou, keep_days=30), admins
     )
-    assert rules.effective_policy(chats["customer"]).rule.name == "公司 1 年"
-    assert not rules.governed_conversations(narrow).exists()
+    assert effective_policy(chats["customer"]).rule.name == "公司 1 年"
+    assert not governed_conversations(narrow).exists()
     run_rules()
     assert ages_left(chats["customer"]) == [5, 40, 100, 200]  # only the 400-day one goes
     assert ages_left(chats["group"]) == [5, 40, 100, 200]
@@ -229,20 +240,20 @@ def test_a_shortening_in_force_hands_the_overlap_to_the_longer_keep(admins, org,
     """After its grace a shortened rule ranks by its new keep, in every comparison: the
     overlap goes to the rule that now keeps longer, never to neither."""
     hangzhou = enabled(new_rule(admins, department=org.hangzhou, keep_days=300), admins)
-    rules.do_preview_rule(hangzhou, acting_user=admins.admin)
-    rules.do_propose(hangzhou, acting_user=admins.admin, keep_days=30)
-    rules.do_approve_rule(hangzhou, acting_user=admins.admin_b, verified_second_factor=True)
+    do_preview_rule(hangzhou, acting_user=admins.admin)
+    do_propose(hangzhou, acting_user=admins.admin, keep_days=30)
+    do_approve_rule(hangzhou, acting_user=admins.admin_b, verified_second_factor=True)
     company = enabled(new_rule(admins, name="公司 100 天", keep_days=100), admins)
     later = NOW + timedelta(days=9)  # the shortening's grace is over
     hangzhou.refresh_from_db()
-    assert rules.in_force_keep_days(hangzhou, later) == 30
+    assert in_force_keep_days(hangzhou, later) == 30
 
-    assert not rules.governed_conversations(hangzhou, now=later).exists()
-    assert set(rules.governed_conversations(company, now=later)) == set(chats.values())
-    effective = rules.effective_policy(chats["customer"], now=later)
+    assert not governed_conversations(hangzhou, now=later).exists()
+    assert set(governed_conversations(company, now=later)) == set(chats.values())
+    effective = effective_policy(chats["customer"], now=later)
     assert effective.rule == company and effective.keep_days == 100
     # Still in grace, the longer keep it had holds the overlap.
-    assert rules.effective_policy(chats["customer"], now=NOW).rule == hangzhou
+    assert effective_policy(chats["customer"], now=NOW).rule == hangzhou
 
 
 def test_the_effective_policy_costs_the_same_few_queries_for_any_number_of_rules(
@@ -254,12 +265,12 @@ def test_the_effective_policy_costs_the_same_few_queries_for_any_number_of_rules
             admins,
         )
     with django_assert_max_num_queries(4):
-        effective = rules.effective_policy(chats["customer"])
+        effective = effective_policy(chats["customer"])
     assert effective.keep_days == 120 and len(effective.matching) == 10
 
 
 def test_exclusions_leave_a_conversation_to_nobody(admins, org, chats):
-    rule = rules.do_create_rule(
+    rule = do_create_rule(
         acting_user=admins.admin,
         name="杭州 90 天",
         keep_days=90,
@@ -271,23 +282,21 @@ def test_exclusions_leave_a_conversation_to_nobody(admins, org, chats):
     run_rules()
     assert ages_left(chats["group"]) == [5, 40, 100, 200, 400]
     assert ages_left(chats["customer"]) == [5, 40]
-    assert rules.effective_policy(chats["group"]).rule is None
+    assert effective_policy(chats["group"]).rule is None
 
 
 def test_enabling_needs_a_dry_run_and_a_second_admin(admins, org, chats):
     rule = new_rule(admins, department=org.hangzhou)
     with pytest.raises(Conflict):
-        rules.do_propose(rule, acting_user=admins.admin)  # no dry run yet
-    rules.do_preview_rule(rule, acting_user=admins.admin)
-    rules.do_propose(rule, acting_user=admins.admin)
+        do_propose(rule, acting_user=admins.admin)  # no dry run yet
+    do_preview_rule(rule, acting_user=admins.admin)
+    do_propose(rule, acting_user=admins.admin)
     assert Notification.objects.filter(recipient=admins.admin_b, verb="rule_needs_approval")
     with pytest.raises(PermissionDenied):
-        rules.do_approve_rule(
-            rule, acting_user=admins.admin, verified_second_factor=True
-        )  # the proposer
+        do_approve_rule(rule, acting_user=admins.admin, verified_second_factor=True)  # the proposer
     with pytest.raises(PermissionDenied):
-        rules.do_approve_rule(rule, acting_user=admins.manager, verified_second_factor=True)
-    approved = rules.do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
+        do_approve_rule(rule, acting_user=admins.manager, verified_second_factor=True)
+    approved = do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
     assert approved.status == RuleStatus.SCHEDULED
     assert approved.effective_from >= NOW + timedelta(days=7)  # the grace period
     # Members of the affected conversations are told when it bites.
@@ -308,29 +317,27 @@ def test_shortening_needs_approval_and_bites_after_grace_but_lengthening_is_imme
     admins, org, chats
 ):
     rule = enabled(new_rule(admins, department=org.hangzhou, keep_days=300), admins)
-    rules.do_preview_rule(rule, acting_user=admins.admin)
+    do_preview_rule(rule, acting_user=admins.admin)
     with pytest.raises(ValidationError):
-        rules.do_propose(rule, acting_user=admins.admin, keep_days=400)  # not shorter
-    rules.do_propose(rule, acting_user=admins.admin, keep_days=30)
-    assert rules.in_force_keep_days(RetentionRule.objects.get(pk=rule.pk), NOW) == 300
-    rules.do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
+        do_propose(rule, acting_user=admins.admin, keep_days=400)  # not shorter
+    do_propose(rule, acting_user=admins.admin, keep_days=30)
+    assert in_force_keep_days(RetentionRule.objects.get(pk=rule.pk), NOW) == 300
+    do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
     rule.refresh_from_db()
-    assert rule.next_keep_days == 30 and rules.in_force_keep_days(rule, NOW) == 300
+    assert rule.next_keep_days == 30 and in_force_keep_days(rule, NOW) == 300
 
     run_rules(NOW + timedelta(days=1))  # in grace: the longer keep still applies
     assert ages_left(chats["customer"]) == [5, 40, 100, 200]
     run_rules(NOW + timedelta(days=9))
     assert ages_left(chats["customer"]) == [5]
 
-    relaxed = rules.do_relax_rule(
+    relaxed = do_relax_rule(
         rule, acting_user=admins.admin, keep_days=500, verified_second_factor=True
     )
     assert relaxed.keep_days == 500 and relaxed.status == RuleStatus.ACTIVE
     with pytest.raises(ValidationError):
-        rules.do_relax_rule(
-            rule, acting_user=admins.admin, keep_days=10, verified_second_factor=True
-        )
-    disabled = rules.do_relax_rule(
+        do_relax_rule(rule, acting_user=admins.admin, keep_days=10, verified_second_factor=True)
+    disabled = do_relax_rule(
         rule, acting_user=admins.admin, disable=True, verified_second_factor=True
     )
     assert disabled.status == RuleStatus.DISABLED
@@ -351,16 +358,16 @@ def test_a_purging_rule_removes_rows_for_real(admins, org, chats):
 
 def test_failed_and_missing_runs_show_as_unhealthy(admins, org, chats, monkeypatch):
     rule = enabled(new_rule(admins, department=org.hangzhou), admins, now=NOW - timedelta(days=3))
-    assert [p["rule"] for p in rules.unhealthy_rules(now=NOW)] == [rule]  # never ran
+    assert [p["rule"] for p in unhealthy_rules(now=NOW)] == [rule]  # never ran
 
     def broken(*args, **kwargs):
         raise RuntimeError("statement timeout")
 
-    monkeypatch.setattr(rules, "measure_rule", broken)
-    assert rules.run_due_rules(now=NOW) == []
-    (problem,) = rules.unhealthy_rules(now=NOW)
+    monkeypatch.setattr("retention.rules.runs.measure_rule", broken)
+    assert run_due_rules(now=NOW) == []
+    (problem,) = unhealthy_rules(now=NOW)
     assert "statement timeout" in problem["problem"]
-    assert rules.check_rule_health(now=NOW) == 1
+    assert check_rule_health(now=NOW) == 1
     assert Notification.objects.filter(recipient=admins.admin, verb="rules_unhealthy").exists()
     assert AuditEvent.objects.filter(event_type=EventType.RULE_RUN_FAILED).count() == 1
 
@@ -511,7 +518,7 @@ def test_an_archiving_rule_exports_first_then_purges(admins, org, chats):
     from retention.models import Export, ExportStatus
 
     enabled(new_rule(admins, department=org.shenzhen, action=RuleAction.ARCHIVE), admins)
-    (request_id,) = rules.run_due_rules(now=NOW)
+    (request_id,) = run_due_rules(now=NOW)
     request = DeletionRequest.objects.get(pk=request_id)
     assert schedule.start_request(request.pk, now=NOW) is None  # waits for its evidence
     export = Export.objects.get(request=request)
@@ -550,9 +557,9 @@ def test_unknown_rule_actions_are_not_found(client, admins, org):
 
 def test_a_rule_in_its_grace_period_says_when_it_bites(client, admins, org, chats):
     rule = new_rule(admins, department=org.hangzhou)
-    rules.do_preview_rule(rule, acting_user=admins.admin)
-    rules.do_propose(rule, acting_user=admins.admin)
-    rules.do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
+    do_preview_rule(rule, acting_user=admins.admin)
+    do_propose(rule, acting_user=admins.admin)
+    do_approve_rule(rule, acting_user=admins.admin_b, verified_second_factor=True)
     client.force_login(admins.staff)
     page = client.get(reverse("conversation", args=[chats["customer"].pk])).content.decode()
     assert 'data-testid="effective-from"' in page
@@ -560,8 +567,8 @@ def test_a_rule_in_its_grace_period_says_when_it_bites(client, admins, org, chat
 
 def test_a_proposed_rule_waits_in_the_other_admins_inbox(client, admins, org, chats):
     rule = new_rule(admins, name="杭州 90 天", department=org.hangzhou)
-    rules.do_preview_rule(rule, acting_user=admins.admin)
-    rules.do_propose(rule, acting_user=admins.admin)
+    do_preview_rule(rule, acting_user=admins.admin)
+    do_propose(rule, acting_user=admins.admin)
     client.force_login(admins.admin_b)
     page = client.get(reverse("approvals")).content.decode()
     assert 'data-testid="rules-inbox"' in page and "杭州 90 天" in page
@@ -571,23 +578,23 @@ def test_a_proposed_rule_waits_in_the_other_admins_inbox(client, admins, org, ch
 
 def test_approvers_see_the_dry_run_of_the_keep_that_was_proposed(admins, org, chats):
     rule = enabled(new_rule(admins, department=org.hangzhou, keep_days=300), admins)
-    rules.do_preview_rule(rule, acting_user=admins.admin)
+    do_preview_rule(rule, acting_user=admins.admin)
     assert RetentionRule.objects.get(pk=rule.pk).last_preview["messages"] == 2  # 400 days
-    rules.do_propose(rule, acting_user=admins.admin, keep_days=30)
+    do_propose(rule, acting_user=admins.admin, keep_days=30)
     preview = RetentionRule.objects.get(pk=rule.pk).last_preview
     assert (preview["keep_days"], preview["messages"]) == (30, 8)
     draft = new_rule(admins, name="深圳", department=org.shenzhen, keep_days=1000)
-    rules.do_preview_rule(draft, acting_user=admins.admin)
-    rules.do_propose(draft, acting_user=admins.admin, keep_days=1)
+    do_preview_rule(draft, acting_user=admins.admin)
+    do_propose(draft, acting_user=admins.admin, keep_days=1)
     assert RetentionRule.objects.get(pk=draft.pk).last_preview["messages"] == 5
 
 
 def test_disabling_a_rule_cancels_its_run_not_yet_started(admins, org, chats):
     rule = enabled(new_rule(admins, department=org.hangzhou), admins)
-    (request_id,) = rules.run_due_rules(now=NOW)
+    (request_id,) = run_due_rules(now=NOW)
     # Its run is filed; the next night files no second one while it waits.
-    assert rules.run_due_rules(now=NOW + timedelta(days=1)) == []
-    rules.do_relax_rule(rule, acting_user=admins.admin, disable=True, verified_second_factor=True)
+    assert run_due_rules(now=NOW + timedelta(days=1)) == []
+    do_relax_rule(rule, acting_user=admins.admin, disable=True, verified_second_factor=True)
     request = DeletionRequest.objects.get(pk=request_id)
     assert request.status == RequestStatus.CANCELLED
     assert schedule.start_request(request.pk, now=NOW) is None

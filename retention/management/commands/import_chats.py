@@ -17,7 +17,8 @@ from retention.records.importers import (
     read_jsonl,
     read_slack_export,
 )
-from retention.records.ingest import IngestError, do_ingest
+from retention.records.ingest import do_ingest
+from retention.records.ingest_errors import IngestError
 
 # One import is one batch (all or nothing), so it gets a far larger limit than the API;
 # the writes are chunked inside the one transaction.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from retention.demo import DemoDataError, SeedReport, seed_demo
+from retention.demo.org import DemoDataError
+from retention.demo.seed import SeedReport, seed_demo
 
 
 class Command(BaseCommand):

@@ -1,24 +1,20 @@
-"""Which conversations the demo company has, and the messages in them.
+"""Which conversations the demo company has: customer chats, group chats, one-to-one chats
+and supplier groups, with how many messages each gets, over a window of ~180 days.
 
 Planning is cheap and done up front (a few tens of thousands of conversations at most);
-messages are produced by a generator, one conversation after another, so a seed of any
-size streams through bounded memory.
+the messages are produced afterwards, one conversation after another, by
+:mod:`retention.demo.talk`.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import struct
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from itertools import accumulate
+from datetime import timedelta
 
 from django.utils import timezone
 
-from retention.demo import pii, scripts
 from retention.demo.org import STAFF2_STORE, STAFF_STORE, Organisation, Person, Store
 from retention.demo.people import SUPPLIER_TITLES, SUPPLIERS, chinese_name, customer_handle
 from retention.models import Conversation, ConversationKind, Department
@@ -28,41 +24,6 @@ WINDOW_DAYS = 180
 # which sets how many conversations of each kind there are.
 SHARES = {"customer": 0.60, "group": 0.25, "direct": 0.10, "supplier": 0.05}
 TYPICAL_LENGTH = {"customer": 14, "direct": 35}
-# About one message in two hundred carries a small file (kept rare: files are slow).
-ATTACHMENT_RATE = 0.005
-
-# Relative chance of a session starting in each hour of the day (local time). Shop
-# customer service runs late into the evening; colleagues talk in office hours.
-_SERVICE_HOURS = (
-    1,
-    0.5,
-    0.2,
-    0.1,
-    0.1,
-    0.2,
-    0.5,
-    1,
-    3,
-    7,
-    9,
-    9,
-    7,
-    6,
-    8,
-    8,
-    7,
-    6,
-    5,
-    6,
-    8,
-    8,
-    6,
-    3,
-)
-_OFFICE_HOURS = (0.1, 0, 0, 0, 0, 0, 0.2, 1, 6, 9, 9, 8, 5, 6, 8, 8, 8, 7, 4, 2, 1.5, 1, 0.5, 0.2)
-_HOURS = tuple(range(24))
-_SERVICE_CUM = tuple(accumulate(_SERVICE_HOURS))
-_OFFICE_CUM = tuple(accumulate(_OFFICE_HOURS))
 
 
 @dataclass(eq=False, slots=True)
@@ -89,16 +50,6 @@ class Plan:
     # Filled once the rows exist.
     conversation: Conversation | None = None
     wrapped_key: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class DemoMessage:
-    sender_id: int | None
-    sender_name: str
-    sent_at: datetime
-    body: str
-    # (file name, content, content type) for the few messages with a file.
-    attachment: tuple[str, bytes, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,286 +372,3 @@ def _supplier_plans(rng: random.Random, org: Organisation, budget: int) -> list[
             )
         )
     return plans
-
-
-# --------------------------------------------------------------------------- fill-ins
-
-
-def _card_fields(rng: random.Random, values: dict[str, str]) -> None:
-    values["bank"], values["card"] = pii.bank_card(rng)
-
-
-def _courier_fields(rng: random.Random, values: dict[str, str]) -> None:
-    values["courier"], values["tracking"] = pii.courier(rng)
-
-
-def _wechat(rng: random.Random) -> str:
-    _, pinyin = chinese_name(rng)
-    return (
-        f"{pinyin}_{rng.randint(1, 999)}"
-        if rng.random() < 0.6
-        else f"wxid_{pinyin}{rng.randint(10, 99)}"
-    )
-
-
-# Each maker draws one value; values are kept for the session (see _Session.__missing__).
-_MAKERS = {
-    "product": lambda rng: rng.choice(scripts.PRODUCTS),
-    "color": lambda rng: rng.choice(scripts.COLORS),
-    "size": lambda rng: rng.choice(scripts.SIZES),
-    "material": lambda rng: rng.choice(scripts.MATERIALS),
-    "promo": lambda rng: rng.choice(scripts.PROMOS),
-    "weekday": lambda rng: rng.choice(scripts.WEEKDAYS),
-    "shelf": lambda rng: rng.choice(scripts.SHELVES),
-    "company": lambda rng: rng.choice(scripts.INVOICE_COMPANIES),
-    "days": lambda rng: str(rng.randint(1, 3)),
-    "n": lambda rng: str(rng.randint(2, 9)),
-    "big": lambda rng: str(rng.randint(12, 480)),
-    "price": lambda rng: str(rng.randint(29, 599)),
-    "amount": lambda rng: f"{rng.randint(8_000, 260_000):,}",
-    "pct": lambda rng: f"{rng.uniform(0.8, 6.5):.1f}",
-    "month": lambda rng: str(rng.randint(1, 12)),
-    "time": lambda rng: f"{rng.randint(14, 18)}:{rng.choice(('00', '30'))}",
-    "date": lambda rng: f"{rng.randint(1, 12)}月{rng.randint(1, 28)}日",
-    "height": lambda rng: str(rng.randint(150, 185)),
-    "weight": lambda rng: str(rng.randint(85, 170)),
-    "shoe": lambda rng: str(rng.randint(35, 44)),
-    "code": lambda rng: f"{rng.randrange(10**6):06d}",
-    "order": pii.order_number,
-    "phone": pii.mobile,
-    "phone_spaced": pii.mobile_spaced,
-    "masked_phone": pii.masked_mobile,
-    "address": pii.address,
-    "return_address": pii.address,
-    "email": pii.email,
-    "id_card": pii.id_card,
-    "tax_id": pii.tax_id,
-    "name": lambda rng: chinese_name(rng)[0],
-    "customer": customer_handle,
-    "wechat": _wechat,
-    "city": lambda rng: rng.choice(pii.CITIES)[2],
-}
-_PAIRED = {"bank": _card_fields, "card": _card_fields, "courier": _courier_fields}
-_PAIRED["tracking"] = _courier_fields
-
-
-class _Session(dict):
-    """Fill-in values of one session: drawn on first use, then the same for the session."""
-
-    __slots__ = ("plan", "rng")
-
-    def __init__(self, rng: random.Random, plan: Plan, **known: str):
-        super().__init__(known)
-        self.rng = rng
-        self.plan = plan
-
-    def colleague_besides(self, speaker: str) -> None:
-        """Make ``{colleague}`` someone other than the speaker ("找X确认" said by X)."""
-        current = self.get("colleague")
-        if current is not None and current != speaker:
-            return
-        names = [n for n in self.plan.colleague_names if n != speaker]
-        self["colleague"] = self.rng.choice(names) if names else "店长"
-
-    def __missing__(self, key: str) -> str:
-        maker = _MAKERS.get(key)
-        if maker is not None:
-            value = maker(self.rng)
-            self[key] = value
-            return value
-        if key in _PAIRED:
-            _PAIRED[key](self.rng, self)
-            return self[key]
-        if key == "colleague":
-            value = self.rng.choice(self.plan.colleague_names or ("店长",))
-        elif key == "store":
-            value = self.plan.store_name
-        elif key == "supplier":
-            value = self.plan.external_party
-        else:
-            raise KeyError(key)
-        self[key] = value
-        return value
-
-
-# --------------------------------------------------------------------------- messages
-
-
-def _expected_length(topics: tuple[scripts.Topic, ...], extra: tuple[scripts.Step, ...]) -> float:
-    total_weight = sum(t.weight for t in topics)
-    per_topic = sum(t.weight * sum(s.probability for s in t.steps) for t in topics)
-    return per_topic / total_weight + sum(s.probability for s in extra)
-
-
-_CUSTOMER_WEIGHTS = tuple(accumulate(t.weight for t in scripts.CUSTOMER_TOPICS))
-_SUPPLIER_WEIGHTS = tuple(accumulate(t.weight for t in scripts.SUPPLIER_TOPICS))
-_DIRECT_WEIGHTS = tuple(accumulate(t.weight for t in scripts.DIRECT_TOPICS))
-_GROUP_CHOICES = {
-    kind: (
-        tuple(scripts.GROUP_TOPICS[name] for name, _ in topics),
-        tuple(accumulate(w for _, w in topics)),
-    )
-    for kind, topics in scripts.GROUP_KIND_TOPICS.items()
-}
-_SESSION_LENGTH = {
-    "customer": _expected_length(
-        scripts.CUSTOMER_TOPICS, scripts.CUSTOMER_OPEN + scripts.CUSTOMER_CLOSE
-    ),
-    "group": _expected_length(tuple(scripts.GROUP_TOPICS.values()), ()),
-    "supplier": _expected_length(scripts.SUPPLIER_TOPICS, ()),
-    "direct": _expected_length(scripts.DIRECT_TOPICS, ()),
-}
-# Seconds between two messages of a session, by who talks.
-_GAPS = {"customer": (8, 150), "group": (20, 600), "supplier": (60, 1800), "direct": (10, 300)}
-
-
-def iter_messages(
-    rng: random.Random, plan: Plan, window: Window, attachment_rate: float = ATTACHMENT_RATE
-) -> Iterator[DemoMessage]:
-    """Exactly ``plan.messages`` messages for one conversation, in time order."""
-    total = plan.messages
-    starts = _session_starts(rng, plan, window, total)
-    low_gap, high_gap = _GAPS[plan.script]
-    emitted = 0
-    t = 0.0
-    latest = window.latest
-    while emitted < total:
-        # Sessions take their start from the sorted draws in proportion to progress, so
-        # the talk covers the conversation's whole span whatever the sessions' lengths.
-        start = starts[emitted * len(starts) // total]
-        t = max(start, t + rng.uniform(low_gap, high_gap))
-        for sender_id, sender_name, role, line, session in _session(rng, plan):
-            if line.fields:
-                if "colleague" in line.fields:
-                    session.colleague_besides(sender_name)
-                body = line.text.format_map(session)
-            else:
-                body = line.text
-            attachment = None
-            if rng.random() < attachment_rate and role in scripts.ATTACHMENTS:
-                body, attachment = _attachment(rng, role, session)
-            sent = datetime.fromtimestamp(min(t, latest), UTC)
-            yield DemoMessage(sender_id, sender_name, sent, body, attachment)
-            emitted += 1
-            if emitted == total:
-                return
-            t += rng.uniform(low_gap, high_gap)
-
-
-def _session_starts(rng: random.Random, plan: Plan, window: Window, total: int) -> list[float]:
-    sessions = max(1, math.ceil(total / _SESSION_LENGTH[plan.script]))
-    service = plan.script == "customer"
-    cum_hours = _SERVICE_CUM if service else _OFFICE_CUM
-    # Shoppers chat more at weekends; colleagues less.
-    weekend_keep = 1.0 if service else 0.35
-    span = max(plan.last_day - plan.first_day, 0.01)
-    starts = []
-    for _ in range(sessions):
-        day = int(plan.first_day + rng.random() * span)
-        if (window.first_weekday + day) % 7 >= 5 and rng.random() > weekend_keep:
-            day = int(plan.first_day + rng.random() * span)
-        day = min(day, WINDOW_DAYS - 1)
-        hour = rng.choices(_HOURS, cum_weights=cum_hours)[0]
-        starts.append(window.start + day * 86400 + hour * 3600 + rng.random() * 3600)
-    starts.sort()
-    return starts
-
-
-def _session(
-    rng: random.Random, plan: Plan
-) -> Iterator[tuple[int | None, str, str, scripts.Line, _Session]]:
-    """One exchange on one topic: (sender id, sender name, role, line, fill-ins)."""
-    script = plan.script
-    if script == "customer":
-        topic = rng.choices(scripts.CUSTOMER_TOPICS, cum_weights=_CUSTOMER_WEIGHTS)[0]
-        steps = scripts.CUSTOMER_OPEN + topic.steps + scripts.CUSTOMER_CLOSE
-        agent = rng.choice(plan.members)
-        session = _Session(rng, plan, agent_nick="小" + agent.name[-1])
-        speakers = {"C": (None, plan.external_party), "S": (agent.pk, agent.name)}
-        for step in steps:
-            if step.probability < 1 and rng.random() >= step.probability:
-                continue
-            sender_id, sender_name = speakers[step.role]
-            yield sender_id, sender_name, step.role, rng.choice(step.lines), session
-        return
-
-    session = _Session(rng, plan)
-    if script == "group":
-        topics, cum = _GROUP_CHOICES[plan.group_type]
-        topic = rng.choices(topics, cum_weights=cum)[0]
-    elif script == "supplier":
-        topic = rng.choices(scripts.SUPPLIER_TOPICS, cum_weights=_SUPPLIER_WEIGHTS)[0]
-    else:
-        topic = rng.choices(scripts.DIRECT_TOPICS, cum_weights=_DIRECT_WEIGHTS)[0]
-    members = plan.members
-    lead = plan.lead or rng.choice(members)
-    others = [m for m in members if m is not lead] or members
-    starter = rng.choice(members)
-    previous: Person | None = None
-    for step in topic.steps:
-        if step.probability < 1 and rng.random() >= step.probability:
-            continue
-        role = step.role
-        if role == "V":
-            yield None, rng.choice(plan.externals), role, rng.choice(step.lines), session
-            continue
-        if role == "L":
-            person = lead
-        elif role == "A":
-            person = starter
-        elif role == "B":
-            person = members[1] if starter is members[0] else members[0]
-        else:
-            # "M" or "U": someone else than the one who just spoke, when there is anyone.
-            person = rng.choice(others)
-            if person is previous and len(others) > 1:
-                person = rng.choice(others)
-        previous = person
-        yield person.pk, person.name, role, rng.choice(step.lines), session
-
-
-def _attachment(
-    rng: random.Random, role: str, session: _Session
-) -> tuple[str, tuple[str, bytes, str]]:
-    body, name_pattern, kind = rng.choice(scripts.ATTACHMENTS[role])
-    serial = rng.randrange(10**8)
-    name = name_pattern.format(n=serial)
-    if kind == "png":
-        return body, (name, tiny_png(rng, serial), "image/png")
-    receipt = (
-        f"清风电商 电子回单\n编号：{serial:08d}\n订单号：{session['order']}\n"
-        f"金额：¥{session['price']}.00\n状态：已完成\n"
-    )
-    return body, (name, receipt.encode(), "text/plain; charset=utf-8")
-
-
-def tiny_png(rng: random.Random, serial: int) -> bytes:
-    """An 8×8 single-colour PNG, unique per ``serial`` (a text chunk), about 100 bytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    width = height = 8
-    colour = bytes(rng.randrange(256) for _ in range(3))
-    raw = b"".join(b"\x00" + colour * width for _ in range(height))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"tEXt", b"Comment\x00qingli-demo-%d" % serial)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
-def messages_for(
-    rng: random.Random, plans: list[Plan], window: Window
-) -> Iterator[tuple[Plan, DemoMessage]]:
-    """All messages of all plans, conversation by conversation."""
-    for plan in plans:
-        for message in iter_messages(rng, plan, window):
-            yield plan, message
