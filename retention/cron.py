@@ -8,7 +8,7 @@ Cron fields use the process's local time zone (set TZ, e.g. Asia/Shanghai).
 from rq import cron
 
 from audit.jobs import record_chain_digests, verify_audit_chain
-from retention.governance.actions import do_expire_stale_requests
+from retention.governance.decisions import do_expire_stale_requests
 from retention.jobs.tasks import (
     expire_exports,
     purge_recycle_bin,

@@ -33,7 +33,8 @@ from django.utils import timezone
 from audit.chain import verify_chain
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.governance.actions import do_approve_step, do_file_request
+from retention.governance.decisions import do_approve_step
+from retention.governance.filing import do_file_request
 from retention.governance.scope import resolve_scope
 from retention.models import (
     DataKey,

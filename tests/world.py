@@ -38,7 +38,9 @@ from audit.selectors import EventFilter
 from retention.access.signin import failure_limit
 from retention.access.tokens import do_issue_token
 from retention.exports.service import do_request_export
-from retention.governance.actions import do_approve_step, do_file_request, do_place_hold
+from retention.governance.decisions import do_approve_step
+from retention.governance.filing import do_file_request
+from retention.governance.protection import do_place_hold
 from retention.governance.scope import resolve_scope
 from retention.jobs import tasks as jobs
 from retention.models import (

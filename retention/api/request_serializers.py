@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.models import AuditEvent
+from retention.access.predicates import may_decide
 from retention.governance import approvals
 from retention.governance.selectors import request_progress, request_timeline
 from retention.models import (
@@ -173,10 +174,7 @@ class RequestSerializer(serializers.ModelSerializer):
         ]
 
     def get_can_decide(self, request: DeletionRequest) -> bool:
-        step = approvals.current_step(request)
-        if step is None:
-            return False
-        return approvals.refusal_to_decide(step, self.context["viewer"]) is None
+        return may_decide(approvals.current_step(request), self.context["viewer"])
 
 
 class ProgressSerializer(serializers.Serializer):

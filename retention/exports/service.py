@@ -61,10 +61,10 @@ from rq.job import JobStatus
 
 from audit import log as audit
 from audit.events import EventType
+from retention.access.predicates import refusal_to_decide, requests_for
 from retention.errors import Conflict
 from retention.exports.sealed import SealedWriter, opened
 from retention.governance import approvals
-from retention.governance.selectors import requests_for
 from retention.models import (
     Attachment,
     Conversation,
@@ -145,7 +145,7 @@ def may_export(target: Target, member: Member) -> bool:
     if target.steps.filter(approver=member, status=StepStatus.APPROVED).exists():
         return True
     step = approvals.current_step(target)
-    return step is not None and approvals.refusal_to_decide(step, member) is None
+    return step is not None and refusal_to_decide(step, member) is None
 
 
 def may_download(export: Export, member: Member) -> bool:

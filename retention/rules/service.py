@@ -30,7 +30,9 @@ from django.utils.translation import gettext as _
 import audit.log as audit
 from audit.events import EventType
 from retention.access.second_factor import enforce
-from retention.governance.actions import Conflict, do_cancel_request, settled_high_water_mark
+from retention.errors import Conflict
+from retention.governance.decisions import do_cancel_request
+from retention.governance.filing import settled_high_water_mark
 from retention.models import (
     Conversation,
     DeletionRequest,

@@ -22,6 +22,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.log import client_ip
+from retention.access.predicates import requests_for
+from retention.errors import Conflict
 from retention.exports.service import (
     do_request_export,
     exports_for,
@@ -30,8 +32,6 @@ from retention.exports.service import (
     may_export,
     open_download,
 )
-from retention.governance.actions import Conflict
-from retention.governance.selectors import requests_for
 from retention.models import (
     Conversation,
     DeletionRequest,

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.governance.actions import do_file_request
+from retention.governance.filing import do_file_request
 from retention.governance.scope import resolve_scope
 from retention.models import (
     ConversationHide,

@@ -13,13 +13,10 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.governance.actions import (
-    do_approve_step,
-    do_file_request,
-    do_place_hold,
-    do_set_protected,
-)
+from retention.governance.decisions import do_approve_step
+from retention.governance.filing import do_file_request
 from retention.governance.policy_changes import do_update_policies
+from retention.governance.protection import do_place_hold, do_set_protected
 from retention.governance.scope import resolve_scope
 from retention.models import (
     ConversationHide,

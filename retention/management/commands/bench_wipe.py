@@ -53,6 +53,7 @@ from django.utils import timezone
 from rq import Worker
 from rq.registry import ScheduledJobRegistry
 
+from retention.access.predicates import eligible_approvers
 from retention.bench.probes import (
     MemorySampler,
     PgServer,
@@ -66,7 +67,8 @@ from retention.demo import seed_demo
 from retention.demo.org import COMPANY_NAME
 from retention.exports.service import do_request_export
 from retention.governance import approvals
-from retention.governance.actions import do_approve_step, do_file_request
+from retention.governance.decisions import do_approve_step
+from retention.governance.filing import do_file_request
 from retention.governance.policy_changes import do_update_policies
 from retention.governance.scope import resolve_scope
 from retention.models import (
@@ -399,7 +401,7 @@ class Command(BaseCommand):
         approvers = []
         while request.status == RequestStatus.PENDING:
             step = approvals.current_step(request)
-            eligible = sorted(approvals.eligible_approvers(step), key=lambda m: m.pk)
+            eligible = sorted(eligible_approvers(step), key=lambda m: m.pk)
             if not eligible:
                 raise CommandError(f"nobody may decide step {step.order} ({step.role})")
             do_approve_step(
