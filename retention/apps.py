@@ -9,6 +9,8 @@ class RetentionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: this module is loaded while the app registry is
+        # being filled, before the models that the session code imports can be.
         from django.contrib.auth.signals import user_logged_in
 
         from retention.web.sessions import on_sign_in
