@@ -27,8 +27,8 @@ from retention.access.predicates import may_read_audit_log
 from retention.api.pagination import _whole_number
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
 from retention.api.views import check_filters
+from retention.records.filters import AuditFilterForm
 from retention.reports.links import object_link
-from retention.web.forms import AuditFilterForm
 
 
 class ReadsAuditLog(BasePermission):

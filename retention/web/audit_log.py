@@ -33,8 +33,8 @@ from audit.selectors import event_page
 from audit.verification import do_request_verification, latest_verification, pending_verification
 from retention.access.predicates import may_read_audit_log
 from retention.models import Department, Member
+from retention.records.filters import AuditFilterForm
 from retention.reports.links import object_link
-from retention.web.forms import AuditFilterForm
 
 EXPORTS_SHOWN = 5
 RUNS_SHOWN = 10

@@ -21,9 +21,9 @@ from retention.access.second_factor import has_device
 from retention.models.roles import Role
 from retention.records import selectors
 from retention.records.crypto import KeyDestroyedError
+from retention.records.filters import ConversationFilterForm
 from retention.reports import reviews
 from retention.rules import service as rules
-from retention.web.forms import ConversationFilterForm
 from retention.web.security import start_pending_sign_in
 
 CONVERSATIONS_PER_PAGE = 25

@@ -1,4 +1,6 @@
-"""Input forms. They validate and nothing else; the API reuses them for query parameters."""
+"""Filters over conversations and the audit log, read from query parameters by the pages
+and the API alike. They validate and nothing else; their department choices are limited
+to the viewer's part of the tree."""
 
 from __future__ import annotations
 
