@@ -17,6 +17,12 @@ from retention.access.activity import (
     do_record_sign_in,
     do_record_sign_out,
 )
+from retention.access.predicates import (
+    may_decide_reviews,
+    may_lift_lockouts,
+    may_manage_rules,
+    may_read_audit_log,
+)
 from retention.access.second_factor import has_device
 from retention.models.roles import Role
 from retention.records import selectors
@@ -68,14 +74,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {"summary": selectors.dashboard_summary(viewer)}
     if viewer.has_role(Role.MANAGER):
         context["department_stats"] = selectors.department_stats(viewer)
-    if viewer.has_role(Role.AUDITOR, Role.ADMIN):
+    if may_read_audit_log(viewer):
         context["recent_events"] = recent_events(limit=10)
-    if viewer.has_role(Role.AUDITOR):
+    if may_decide_reviews(viewer):
         overdue = reviews.overdue_reviews(viewer).order_by("opened_at")
         context["overdue_count"] = overdue.count()
         context["overdue_reviews"] = list(overdue[:10])
-    if viewer.has_role(Role.ADMIN):
+    if may_manage_rules(viewer):
         context["unhealthy_rules"] = rules.unhealthy_rules()
+    if may_lift_lockouts(viewer):
         context["lockouts"] = signin.active_lockouts()
     return render(request, "retention/dashboard.html", context)
 
