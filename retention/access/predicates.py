@@ -174,6 +174,13 @@ def may_decide(step: ApprovalStep | None, member: Member) -> bool:
     return step is not None and refusal_to_decide(step, member) is None
 
 
+def may_decide_request(request: DeletionRequest, member: Member) -> bool:
+    """Whether ``member`` may approve or reject the step ``request`` waits on now (a
+    request has at most one pending step), for callers that do not show the step."""
+    pending = request.steps.filter(status=StepStatus.PENDING)
+    return any(refusal_to_decide(step, member) is None for step in pending)
+
+
 def is_approver(member: Member) -> bool:
     """Whether the member holds a role that approval steps name (they have an inbox)."""
     return member.has_role(*DECIDING_ROLES)
