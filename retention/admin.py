@@ -14,7 +14,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from audit import log as audit
 from audit.events import EventType
 from retention.access.second_factor import verified
-from retention.governance.actions import do_set_protected
+from retention.governance.protection import do_set_protected
 from retention.models import Conversation, Department, Member
 from retention.models.roles import Role
 

@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext_lazy as _
 
-from retention.models.roles import Role
+from retention.access import second_factor
+from retention.access.predicates import may_use_admin_site
 
 
 class QingliAdminSite(admin.AdminSite):
@@ -18,20 +19,12 @@ class QingliAdminSite(admin.AdminSite):
     site_title = _("Qingli")
 
     def has_permission(self, request) -> bool:
-        user = request.user
-        return bool(
-            user.is_active
-            and user.is_staff
-            and user.has_role(Role.ADMIN)
-            and self._second_factor_ok(request)
-        )
+        return may_use_admin_site(request.user) and self._second_factor_ok(request)
 
     @staticmethod
     def _second_factor_ok(request) -> bool:
         """Configuration edits people, roles and conversations: while the policy requires
         it, only a session verified with the second factor reaches it."""
-        from retention.access import second_factor
-
         return second_factor.verified(request) or not second_factor.is_required()
 
     def login(self, request, extra_context=None):
@@ -42,8 +35,7 @@ class QingliAdminSite(admin.AdminSite):
         if request.user.is_authenticated:
             if self.has_permission(request):
                 return redirect(next_url)
-            user = request.user
-            if user.is_active and user.is_staff and user.has_role(Role.ADMIN):
+            if may_use_admin_site(request.user):
                 # An admin whose session lacks the second factor: verify (or set it up).
                 return redirect(f"{reverse('second-factor-code')}?{urlencode({'next': next_url})}")
             raise Http404  # signed-in non-admins see nothing here

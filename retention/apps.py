@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.contrib.admin.apps import AdminConfig
+from django.contrib.auth.signals import user_logged_in
 from django.utils.translation import gettext_lazy as _
 
 
@@ -9,9 +10,8 @@ class RetentionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Imported here: models and services can be imported only once the apps are loaded.
-        from django.contrib.auth.signals import user_logged_in
-
+        # import here: this module is loaded while the app registry is being filled, before
+        # the models that the session and export code import can be.
         from retention.exports.service import do_request_export
         from retention.web.sessions import on_sign_in
         from retention.wipes.evidence import ask_for_exports_with

@@ -8,7 +8,7 @@ Cron fields use the process's local time zone (set TZ, e.g. Asia/Shanghai).
 from rq import cron
 
 from retention.exports.service import expire_exports, requeue_stalled_exports
-from retention.governance.actions import do_expire_stale_requests
+from retention.governance.decisions import do_expire_stale_requests
 from retention.reports.audit_log_exports import requeue_stalled_audit_exports
 from retention.reports.verification_runs import (
     record_chain_digests,

@@ -25,7 +25,7 @@ from django.conf import settings as django_settings
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
-from retention.governance.actions import do_file_request
+from retention.governance.filing import do_file_request
 from retention.governance.scope import resolve_scope
 from retention.models import (
     Conversation,

@@ -317,10 +317,13 @@ def test_no_file_in_retention_is_over_500_lines():
 
 def _says_why(source_lines: list[str], line: int) -> bool:
     """Whether the import on ``line`` (1-based) carries the marker: in a comment on its own
-    line, or in the block of comment lines directly above it."""
+    line, or in the block of comment lines directly above it or above the run of imports it
+    belongs to (one comment explains a block of imports)."""
     if "#" in source_lines[line - 1] and MARKER.search(source_lines[line - 1].split("#", 1)[1]):
         return True
     above = line - 2
+    while above >= 0 and source_lines[above].lstrip().startswith(("from ", "import ")):
+        above -= 1
     while above >= 0 and source_lines[above].lstrip().startswith("#"):
         if MARKER.search(source_lines[above]):
             return True

@@ -37,7 +37,8 @@ from retention.access.signin import failure_limit
 from retention.access.tokens import do_issue_token
 from retention.exports.build import build_export_job
 from retention.exports.service import do_request_export
-from retention.governance.actions import do_approve_step, do_place_hold
+from retention.governance.decisions import do_approve_step
+from retention.governance.protection import do_place_hold
 from retention.models import (
     ApiToken,
     Conversation,

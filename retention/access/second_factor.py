@@ -33,9 +33,9 @@ from django_otp.util import random_hex
 
 from audit import log as audit
 from audit.events import EventType
+from retention.access.predicates import is_approver, may_oversee_authenticators
 from retention.errors import Conflict
 from retention.models import ApiToken, Member
-from retention.models.roles import APPROVER_ROLES, Role
 from retention.policies import get_policy
 
 DIGITS = 6
@@ -57,7 +57,7 @@ def is_required() -> bool:
 
 def must_enrol(member: Member) -> bool:
     """Whether the member's roles let them take actions that need a second factor."""
-    return member.is_authenticated and member.has_role(*(Role(r) for r in APPROVER_ROLES))
+    return member.is_authenticated and is_approver(member)
 
 
 def confirmed_device(member: Member) -> TOTPDevice | None:
@@ -260,7 +260,7 @@ def do_reset_device(
     (``manage.py reset_second_factor``). Their second-factor API tokens are revoked.
     Returns the revoked tokens' ids."""
     if acting_user is not None:
-        if not acting_user.has_role(Role.ADMIN):
+        if not may_oversee_authenticators(acting_user):
             raise PermissionDenied(_("Only an admin may reset a member's authenticator."))
         if acting_user.pk == member.pk:
             raise PermissionDenied(

@@ -28,8 +28,8 @@ from django.utils.translation import gettext as _
 
 from audit import log as audit
 from audit.events import EventType
+from retention.access.predicates import may_lift_lockouts
 from retention.models import Member
-from retention.models.roles import Role
 
 USERNAME = "username"
 ADDRESS = "ip_address"
@@ -175,7 +175,7 @@ def do_record_lockout(*, request: HttpRequest, username: str | None) -> None:
 def do_lift_lockout(*, actor: Member, username: str = "", ip_address: str = "") -> int:
     """An admin clears the failed sign-ins of a username and/or an address, which ends their
     lockout at once. Audited with what was cleared; returns how many records went."""
-    if not actor.has_role(Role.ADMIN):
+    if not may_lift_lockouts(actor):
         raise PermissionDenied(_("Only an admin may lift a sign-in lockout."))
     username = (username or "").strip()
     ip_address = (ip_address or "").strip()

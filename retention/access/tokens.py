@@ -17,9 +17,9 @@ from django.utils.translation import gettext as _
 
 from audit import log as audit
 from audit.events import EventType
+from retention.access.predicates import may_oversee_authenticators
 from retention.errors import Conflict
 from retention.models import ApiToken, Member, SignInDay
-from retention.models.roles import Role
 
 KEY_BYTES = 32
 PREFIX_CHARS = 8
@@ -103,7 +103,7 @@ def authenticate_key(key: str) -> ApiToken | None:
 def tokens_for(viewer: Member) -> QuerySet[ApiToken]:
     """The tokens ``viewer`` may see and revoke: their own; an admin's: everyone's."""
     qs = ApiToken.objects.select_related("member", "revoked_by")
-    if viewer.has_role(Role.ADMIN) and viewer.is_active:
+    if may_oversee_authenticators(viewer) and viewer.is_active:
         return qs
     return qs.filter(member=viewer)
 
@@ -114,7 +114,7 @@ def do_revoke_token(
     """Revoke a token at once. Its owner may, and any admin (audited either way).
     Revoking only takes access away, so it needs no second factor: an owner who suspects
     a leak must be able to act at once."""
-    if token.member_id != acting_user.pk and not acting_user.has_role(Role.ADMIN):
+    if token.member_id != acting_user.pk and not may_oversee_authenticators(acting_user):
         raise PermissionDenied(_("Only the token's owner or an admin may revoke it."))
     with transaction.atomic():
         locked = ApiToken.objects.select_for_update().get(pk=token.pk)

@@ -23,13 +23,13 @@ from audit.log import client_ip
 from audit.models import AuditEvent, ChainDigest, ChainVerification
 from audit.selectors import MAX_PAGE_SIZE, PAGE_SIZE, filtered_events
 from audit.verification import latest_verification, pending_verification
+from retention.access.predicates import may_read_audit_log
 from retention.api.pagination import _whole_number
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
 from retention.api.views import check_filters
-from retention.models.roles import AUDIT_LOG_READERS
+from retention.records.filters import AuditFilterForm
+from retention.reports.links import object_link
 from retention.reports.verification_runs import do_request_verification
-from retention.web.audit_log import object_link
-from retention.web.forms import AuditFilterForm
 
 
 class ReadsAuditLog(BasePermission):
@@ -37,7 +37,7 @@ class ReadsAuditLog(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         user = request.user
-        return bool(user and user.is_authenticated and user.has_role(*AUDIT_LOG_READERS))
+        return bool(user and user.is_authenticated and may_read_audit_log(user))
 
 
 class EventCursorPagination(CursorPagination):

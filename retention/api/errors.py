@@ -22,8 +22,8 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from retention.errors import Conflict
 from retention.exports.download import ExportExpired
-from retention.governance.actions import Conflict
 
 
 class ConflictError(exceptions.APIException):

@@ -20,13 +20,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.log import client_ip
+from retention.access.predicates import requests_for
 from retention.api.inputs import StrictSerializer
 from retention.api.parsers import JSONParser
 from retention.api.request_serializers import DetailSerializer
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
 from retention.exports import service as exports
 from retention.exports.download import CONTENT_TYPES, file_response, open_download
-from retention.governance.selectors import requests_for
 from retention.models import Export, ExportFormat, ExportStatus
 from retention.records.selectors import conversations_for
 

@@ -11,11 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from retention.access import signin
+from retention.access.predicates import may_lift_lockouts
 from retention.api.inputs import StrictSerializer
 from retention.api.parsers import JSONParser
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
 from retention.models import Member
-from retention.models.roles import Role
 
 
 class LockoutSerializer(serializers.Serializer):
@@ -36,7 +36,7 @@ class LiftedSerializer(serializers.Serializer):
 
 
 def require_admin(member: Member) -> None:
-    if not member.has_role(Role.ADMIN):
+    if not may_lift_lockouts(member):
         raise PermissionDenied(_("Only an admin may see or lift sign-in lockouts."))
 
 

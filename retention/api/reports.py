@@ -9,12 +9,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from retention.access.predicates import require_report_reader
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
 from retention.reports import periods
 from retention.reports.annual import annual_assessment
 from retention.reports.periods import Quarter
 from retention.reports.quarterly import quarterly_report
-from retention.web.reports import require_report_reader
 
 REPORT = OpenApiResponse(
     OpenApiTypes.OBJECT, description="The report, as docs/reports.md describes it."

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from retention.access.predicates import holds_for, may_grant_quota, may_manage_holds, requests_for
 from retention.access.second_factor import verified
 from retention.api.inputs import (
     DecisionSerializer,
@@ -45,19 +46,15 @@ from retention.api.request_serializers import (
     RequestSerializer,
 )
 from retention.api.views import check_filters
-from retention.governance import actions
+from retention.governance.decisions import do_approve_step, do_cancel_request, do_reject_request
+from retention.governance.filing import do_file_request, do_restore_personal
+from retention.governance.hides import do_hide_conversation, do_unhide_conversation
 from retention.governance.policy_changes import do_grant_quota, do_update_policies
+from retention.governance.protection import do_place_hold, do_release_hold
 from retention.governance.scope import check_authority, compute_preview, resolve_scope
-from retention.governance.selectors import holds_for, notifications_for, requests_for
-from retention.models import (
-    ApprovalStep,
-    Conversation,
-    DeletionRequest,
-    Hold,
-    Member,
-    Notification,
-)
-from retention.models.roles import Role
+from retention.governance.selectors import notifications_for
+from retention.models import ApprovalStep, Conversation, DeletionRequest, Hold, Member, Notification
+from retention.notifications.notify import do_mark_notifications_read
 from retention.policies import all_policies
 from retention.records import selectors
 
@@ -150,7 +147,7 @@ class RequestListView(generics.ListAPIView):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         scope = resolve_scope(data["method"], scope_data(data), request.user)
-        filed, created = actions.do_file_request(
+        filed, created = do_file_request(
             requester=request.user, scope=scope, reason=data["reason"], idempotency_key=key
         )
         return _render(request, filed, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -212,7 +209,7 @@ class RequestApproveView(APIView):
         form = DecisionSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        actions.do_approve_step(
+        do_approve_step(
             target,
             acting_user=request.user,
             verified_second_factor=verified(request),
@@ -237,7 +234,7 @@ class RequestRejectView(APIView):
         form = RejectionSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        actions.do_reject_request(
+        do_reject_request(
             target,
             acting_user=request.user,
             verified_second_factor=verified(request),
@@ -256,7 +253,7 @@ class RequestCancelView(APIView):
     @extend_schema(request=None, responses=DECISION_RESPONSES, tags=["requests"])
     def post(self, request: Request, request_id: int) -> Response:
         target = _visible_request(request, request_id)
-        actions.do_cancel_request(target, acting_user=request.user)
+        do_cancel_request(target, acting_user=request.user)
         target.refresh_from_db()
         return _render(request, target)
 
@@ -269,7 +266,7 @@ class RequestRestoreView(APIView):
     @extend_schema(request=None, responses=DECISION_RESPONSES, tags=["requests"])
     def post(self, request: Request, request_id: int) -> Response:
         target = _visible_request(request, request_id)
-        actions.do_restore_personal(target, acting_user=request.user)
+        do_restore_personal(target, acting_user=request.user)
         target.refresh_from_db()
         return _render(request, target)
 
@@ -299,7 +296,7 @@ class HoldListView(generics.ListAPIView):
     )
     def post(self, request: Request) -> Response:
         """Place a hold on conversations and/or department subtrees (security officers)."""
-        if not request.user.has_role(Role.SECURITY):
+        if not may_manage_holds(request.user):
             # Before any lookup, so the ids in the body tell a refused member nothing.
             raise PermissionDenied(_("Only security officers place holds."))
         form = HoldInputSerializer(data=request.data)
@@ -307,7 +304,7 @@ class HoldListView(generics.ListAPIView):
         data = form.validated_data
         viewer = request.user
         conversations = selectors.conversations_for(viewer)
-        hold = actions.do_place_hold(
+        hold = do_place_hold(
             acting_user=viewer,
             verified_second_factor=verified(request),
             kind=data["kind"],
@@ -340,7 +337,7 @@ class HoldReleaseView(APIView):
         hold = get_object_or_404(holds_for(request.user), pk=hold_id)
         form = HoldReleaseInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        released = actions.do_release_hold(
+        released = do_release_hold(
             hold,
             acting_user=request.user,
             verified_second_factor=verified(request),
@@ -367,7 +364,7 @@ class ConversationHideView(APIView):
     @extend_schema(request=None, responses=HIDE_RESPONSES, tags=["conversations"])
     def post(self, request: Request, conversation_id: int) -> Response:
         conversation = _visible_conversation(request, conversation_id)
-        changed = actions.do_hide_conversation(conversation, acting_user=request.user)
+        changed = do_hide_conversation(conversation, acting_user=request.user)
         return Response({"conversation": conversation.pk, "hidden": True, "changed": changed})
 
 
@@ -377,7 +374,7 @@ class ConversationUnhideView(APIView):
     @extend_schema(request=None, responses=HIDE_RESPONSES, tags=["conversations"])
     def post(self, request: Request, conversation_id: int) -> Response:
         conversation = _visible_conversation(request, conversation_id)
-        changed = actions.do_unhide_conversation(conversation, acting_user=request.user)
+        changed = do_unhide_conversation(conversation, acting_user=request.user)
         return Response({"conversation": conversation.pk, "hidden": False, "changed": changed})
 
 
@@ -409,7 +406,7 @@ class NotificationReadView(APIView):
     def post(self, request: Request) -> Response:
         form = NotificationsReadInputSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        marked = actions.do_mark_notifications_read(request.user, form.validated_data.get("ids"))
+        marked = do_mark_notifications_read(request.user, form.validated_data.get("ids"))
         return Response({"marked": marked})
 
 
@@ -451,7 +448,7 @@ class QuotaGrantView(APIView):
         tags=["policies"],
     )
     def post(self, request: Request) -> Response:
-        if not request.user.has_role(Role.ADMIN):
+        if not may_grant_quota(request.user):
             # Before any lookup, so a non-admin cannot probe which usernames exist.
             raise PermissionDenied(_("Only an admin may grant more personal deletions."))
         form = QuotaGrantInputSerializer(data=request.data)

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import ComplianceReview, ReviewStatus
+from retention.access.predicates import may_read_reviews
 from retention.api.inputs import StrictSerializer
 from retention.api.parsers import JSONParser
 from retention.api.requests import CONFLICT, FIELD_ERRORS, FORBIDDEN, NOT_FOUND
@@ -71,7 +72,7 @@ class DecisionInputSerializer(StrictSerializer):
 
 def _readable(request: Request) -> QuerySet[ComplianceReview]:
     # Checked before any lookup: a refused member learns nothing of which reviews exist.
-    if not request.user.has_role(*reviews.REVIEW_READERS):
+    if not may_read_reviews(request.user):
         raise exceptions.PermissionDenied("Only auditors and admins read compliance reviews.")
     return reviews.reviews_for(request.user)
 

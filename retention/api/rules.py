@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from retention.access.predicates import may_read_rules
 from retention.access.second_factor import verified
 from retention.api.inputs import StrictSerializer, id_list
 from retention.api.parsers import JSONParser
@@ -27,7 +28,6 @@ from retention.models import (
 )
 from retention.records import selectors
 from retention.rules.actions import (
-    RULE_READERS,
     do_approve_rule,
     do_create_rule,
     do_preview_rule,
@@ -129,7 +129,7 @@ class EffectivePolicySerializer(serializers.Serializer):
 
 
 def _require_reader(request: Request) -> None:
-    if not request.user.has_role(*RULE_READERS):
+    if not may_read_rules(request.user):
         raise PermissionDenied(_("Your roles do not allow this action."))
 
 

@@ -34,7 +34,7 @@ from retention.api.serializers import (
 from retention.models import ApiToken, Conversation, DataKey, Department, Message
 from retention.records import selectors
 from retention.records.crypto import KeyDestroyedError
-from retention.web.forms import ConversationFilterForm
+from retention.records.filters import ConversationFilterForm
 
 
 @extend_schema(exclude=True)

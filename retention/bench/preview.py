@@ -28,8 +28,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from retention.demo.org import COMPANY_NAME, STAFF_STORE
-from retention.governance.actions import do_place_hold
 from retention.governance.policy_changes import do_operator_set_policies
+from retention.governance.protection import do_place_hold
 from retention.governance.scope import Scope, compute_preview, resolve_scope
 from retention.models import Conversation, Department, Member, Message, RequestMethod
 

@@ -18,7 +18,8 @@ from retention.bench.wipe_worker import drop_scheduled
 from retention.demo.org import COMPANY_NAME
 from retention.demo.seed import seed_demo
 from retention.governance import approvals
-from retention.governance.actions import do_approve_step, do_file_request
+from retention.governance.decisions import do_approve_step
+from retention.governance.filing import do_file_request
 from retention.governance.policy_changes import do_update_policies
 from retention.governance.scope import resolve_scope
 from retention.models import (

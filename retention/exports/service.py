@@ -32,9 +32,8 @@ from django.utils.translation import gettext as _
 
 from audit import log as audit
 from audit.events import EventType
+from retention.access.predicates import may_decide_request, requests_for
 from retention.exports import build, trail
-from retention.governance import approvals
-from retention.governance.selectors import requests_for
 from retention.models import (
     Conversation,
     DeletionRequest,
@@ -66,8 +65,7 @@ def may_export(target: Target, member: Member) -> bool:
         return True
     if target.steps.filter(approver=member, status=StepStatus.APPROVED).exists():
         return True
-    step = approvals.current_step(target)
-    return step is not None and approvals.refusal_to_decide(step, member) is None
+    return may_decide_request(target, member)
 
 
 def may_download(export: Export, member: Member) -> bool:

@@ -13,9 +13,9 @@ from django.utils.translation import gettext as _
 
 from audit import log as audit
 from audit.events import EventType
+from retention.access import predicates
 from retention.access.second_factor import enforce
 from retention.models import Member, Policy, QuotaGrant
-from retention.models.roles import Role
 from retention.policies import all_policies, get_policy, month_start, validate_changes
 
 
@@ -24,7 +24,7 @@ def do_update_policies(
 ) -> dict[str, Any]:
     """Admins change policies; each change is audited with its old and new value."""
 
-    if not actor.has_role(Role.ADMIN):
+    if not predicates.may_change_policies(actor):
         raise PermissionDenied(_("Only an admin may change policies."))
     enforce(actor, verified_second_factor=verified_second_factor, action="update-policies")
     cleaned = validate_changes(changes)
@@ -64,7 +64,7 @@ def do_grant_quota(
     *, actor: Member, member: Member, extra: int, reason: str, verified_second_factor: bool
 ) -> QuotaGrant:
 
-    if not actor.has_role(Role.ADMIN):
+    if not predicates.may_grant_quota(actor):
         raise PermissionDenied(_("Only an admin may grant more personal deletions."))
     enforce(actor, verified_second_factor=verified_second_factor, action="grant-quota")
     errors = {}

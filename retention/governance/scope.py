@@ -16,6 +16,7 @@ from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from retention.access.predicates import own_conversations, refusal_to_file
 from retention.models import (
     Attachment,
     Conversation,
@@ -27,8 +28,8 @@ from retention.models import (
     RequestMethod,
     Sensitivity,
 )
-from retention.models.roles import Role
 from retention.records.holds import held_conversations_q
+from retention.records.selectors import conversations_for, departments_for
 
 # Lists inside a preview stop here; the totals always count everything.
 PREVIEW_LIST_LIMIT = 50
@@ -105,7 +106,7 @@ def resolve_scope(method: str, data: dict, requester: Member) -> Scope:
             refuse("scope", _("A personal deletion names exactly one message or one conversation."))
         if department_ids or scope.whole_company:
             refuse("scope", _("A personal deletion cannot name departments."))
-        mine = Conversation.objects.filter(participant__member=requester)
+        mine = own_conversations(requester)
         if len(message_ids) == 1:
             scope.message = (
                 Message.objects.filter(pk=message_ids[0], conversation__in=mine)
@@ -123,8 +124,6 @@ def resolve_scope(method: str, data: dict, requester: Member) -> Scope:
             refuse("messages", _("Only a personal deletion names single messages."))
         # Looked up only among what the requester may see: an id outside that is "unknown",
         # exactly like one that does not exist, so ids cannot be probed.
-        from retention.records.selectors import conversations_for, departments_for
-
         scope.departments = list(departments_for(requester).filter(pk__in=department_ids))
         if len(scope.departments) != len(set(department_ids)):
             refuse("departments", _("One or more departments are unknown."))
@@ -179,43 +178,15 @@ def scope_root(scope: Scope) -> Department | None:
 
 def check_authority(requester: Member, scope: Scope) -> None:
     """Who may file what: raises PermissionDenied with a message that says why not."""
-    if requester.has_role(Role.AUDITOR):
-        raise PermissionDenied(_("Auditors review deletions; they do not file them."))
-    if scope.method == RequestMethod.PERSONAL:
-        return  # resolve_scope already kept it to the requester's own conversations
-    own = requester.department
-    managed = own.path if requester.has_role(Role.MANAGER) and own else None
-
-    def inside(path: str, root: str | None) -> bool:
-        return root is not None and path.startswith(root)
-
-    paths = [d.path for d in scope.departments] + [c.department.path for c in scope.conversations]
-    if scope.method == RequestMethod.SERVER:
-        if requester.has_role(Role.ADMIN):
-            return
-        if not managed:
-            raise PermissionDenied(_("Only managers and admins file server-side wipes."))
-        only_root = (
-            own.parent_id is None
-            and not Department.objects.filter(parent__isnull=True).exclude(pk=own.pk).exists()
-        )
-        if scope.whole_company and not only_root:
-            raise PermissionDenied(
-                _("Only an admin or the company's manager may wipe the whole company.")
-            )
-        if not all(inside(p, managed) for p in paths):
-            raise PermissionDenied(_("A manager wipes only within the departments they manage."))
-        return
-    # Batch: a manager within their subtree; staff within their own department's subtree.
-    if managed and all(inside(p, managed) for p in paths):
-        return
-    if requester.has_role(Role.STAFF) and own is not None:
-        staff_ok = all(inside(p, own.path) for p in paths)
-        if staff_ok:
-            return
-    if not (managed or requester.has_role(Role.STAFF)):
-        raise PermissionDenied(_("Only staff and managers file batch deletions."))
-    raise PermissionDenied(_("This scope reaches beyond the departments you may delete in."))
+    paths = []
+    if scope.method != RequestMethod.PERSONAL:  # a personal scope is the requester's own
+        paths = [d.path for d in scope.departments]
+        paths += [c.department.path for c in scope.conversations]
+    refusal = refusal_to_file(
+        requester, scope.method, paths=paths, whole_company=scope.whole_company
+    )
+    if refusal is not None:
+        raise PermissionDenied(refusal)
 
 
 # --- the scope as queries ---------------------------------------------------------------

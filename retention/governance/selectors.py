@@ -1,35 +1,16 @@
-"""Reads about deletion requests, holds and notifications, scoped to the viewer."""
+"""Reads about deletion requests and notifications: a request's timeline and progress, a
+member's notifications. Which requests and holds a viewer sees is
+``retention.access.predicates``."""
 
 from __future__ import annotations
 
 import math
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from retention.models import DeletionRequest, Hold, Member, Notification
-from retention.models.roles import Role
-
-# Roles that oversee every request: security co-approves wipes, admins configure,
-# auditors review.
-OVERSIGHT_ROLES = (Role.SECURITY, Role.ADMIN, Role.AUDITOR)
-
-
-def requests_for(viewer: Member) -> QuerySet[DeletionRequest]:
-    """Requests the viewer may see: their own, those they decided or may decide, and for
-    managers those inside their subtree. Anything else is a 404."""
-    qs = DeletionRequest.objects.select_related("requester", "scope_root")
-    if viewer.has_role(*OVERSIGHT_ROLES):
-        return qs
-    scope = Q(requester=viewer) | Q(steps__approver=viewer)
-    if viewer.has_role(Role.MANAGER) and viewer.department_id:
-        path = viewer.department.path
-        scope |= Q(scope_root__path__startswith=path)
-        # Requests whose manager step sits above the viewer's department still reach
-        # them when they may approve it (they manage an ancestor of the step).
-        scope |= Q(steps__role=Role.MANAGER, steps__department__path__startswith=path)
-    return qs.filter(pk__in=DeletionRequest.objects.filter(scope).values("pk"))
+from retention.models import DeletionRequest, Member, Notification
 
 
 def request_timeline(request: DeletionRequest) -> QuerySet[AuditEvent]:
@@ -38,24 +19,6 @@ def request_timeline(request: DeletionRequest) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(
         target_type="retention.deletionrequest", target_id=str(request.pk)
     ).order_by("id")
-
-
-def holds_for(viewer: Member) -> QuerySet[Hold]:
-    """Security officers, admins and auditors see every hold; managers those touching
-    their subtree; nobody else sees holds (they only see their effect)."""
-    qs = Hold.objects.select_related("placed_by", "released_by").prefetch_related(
-        "conversations", "departments"
-    )
-    if viewer.has_role(*OVERSIGHT_ROLES):
-        return qs
-    if viewer.has_role(Role.MANAGER) and viewer.department_id:
-        path = viewer.department.path
-        ids = Hold.objects.filter(
-            Q(departments__path__startswith=path)
-            | Q(conversations__department__path__startswith=path)
-        ).values("pk")
-        return qs.filter(pk__in=ids)
-    return Hold.objects.none()
 
 
 def notifications_for(viewer: Member) -> QuerySet[Notification]:

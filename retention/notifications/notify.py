@@ -1,4 +1,4 @@
-"""In-app notifications and e-mail about deletion requests.
+"""In-app notifications and e-mail about deletion requests, and marking them read.
 
 Called inside the transaction of the action that caused them; the e-mails go out from a
 queue job after that transaction commits, so a rolled-back action sends nothing.
@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from retention.access.predicates import eligible_approvers
 from retention.models import (
     ApprovalStep,
     DeletionRequest,
@@ -23,6 +24,7 @@ from retention.models import (
     Participant,
     RequestStatus,
 )
+from retention.models.roles import Role
 
 STEP_AWAITS = "step_awaits"
 STEP_APPROVED = "step_approved"
@@ -56,10 +58,8 @@ def _send(
         )
 
 
-def step_awaits(request: DeletionRequest) -> None:
-    from retention.governance.approvals import current_step, eligible_approvers
-
-    step = current_step(request)
+def step_awaits(request: DeletionRequest, step: ApprovalStep | None) -> None:
+    """Everyone who may decide the request's current ``step`` hears that it waits."""
     if step is not None:
         params = {"step": step.order, "role": step.role}
         _send(eligible_approvers(step), STEP_AWAITS, request, params)
@@ -105,8 +105,6 @@ def executed(request: DeletionRequest, execution) -> None:
 
 def failed(request: DeletionRequest, execution) -> None:
     """The requester and every admin hear that a run gave up, and why."""
-    from retention.models.roles import Role
-
     admins = Member.objects.filter(is_active=True, groups__name=Role.ADMIN)
     _send([request.requester, *admins], FAILED, request, {"reason": execution.last_error[:300]})
 
@@ -150,6 +148,15 @@ def review_flagged(review, admins) -> None:
             "period": review.period,
         },
     )
+
+
+def do_mark_notifications_read(viewer: Member, ids: list[int] | None = None) -> int:
+    """Mark the viewer's unread notifications (or only ``ids`` of them) read. Not audited:
+    it changes nothing but the viewer's own inbox."""
+    unread = Notification.objects.filter(recipient=viewer, read_at__isnull=True)
+    if ids is not None:
+        unread = unread.filter(pk__in=ids)
+    return unread.update(read_at=timezone.now())
 
 
 def text_of(notification: Notification) -> str:

@@ -28,6 +28,7 @@ from django.utils.translation import gettext_lazy
 import audit.log as audit
 from audit.events import EventType
 from audit.models import ComplianceReview, ReviewKind, ReviewStatus
+from retention.access.predicates import may_decide_reviews, may_read_reviews
 from retention.errors import Conflict
 from retention.models import DeletionRequest, Member, RequestMethod, Tombstone, TombstoneState
 from retention.models.roles import Role
@@ -40,7 +41,6 @@ FINDING_MAX_LENGTH = 4000
 PURGE_SLACK = timedelta(days=1)
 # Requests named per finding in a recycle-bin review's figures.
 LISTED_REQUESTS = 50
-REVIEW_READERS = (Role.AUDITOR, Role.ADMIN)
 # What an auditor may decide, and the audit event each decision writes.
 DECISIONS = {
     ReviewStatus.SIGNED_OFF: EventType.REVIEW_SIGNED_OFF,
@@ -50,7 +50,7 @@ DECISIONS = {
 
 def reviews_for(viewer: Member) -> QuerySet[ComplianceReview]:
     """Reviews the viewer may read: auditors and admins all of them, nobody else any."""
-    if not viewer.has_role(*REVIEW_READERS):
+    if not may_read_reviews(viewer):
         return ComplianceReview.objects.none()
     return ComplianceReview.objects.select_related("request", "reviewer")
 
@@ -80,10 +80,6 @@ def took_part(member: Member, request_id: int) -> bool:
     ).exists()
 
 
-def may_decide(member: Member) -> bool:
-    return member.has_role(Role.AUDITOR)
-
-
 def _cleaned_finding(finding: str, *, required: bool) -> str:
     finding = (finding or "").strip()
     if required and not finding:
@@ -101,7 +97,7 @@ def do_decide_review(
     """An auditor signs the review off (the deletion was in order; ``finding`` is an
     optional note) or flags it (``finding`` says what was wrong, and the admins are told).
     A review is decided once."""
-    if not may_decide(acting_user):
+    if not may_decide_reviews(acting_user):
         raise PermissionDenied(_("Only auditors sign off or flag compliance reviews."))
     if decision not in DECISIONS:
         raise ValidationError({"decision": [_("Sign off or flag.")]})
@@ -217,7 +213,7 @@ def recycle_bin_figures(quarter: Quarter, *, now: datetime | None = None) -> dic
 def do_open_recycle_bin_review(*, acting_user: Member, quarter: str) -> ComplianceReview:
     """An auditor starts (or returns to) the review of a quarter's recycle bin
     (``quarter`` like "2026-Q4")."""
-    if not may_decide(acting_user):
+    if not may_decide_reviews(acting_user):
         raise PermissionDenied(_("Only auditors review the recycle bin."))
     try:
         quarter = Quarter.parse(quarter)

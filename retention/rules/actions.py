@@ -9,15 +9,15 @@ from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 import audit.log as audit
 from audit.events import EventType
+from retention.access.predicates import may_manage_rules, require
 from retention.access.second_factor import enforce
 from retention.errors import Conflict
-from retention.governance.actions import do_cancel_request
+from retention.governance.decisions import do_cancel_request
 from retention.models import Conversation, Department, Member, Participant, RequestStatus
 from retention.models.roles import Role
 from retention.models.rules import APPROVED_STATUSES, RetentionRule, RuleAction, RuleStatus
@@ -26,13 +26,9 @@ from retention.policies import get_policy
 from retention.rules.matching import governed_conversations, in_force_keep_days, measure_rule
 from retention.rules.runs import open_runs
 
-# Admins manage rules; security officers and auditors read them.
-RULE_READERS = (Role.ADMIN, Role.SECURITY, Role.AUDITOR)
-
 
 def require_admin(member: Member) -> None:
-    if not member.has_role(Role.ADMIN):
-        raise PermissionDenied(_("Only admins manage retention rules."))
+    require(may_manage_rules(member), _("Only admins manage retention rules."))
 
 
 def _validate(keep_days, action) -> None:
@@ -239,16 +235,3 @@ def do_relax_rule(
             details={"before": before, "after": _describe(locked), "disabled": disable},
         )
     return locked
-
-
-def rules_awaiting(viewer: Member) -> QuerySet[RetentionRule]:
-    """Rules (or changes to them) that wait for a second admin, and this admin may approve."""
-    if not viewer.has_role(Role.ADMIN):
-        return RetentionRule.objects.none()
-    waiting = Q(status=RuleStatus.PENDING) | Q(proposed_keep_days__isnull=False)
-    return (
-        RetentionRule.objects.filter(waiting)
-        .exclude(proposed_by=viewer)
-        .select_related("department", "proposed_by")
-        .order_by("proposed_at")
-    )

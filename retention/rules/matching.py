@@ -22,7 +22,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from retention.governance.actions import settled_high_water_mark
+from retention.governance.filing import settled_high_water_mark
 from retention.models import Conversation, Department, Message, Sensitivity
 from retention.models.rules import APPROVED_STATUSES, RetentionRule, RuleAction
 from retention.records.holds import held_conversations_q

@@ -24,7 +24,6 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.event_exports import DirectExport, exports_of, open_download
 from audit.log import client_ip
 from audit.models import (
-    AuditEvent,
     AuditExport,
     AuditExportStatus,
     ChainDigest,
@@ -32,35 +31,22 @@ from audit.models import (
 )
 from audit.selectors import event_page
 from audit.verification import latest_verification, pending_verification
+from retention.access.predicates import may_read_audit_log
 from retention.models import Department, Member
-from retention.models.roles import AUDIT_LOG_READERS
+from retention.records.filters import AuditFilterForm
 from retention.reports.audit_log_exports import do_export_events
+from retention.reports.links import object_link
 from retention.reports.verification_runs import do_request_verification
-from retention.web.forms import AuditFilterForm
 
 EXPORTS_SHOWN = 5
 RUNS_SHOWN = 10
 DIGESTS_SHOWN = 30
 POLL_SECONDS = 2
-# The pages an event's object has, by the object's type.
-OBJECT_PAGES = {
-    "retention.deletionrequest": "request",
-    "retention.conversation": "conversation",
-    "retention.retentionrule": "rule",
-}
 
 
 def require_reader(member: Member) -> None:
-    if not member.has_role(*AUDIT_LOG_READERS):
+    if not may_read_audit_log(member):
         raise PermissionDenied(_("Only auditors and admins read the audit log."))
-
-
-def object_link(event: AuditEvent) -> str | None:
-    """The page of what the event is about (a request, conversation or rule), if any."""
-    name = OBJECT_PAGES.get(event.target_type)
-    if name and event.target_id.isdigit():
-        return reverse(name, args=[int(event.target_id)])
-    return None
 
 
 def _cursor(request: HttpRequest, name: str) -> int | None:

@@ -5,7 +5,8 @@ from django.utils.text import capfirst
 
 from audit.verification import latest_verification
 from retention.access import second_factor
-from retention.models.roles import AUDIT_LOG_READERS, Role
+from retention.access.predicates import may_read_audit_log
+from retention.models.roles import Role
 
 
 def navigation(request: HttpRequest) -> dict:
@@ -13,7 +14,7 @@ def navigation(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"nav": {}}
-    reads_audit_log = user.has_role(*AUDIT_LOG_READERS)
+    reads_audit_log = may_read_audit_log(user)
     return {
         "nav": {
             "reads_audit_log": reads_audit_log,

@@ -19,6 +19,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.log import client_ip
+from retention.access.predicates import requests_for
+from retention.errors import Conflict
 from retention.exports.download import file_response, open_download
 from retention.exports.service import (
     do_request_export,
@@ -27,8 +29,6 @@ from retention.exports.service import (
     has_evidence_export,
     may_export,
 )
-from retention.governance.actions import Conflict
-from retention.governance.selectors import requests_for
 from retention.models import (
     Conversation,
     DeletionRequest,

@@ -13,9 +13,8 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from retention.access import signin
-from retention.models.roles import Role
+from retention.access.predicates import may_lift_lockouts, require
 from retention.web.request_forms import errors_of
-from retention.web.requests import require_role
 
 
 class LiftLockoutForm(forms.Form):
@@ -26,7 +25,7 @@ class LiftLockoutForm(forms.Form):
 @require_GET
 @login_required
 def lockout_list(request: HttpRequest) -> HttpResponse:
-    require_role(request.user, Role.ADMIN)
+    require(may_lift_lockouts(request.user))
     return render(
         request,
         "retention/lockouts.html",
@@ -41,7 +40,7 @@ def lockout_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def lockout_lift(request: HttpRequest) -> HttpResponse:
-    require_role(request.user, Role.ADMIN)
+    require(may_lift_lockouts(request.user))
     form = LiftLockoutForm(request.POST)
     if not form.is_valid():
         messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))

@@ -17,13 +17,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 
+from retention.access.predicates import may_restore_from_bin
 from retention.access.second_factor import verified
-from retention.governance.actions import Conflict
+from retention.errors import Conflict
 from retention.wipes.recycle import (
     bin_conversations,
     bin_requests_for,
     do_restore_from_bin,
-    may_restore,
     personal_bin_for,
 )
 
@@ -39,7 +39,7 @@ def recycle_bin(request: HttpRequest) -> HttpResponse:
         {
             "entries": bin_requests_for(request.user),
             "personal": personal_bin_for(request.user),
-            "may_restore": may_restore(request.user),
+            "may_restore": may_restore_from_bin(request.user),
             "now": timezone.now(),
         },
     )
@@ -57,7 +57,7 @@ def recycle_bin_request(request: HttpRequest, request_id: int) -> HttpResponse:
             "page": Paginator(
                 bin_conversations(entry, request.user), BIN_CONVERSATIONS_PER_PAGE
             ).get_page(request.GET.get("page")),
-            "may_restore": may_restore(request.user),
+            "may_restore": may_restore_from_bin(request.user),
             "now": timezone.now(),
         },
     )

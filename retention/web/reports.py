@@ -12,30 +12,23 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from retention.models.roles import Role
+from retention.access.predicates import require_report_reader
 from retention.reports import formats, periods
 from retention.reports.annual import annual_assessment
 from retention.reports.periods import Quarter
 from retention.reports.quarterly import quarterly_report
 
-REPORT_READERS = (Role.AUDITOR, Role.ADMIN)
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "pdf": "application/pdf",
 }
-
-
-def require_report_reader(member) -> None:
-    if not member.has_role(*REPORT_READERS):
-        raise PermissionDenied(_("Only auditors and admins read the audit reports."))
 
 
 def period_view(parse: Callable[[str], Any]):

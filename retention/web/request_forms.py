@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from retention.access.predicates import filing_methods
 from retention.api.inputs import MAX_IDS
 from retention.models import (
     Conversation,
@@ -26,26 +27,11 @@ from retention.models import (
     RequestMethod,
     RequestStatus,
 )
-from retention.models.roles import Role
 from retention.policies import DEFAULTS
 from retention.records.selectors import conversations_for, departments_for
 
 # The group conversations the wizard lists; larger scopes are named by department.
 GROUP_CHOICES_LIMIT = 200
-
-
-def methods_for(member: Member) -> list[str]:
-    """The methods the wizard offers: batch for staff and managers, server-side wipes for
-    managers and admins (``scope.check_authority`` has the final word on each scope).
-    Personal deletions are filed from the conversation page."""
-    if member.has_role(Role.AUDITOR):
-        return []
-    methods = []
-    if member.has_role(Role.STAFF, Role.MANAGER):
-        methods.append(RequestMethod.BATCH.value)
-    if member.has_role(Role.MANAGER, Role.ADMIN):
-        methods.append(RequestMethod.SERVER.value)
-    return methods
 
 
 class IdListField(forms.Field):
@@ -137,7 +123,7 @@ class RequestWizardForm(forms.Form):
 
     def __init__(self, *args: Any, viewer: Member, require_reason: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        methods = methods_for(viewer)
+        methods = filing_methods(viewer)
         self.fields["method"].choices = [
             (m, label) for m, label in RequestMethod.choices if m in methods
         ]

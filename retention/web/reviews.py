@@ -16,7 +16,8 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.models import ReviewStatus
-from retention.governance.actions import Conflict
+from retention.access.predicates import may_decide_reviews, may_read_reviews
+from retention.errors import Conflict
 from retention.reports import reviews
 from retention.reports.periods import Quarter
 
@@ -61,7 +62,7 @@ class DecisionForm(forms.Form):
 
 def _readable(request: HttpRequest):
     # Checked before any lookup: a refused member learns nothing of which reviews exist.
-    if not request.user.has_role(*reviews.REVIEW_READERS):
+    if not may_read_reviews(request.user):
         raise PermissionDenied(_("Only auditors and admins read compliance reviews."))
     return reviews.reviews_for(request.user)
 
@@ -90,7 +91,7 @@ def review_list(request: HttpRequest) -> HttpResponse:
             "query": f"show={shown}",
             "overdue": reviews.overdue_reviews(request.user).count(),
             "due_before": reviews.due_before(),
-            "bin_form": BinReviewForm() if reviews.may_decide(request.user) else None,
+            "bin_form": BinReviewForm() if may_decide_reviews(request.user) else None,
         },
     )
 
@@ -121,7 +122,7 @@ def _detail(request: HttpRequest, review, form: DecisionForm, status: int = 200)
                 (key, label, review.summary.get(key, {})) for key, label in reviews.BIN_FIGURES
             ],
             "form": form,
-            "may_decide": reviews.may_decide(request.user) and review.status == ReviewStatus.OPEN,
+            "may_decide": may_decide_reviews(request.user) and review.status == ReviewStatus.OPEN,
             "overdue": reviews.is_overdue(review, reviews.due_before()),
         },
         status=status,

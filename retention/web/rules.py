@@ -7,15 +7,22 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
+from retention.access.predicates import (
+    may_approve_rule,
+    may_manage_rules,
+    may_read_rules,
+    require,
+    rule_awaits_approval,
+)
 from retention.access.second_factor import verified
-from retention.governance.actions import Conflict
+from retention.errors import Conflict
 from retention.models import (
     Conversation,
     ConversationKind,
@@ -25,7 +32,6 @@ from retention.models import (
 )
 from retention.models.roles import Role
 from retention.rules.actions import (
-    RULE_READERS,
     do_approve_rule,
     do_create_rule,
     do_preview_rule,
@@ -85,11 +91,6 @@ class KeepForm(forms.Form):
     )
 
 
-def _require(member, *roles) -> None:
-    if not member.has_role(*roles):
-        raise PermissionDenied(_("Your roles do not allow this action."))
-
-
 def _list(request: HttpRequest, form: RuleForm, status: int = 200) -> HttpResponse:
     return render(
         request,
@@ -106,14 +107,14 @@ def _list(request: HttpRequest, form: RuleForm, status: int = 200) -> HttpRespon
 @require_GET
 @login_required
 def rule_list(request: HttpRequest) -> HttpResponse:
-    _require(request.user, *RULE_READERS)
+    require(may_read_rules(request.user))
     return _list(request, RuleForm())
 
 
 @require_POST
 @login_required
 def rule_create(request: HttpRequest) -> HttpResponse:
-    _require(request.user, Role.ADMIN)
+    require(may_manage_rules(request.user))
     form = RuleForm(request.POST)
     if not form.is_valid():
         return _list(request, form, status=400)
@@ -133,8 +134,8 @@ def rule_create(request: HttpRequest) -> HttpResponse:
 
 def _detail(request: HttpRequest, rule: RetentionRule, keep_form=None, status=200) -> HttpResponse:
     viewer = request.user
-    is_admin = viewer.has_role(Role.ADMIN)
-    awaiting = rule.status == "pending" or rule.proposed_keep_days is not None
+    is_admin = may_manage_rules(viewer)
+    awaiting = rule_awaits_approval(rule)
     return render(
         request,
         "retention/rules/detail.html",
@@ -143,7 +144,7 @@ def _detail(request: HttpRequest, rule: RetentionRule, keep_form=None, status=20
             "preview": rule.last_preview or None,
             "excluded": rule.excluded_conversations.order_by("pk"),
             "is_admin": is_admin,
-            "may_approve": is_admin and awaiting and rule.proposed_by_id != viewer.pk,
+            "may_approve": may_approve_rule(rule, viewer),
             "awaiting": awaiting,
             "keep_form": keep_form or KeepForm(),
         },
@@ -154,7 +155,7 @@ def _detail(request: HttpRequest, rule: RetentionRule, keep_form=None, status=20
 @require_GET
 @login_required
 def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
-    _require(request.user, *RULE_READERS)
+    require(may_read_rules(request.user))
     return _detail(request, get_object_or_404(RetentionRule, pk=rule_id))
 
 
@@ -162,7 +163,7 @@ def rule_detail(request: HttpRequest, rule_id: int) -> HttpResponse:
 @login_required
 def rule_action(request: HttpRequest, rule_id: int, action: str) -> HttpResponse:
     """The buttons of a rule's page: dry run, propose, approve, keep longer, disable."""
-    _require(request.user, Role.ADMIN)
+    require(may_manage_rules(request.user))
     rule = get_object_or_404(RetentionRule, pk=rule_id)
     keep_days = None
     if action in ("propose", "relax") and request.POST.get("keep_days", "") != "":

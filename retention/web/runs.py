@@ -10,8 +10,9 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from retention.access.predicates import requests_for
 from retention.exports.service import has_evidence_export
-from retention.governance.selectors import request_progress, requests_for
+from retention.governance.selectors import request_progress
 from retention.models import DeletionRequest, ExecutionKind, ExecutionStatus, RequestStatus
 from retention.wipes.evidence import needs_evidence
 

@@ -32,10 +32,11 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from retention.access import second_factor
 from retention.access.activity import do_record_sign_in
+from retention.access.predicates import may_oversee_authenticators
 from retention.access.tokens import do_issue_token, do_revoke_token, tokens_for
 from retention.errors import Conflict
 from retention.models import ApiToken, Member
-from retention.models.roles import APPROVER_ROLES, Role
+from retention.models.roles import APPROVER_ROLES
 
 # A password checked, its code not yet: {"member", "backend", "at", "next"}.
 PENDING_SIGN_IN = "qingli_second_factor_pending"
@@ -282,7 +283,7 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 
 
 def _require_admin(member: Member) -> None:
-    if not member.has_role(Role.ADMIN):
+    if not may_oversee_authenticators(member):
         raise PermissionDenied(_("Only admins see everyone's authenticators and tokens."))
 
 

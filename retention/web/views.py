@@ -17,14 +17,18 @@ from retention.access.activity import (
     do_record_sign_in,
     do_record_sign_out,
 )
+from retention.access.predicates import (
+    may_decide_reviews,
+    may_read_audit_log,
+)
 from retention.access.second_factor import has_device
 from retention.models.roles import Role
 from retention.records import selectors
 from retention.records.crypto import KeyDestroyedError
+from retention.records.filters import ConversationFilterForm
 from retention.reports import reviews
 from retention.rules.matching import effective_policy
 from retention.rules.runs import unhealthy_rules
-from retention.web.forms import ConversationFilterForm
 from retention.web.security import start_pending_sign_in
 
 CONVERSATIONS_PER_PAGE = 25
@@ -69,9 +73,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {"summary": selectors.dashboard_summary(viewer)}
     if viewer.has_role(Role.MANAGER):
         context["department_stats"] = selectors.department_stats(viewer)
-    if viewer.has_role(Role.AUDITOR, Role.ADMIN):
+    if may_read_audit_log(viewer):
         context["recent_events"] = recent_events(limit=10)
-    if viewer.has_role(Role.AUDITOR):
+    if may_decide_reviews(viewer):
         overdue = reviews.overdue_reviews(viewer).order_by("opened_at")
         context["overdue_count"] = overdue.count()
         context["overdue_reviews"] = list(overdue[:10])

@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 
 import audit.log as audit
 from audit.events import EventType
+from retention.access.predicates import OVERSIGHT_ROLES, may_restore_from_bin, restorable_q
 from retention.access.second_factor import enforce
 from retention.errors import Conflict
 from retention.models import (
@@ -45,7 +46,7 @@ def binned_visible_to(viewer: Member) -> QuerySet[Tombstone]:
     """Binned records the viewer may see: all of them for admins, auditors and security
     officers, a manager's subtree for a manager, nothing for anyone else."""
     binned = Tombstone.objects.filter(state=TombstoneState.BINNED)
-    if viewer.has_role(Role.ADMIN, Role.AUDITOR, Role.SECURITY):
+    if viewer.has_role(*OVERSIGHT_ROLES):
         return binned
     return binned.filter(_in_managed_subtrees(viewer))
 
@@ -115,16 +116,10 @@ def bin_items(requests: list[DeletionRequest], viewer: Member, *, each: int) -> 
 def personal_bin_for(viewer: Member) -> QuerySet[PersonalRemoval]:
     """The viewer's own personal deletions that can still be restored."""
     return (
-        PersonalRemoval.objects.filter(
-            member=viewer, restored_at__isnull=True, restorable_until__gt=timezone.now()
-        )
+        PersonalRemoval.objects.filter(restorable_q(), member=viewer)
         .select_related("conversation", "request")
         .order_by("restorable_until")
     )
-
-
-def may_restore(viewer: Member) -> bool:
-    return viewer.has_role(Role.MANAGER, Role.ADMIN) and not viewer.has_role(Role.AUDITOR)
 
 
 def do_restore_from_bin(
@@ -136,7 +131,7 @@ def do_restore_from_bin(
 ) -> dict:
     """Bring a batch deletion back, whole or for chosen conversations. Managers restore
     within their subtree, admins anywhere; auditors only look."""
-    if not may_restore(acting_user):
+    if not may_restore_from_bin(acting_user):
         raise PermissionDenied(_("Only managers and admins restore from the recycle bin."))
     enforce(acting_user, verified_second_factor=verified_second_factor, action="restore")
     if request.method != RequestMethod.BATCH:

@@ -17,18 +17,13 @@ from audit.events import EventType
 from audit.models import AuditEvent
 from retention.access import second_factor
 from retention.access.second_factor import SecondFactorRequired
-from retention.governance.actions import (
-    do_approve_step,
-    do_place_hold,
-    do_reject_request,
-    do_release_hold,
-    do_set_protected,
-)
+from retention.governance.decisions import do_approve_step, do_reject_request
 from retention.governance.policy_changes import (
     do_grant_quota,
     do_operator_set_policies,
     do_update_policies,
 )
+from retention.governance.protection import do_place_hold, do_release_hold, do_set_protected
 from retention.models import (
     ApiToken,
     Hold,

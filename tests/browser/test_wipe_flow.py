@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from retention.governance.actions import do_file_request
+from retention.governance.filing import do_file_request
 from retention.governance.policy_changes import do_update_policies
 from retention.governance.scope import resolve_scope
 from retention.models import DeletionRequest, Message, RequestMethod, RequestStatus

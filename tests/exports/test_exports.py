@@ -27,7 +27,8 @@ from retention.exports import build, writers
 from retention.exports import sealed as export_files
 from retention.exports import service as exports
 from retention.exports.sealed import opened
-from retention.governance.actions import do_approve_step, do_file_request
+from retention.governance.decisions import do_approve_step
+from retention.governance.filing import do_file_request
 from retention.governance.policy_changes import do_update_policies
 from retention.governance.scope import resolve_scope
 from retention.models import (

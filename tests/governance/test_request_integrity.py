@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.utils import timezone
 
-from retention.governance.actions import do_file_request
+from retention.governance.filing import do_file_request
 from retention.governance.policy_changes import do_update_policies
 from retention.governance.scope import resolve_scope
 from retention.models import DeletionRequest, Message, RequestMethod

@@ -11,12 +11,9 @@ from django.test import Client
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.governance.actions import (
-    do_approve_step,
-    do_place_hold,
-    do_set_protected,
-)
+from retention.governance.decisions import do_approve_step
 from retention.governance.policy_changes import do_update_policies
+from retention.governance.protection import do_place_hold, do_set_protected
 from retention.models import (
     ConversationHide,
     ConversationKind,

@@ -31,13 +31,9 @@ from audit.chain import verify_chain
 from audit.events import EventType
 from audit.log import _CHAIN_LOCK_KEY
 from audit.models import AuditEvent
-from retention.governance.actions import (
-    Conflict,
-    do_approve_step,
-    do_cancel_request,
-    do_file_request,
-    do_reject_request,
-)
+from retention.errors import Conflict
+from retention.governance.decisions import do_approve_step, do_cancel_request, do_reject_request
+from retention.governance.filing import do_file_request
 from retention.governance.scope import resolve_scope
 from retention.models import (
     DeletionRequest,

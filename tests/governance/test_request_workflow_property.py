@@ -47,22 +47,13 @@ from hypothesis.stateful import (
 from audit.chain import verify_chain
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.governance.actions import (
-    Conflict,
-    do_approve_step,
-    do_cancel_request,
-    do_file_request,
-    do_place_hold,
-    do_reject_request,
-    do_release_hold,
-)
-from retention.governance.approvals import (
-    HIGH_SENSITIVITY,
-    NO_MANAGER_ABOVE,
-    eligible_approvers,
-    steps_awaiting,
-)
+from retention.access.predicates import eligible_approvers, steps_awaiting
+from retention.errors import Conflict
+from retention.governance.approvals import HIGH_SENSITIVITY, NO_MANAGER_ABOVE
+from retention.governance.decisions import do_approve_step, do_cancel_request, do_reject_request
+from retention.governance.filing import do_file_request
 from retention.governance.policy_changes import do_update_policies
+from retention.governance.protection import do_place_hold, do_release_hold
 from retention.governance.scope import resolve_scope
 from retention.models import (
     Conversation,

@@ -10,18 +10,13 @@ from django.utils import timezone, translation
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.governance.actions import (
-    Conflict,
-    do_approve_step,
-    do_cancel_request,
-    do_place_hold,
-    do_reject_request,
-    do_restore_personal,
-    do_set_protected,
-)
-from retention.governance.actions import do_expire_stale_requests as expire_stale_requests
+from retention.errors import Conflict
 from retention.governance.approvals import NO_MANAGER_ABOVE
+from retention.governance.decisions import do_approve_step, do_cancel_request, do_reject_request
+from retention.governance.decisions import do_expire_stale_requests as expire_stale_requests
+from retention.governance.filing import do_restore_personal
 from retention.governance.policy_changes import do_update_policies
+from retention.governance.protection import do_place_hold, do_set_protected
 from retention.governance.scope import compute_preview, resolve_scope
 from retention.models import (
     ConversationKind,

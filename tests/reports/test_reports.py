@@ -20,13 +20,9 @@ from django.utils import timezone
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
-from retention.governance.actions import (
-    do_approve_step,
-    do_place_hold,
-    do_reject_request,
-    do_release_hold,
-)
+from retention.governance.decisions import do_approve_step, do_reject_request
 from retention.governance.policy_changes import do_grant_quota, do_update_policies
+from retention.governance.protection import do_place_hold, do_release_hold
 from retention.models import (
     Department,
     Execution,

@@ -12,8 +12,9 @@ from django.utils import timezone, translation
 
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind
-from retention.governance.actions import Conflict, do_place_hold
+from retention.errors import Conflict
 from retention.governance.policy_changes import do_update_policies
+from retention.governance.protection import do_place_hold
 from retention.models import (
     Conversation,
     ConversationKind,

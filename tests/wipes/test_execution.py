@@ -13,15 +13,11 @@ from django.utils import timezone
 
 from audit.events import EventType
 from audit.models import AuditEvent, ComplianceReview, ReviewKind
+from retention.errors import Conflict
 from retention.exports.build import build_export_job
 from retention.exports.service import do_request_export
-from retention.governance.actions import (
-    Conflict,
-    do_approve_step,
-    do_cancel_request,
-    do_place_hold,
-    do_release_hold,
-)
+from retention.governance.decisions import do_approve_step, do_cancel_request
+from retention.governance.protection import do_place_hold, do_release_hold
 from retention.models import (
     Attachment,
     DataKey,

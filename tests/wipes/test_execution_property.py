@@ -45,12 +45,9 @@ from hypothesis import strategies as st
 from audit.chain import verify_chain
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.governance.actions import (
-    do_approve_step,
-    do_file_request,
-    do_place_hold,
-    do_release_hold,
-)
+from retention.governance.decisions import do_approve_step
+from retention.governance.filing import do_file_request
+from retention.governance.protection import do_place_hold, do_release_hold
 from retention.governance.scope import resolve_scope, start_of_day
 from retention.models import (
     DataKey,

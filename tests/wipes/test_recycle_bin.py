@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext, ngettext
 
-from retention.governance.actions import do_file_request
+from retention.governance.filing import do_file_request
 from retention.governance.scope import resolve_scope
 from retention.models import Execution, Message, RequestMethod, Tombstone, TombstoneState
 from retention.records.selectors import messages_of

@@ -33,7 +33,7 @@ from django.utils import timezone
 from audit.chain import verify_chain
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.governance.actions import do_approve_step
+from retention.governance.decisions import do_approve_step
 from retention.models import (
     DataKey,
     DeletionRequest,

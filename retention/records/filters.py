@@ -1,10 +1,13 @@
-"""Input forms. They validate and nothing else; the API reuses them for query parameters."""
+"""Filters over conversations and the audit log, read from query parameters by the pages
+and the API alike. They validate and nothing else; their department choices are limited
+to the viewer's part of the tree."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta
 
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from audit.events import EventType
@@ -86,10 +89,6 @@ class ConversationFilterForm(DepartmentFilterForm):
 
     def selector_kwargs(self) -> dict:
         """The cleaned filters as keyword arguments of selectors.conversation_list."""
-        from datetime import datetime, time, timedelta
-
-        from django.utils import timezone
-
         data = self.cleaned_data
         tz = timezone.get_current_timezone()
 
