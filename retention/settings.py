@@ -267,7 +267,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "retention.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "retention.api.exception_handler.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"token": "20/min"},
 }
 SPECTACULAR_SETTINGS = {

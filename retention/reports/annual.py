@@ -12,7 +12,7 @@ from audit.chain import verify_chain
 from audit.events import EventType
 from audit.models import ComplianceReview, ReviewStatus, VerificationStatus
 from audit.verification import latest_verification
-from retention.reports.events import LIST_LIMIT, iso, period_events
+from retention.reports.period_events import LIST_LIMIT, iso, period_events
 from retention.reports.periods import Quarter
 from retention.reports.quarterly import quarterly_report
 

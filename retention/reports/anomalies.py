@@ -21,7 +21,7 @@ from audit.events import EventType
 from audit.models import AuditEvent
 from retention.models import DeletionRequest, RequestMethod, Tombstone
 from retention.policies import get_policy
-from retention.reports.events import LIST_LIMIT, REQUEST, iso, period_events
+from retention.reports.period_events import LIST_LIMIT, REQUEST, iso, period_events
 
 # Anomaly thresholds. A person with more deletions than this in one quarter is listed.
 PERSON_DELETIONS_THRESHOLD = 20

@@ -12,7 +12,7 @@ from django.db.models.functions import Cast
 
 from audit.events import EventType
 from retention.models import DeletionRequest, Department, Member, RequestMethod, Tombstone
-from retention.reports.events import REQUEST, int_ids, period_events
+from retention.reports.period_events import REQUEST, int_ids, period_events
 
 _ZERO = {"deletions": 0, "messages": 0, "conversations": 0, "bytes": 0}
 

@@ -25,7 +25,7 @@ from django.db.models.functions import Cast
 
 from audit.events import EventType
 from audit.models import AuditEvent
-from retention.reports.events import REQUEST, period_events
+from retention.reports.period_events import REQUEST, period_events
 
 
 def _p90(values: list[float]) -> float:

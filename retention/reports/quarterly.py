@@ -26,8 +26,8 @@ from audit.models import ComplianceReview, ReviewKind, ReviewStatus
 from retention.models import Member
 from retention.reports.anomalies import PERSON_DELETIONS_THRESHOLD, anomalies
 from retention.reports.deletions import deletions_between
-from retention.reports.events import HOLD, LIST_LIMIT, int_ids, iso, period_events
 from retention.reports.latencies import approval_latencies, latency_summary
+from retention.reports.period_events import HOLD, LIST_LIMIT, int_ids, iso, period_events
 from retention.reports.periods import Quarter
 
 

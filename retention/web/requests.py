@@ -35,6 +35,7 @@ from retention.governance.decisions import do_approve_step, do_cancel_request, d
 from retention.governance.filing import do_restore_personal
 from retention.governance.selectors import request_timeline
 from retention.models import DeletionRequest, Member, RequestStatus
+from retention.web.progress import progress_context
 from retention.web.request_forms import ApproveForm, RejectForm, RequestFilterForm
 from retention.web.request_presenters import (
     STEP_BECAUSE,
@@ -43,7 +44,6 @@ from retention.web.request_presenters import (
     scope_summary,
     timeline_row,
 )
-from retention.web.runs import progress_context
 
 REQUESTS_PER_PAGE = 25
 

@@ -8,13 +8,13 @@ from retention.web import (
     notification_pages,
     participant,
     policy_pages,
+    progress,
     recycle,
     reports,
     request_wizard,
     requests,
     reviews,
     rules,
-    runs,
     security,
     views,
 )
@@ -97,7 +97,7 @@ urlpatterns = [
     path("requests/<int:request_id>/", requests.request_detail, name="request"),
     path(
         "requests/<int:request_id>/progress/",
-        runs.request_progress_fragment,
+        progress.request_progress_fragment,
         name="request-progress",
     ),
     path("requests/<int:request_id>/approve/", requests.request_approve, name="request-approve"),
