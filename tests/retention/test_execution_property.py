@@ -66,7 +66,7 @@ from retention.models import (
 )
 from retention.models.roles import Role
 from retention.records.store import NewMessage, add_messages, create_conversation
-from retention.wipes import lease, runner, schedule
+from retention.wipes import claims, runner, schedule
 from retention.wipes.outcome import outcome_of
 from tests.conftest import make_member
 
@@ -505,7 +505,7 @@ class World:
             runner.run_execution(execution_id, worker="first")
             return True
         where, after = self.s.interruption
-        owner, name = (runner, "_step") if where == "between" else (lease, "checkpoint")
+        owner, name = (runner, "_step") if where == "between" else (claims, "checkpoint")
         real, calls = getattr(owner, name), []
 
         def dies(*args):
