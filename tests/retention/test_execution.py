@@ -280,6 +280,42 @@ def test_a_worker_that_lost_its_lease_commits_nothing(people, org, store, small_
     assert not Tombstone.objects.exists()
 
 
+def test_a_failed_run_backs_off_and_nobody_takes_it_before_the_deadline(
+    people, org, store, monkeypatch
+):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    real_batch = move.move_batch
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(move, "move_batch", broken)
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
+    failed = runner.run_execution(started.pk, worker="first")
+    assert failed.status == ExecutionStatus.RUNNING and failed.lease_owner == ""
+    assert failed.attempts == 1 and failed.resumes == 0 and "disk full" in failed.last_error
+    backoff = failed.lease_expires_at - timezone.now()
+    assert timedelta(seconds=8) < backoff <= timedelta(seconds=10)
+    # Backing off: no worker takes it before the deadline, not even the one that failed.
+    assert claims.acquire(started.pk, "second") is None
+    assert claims.acquire(started.pk, "first") is None
+    assert Execution.objects.get(pk=started.pk).attempts == 1
+
+    monkeypatch.setattr(move, "move_batch", real_batch)
+    Execution.objects.filter(pk=started.pk).update(lease_expires_at=timezone.now())
+    taken = claims.acquire(started.pk, "second")
+    assert taken.attempts == 2 and taken.resumes == 1 and taken.started_at == failed.started_at
+    # A worker takes its own lease again (a doubled job): another resume.
+    again = claims.acquire(started.pk, "second")
+    assert again.attempts == 3 and again.resumes == 2
+    assert claims.acquire(started.pk, "first") is None
+    assert timeline(request, EventType.REQUEST_RESUMED).count() == 2
+    done = runner.run_execution(started.pk, worker="second")
+    assert done.status == ExecutionStatus.COMPLETED and done.attempts == 4
+
+
 def test_a_run_that_keeps_failing_ends_failed_and_says_why(
     people, org, store, settings, monkeypatch
 ):
