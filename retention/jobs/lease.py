@@ -1,8 +1,8 @@
 """The one lease every job row uses: claim, heartbeat, release, finish or fail, and the
 sweep that requeues a row whose worker went silent or fails it once.
 
-A job row (an export, a verification run, an audit-log export …) is the truth about its
-job. A :class:`Lease` is a small declarative spec of such a model: its status values,
+A job row (an export, a verification run, an audit-log export, a wipe run) is the truth
+about its job. A :class:`Lease` is a small declarative spec of such a model: its status values,
 the names of its lease fields and the hooks that write its audit events. Two ways of
 holding a row are supported:
 
@@ -12,7 +12,8 @@ holding a row are supported:
   at its next beat or write that the row is no longer its own.
 - a **deadline** (``expires`` and ``owner`` fields): the run holds the row until the
   deadline it pushes forward; a row whose deadline passed may be taken over directly
-  (``claim(take_expired=True)``) and is told from others by its owner's name.
+  (``claim(take_expired=True)``) and is told from others by its owner's name. A run
+  that failed may let go of the row for a back-off (``release``).
 
 Claiming is a compare-and-swap (a conditional UPDATE): of two workers claiming the same
 row, one wins. Every claim counts an attempt; past ``max_attempts`` the sweep fails the
@@ -153,13 +154,14 @@ class Lease(Generic[M]):
                 return None
             return self.model.objects.select_related(*self.related).get(pk=pk)
 
-    def this_run(self, row: M) -> QuerySet[M]:
-        """The row, as long as this run still holds it."""
-        held = (
-            {self.owner: getattr(row, self.owner)}
-            if self.owner
-            else {self.attempts: getattr(row, self.attempts)}
-        )
+    def this_run(self, row: M, *, owner: str | None = None) -> QuerySet[M]:
+        """The row, as long as this run still holds it. ``owner``: the name a deadline
+        lease was claimed under, for a ``row`` read again since (it names the holder of
+        that moment, perhaps another run)."""
+        if self.owner:
+            held = {self.owner: getattr(row, self.owner) if owner is None else owner}
+        else:
+            held = {self.attempts: getattr(row, self.attempts)}
         return self.model.objects.filter(pk=row.pk, **{self.status: self.running}, **held)
 
     def beat(self, row: M, *, now: datetime | None = None) -> None:
@@ -168,10 +170,11 @@ class Lease(Generic[M]):
         if not self.this_run(row).update(**self._alive(now or timezone.now())):
             raise LeaseLost
 
-    def hold(self, row: M) -> M:
+    def hold(self, row: M, *, owner: str | None = None) -> M:
         """The row locked (SELECT … FOR UPDATE, in the caller's transaction) for a step of
-        this run's work; LeaseLost if this run no longer holds it."""
-        locked = self.this_run(row).select_for_update().first()
+        this run's work; LeaseLost if this run no longer holds it (``owner``: see
+        ``this_run``)."""
+        locked = self.this_run(row, owner=owner).select_for_update().first()
         if locked is None:
             raise LeaseLost
         return locked

@@ -3,10 +3,10 @@ moving to and restoring from the recycle bin, crypto-shredding, purging, and the
 watchdog that resumes runs a dead worker left.
 
 Modules, low to high: ``units`` (what a batch takes), ``outcome`` (how a run ends),
-``lease`` (one worker per run), ``evidence`` and ``review`` (reads for a run's start and
-its compliance review), ``move`` / ``shred`` / ``purge`` (the batches), ``runner`` (the
-run loop and the purge start), ``schedule`` (when a request starts), ``watchdog``,
-``recycle`` (the recycle bin's reads and restore).
+``claims`` (one worker per run, through the job lease), ``evidence`` and ``review``
+(reads for a run's start and its compliance review), ``move`` / ``shred`` / ``purge``
+(the batches), ``runner`` (the run loop and the purge start), ``schedule`` (when a
+request starts), ``watchdog``, ``recycle`` (the recycle bin's reads and restore).
 
 May import: ``retention.models``, ``retention.records``, ``retention.access``,
 ``retention.notifications``, ``retention.jobs``, ``retention.policies``,

@@ -23,7 +23,7 @@ from retention.models import (
 from retention.policies import get_policy
 from retention.records.holds import hold_guard_shared
 from retention.records.store import refresh_last_message
-from retention.wipes import lease
+from retention.wipes import claims
 from retention.wipes.outcome import complete, end, timed
 from retention.wipes.units import Unit, held_among, live_counts, note_held
 
@@ -44,7 +44,7 @@ def move_batch(
     started = time.monotonic()
     purge_after = _purge_after(request)
     with transaction.atomic():
-        locked = lease.locked_run(execution, worker)
+        locked = claims.LEASE.hold(execution, owner=worker)
         hold_guard_shared()
         held = held_among(u.conversation_id for u in units)
         counts = live_counts(units, request)
@@ -76,7 +76,7 @@ def move_batch(
         note_held(locked, held)
         Tombstone.objects.bulk_create(tombstones)
         refresh_last_message({t.conversation_id for t in tombstones if t.messages})
-        lease.checkpoint(locked, units[-1])
+        claims.checkpoint(locked, units[-1])
     timed(execution, started)
 
 
@@ -96,7 +96,7 @@ def _purge_after(request: DeletionRequest) -> datetime:
 
 def finish_move(execution: Execution, request: DeletionRequest, worker: str) -> None:
     with transaction.atomic():
-        locked = lease.locked_run(execution, worker)
+        locked = claims.LEASE.hold(execution, owner=worker)
         # Every conversation of the scope that no hold kept has tombstones up to the
         # high-water mark: nothing of the approved scope can still be visible.
         uncovered = (
@@ -122,7 +122,7 @@ def restore_batch(execution: Execution, request: DeletionRequest, worker: str) -
     False once none is left (the run is then complete)."""
     started = time.monotonic()
     with transaction.atomic():
-        locked = lease.locked_run(execution, worker)
+        locked = claims.LEASE.hold(execution, owner=worker)
         after_conversation, after_pk = locked.cursor_conversation, locked.cursor_id
         pending = Tombstone.objects.filter(request=request, state=TombstoneState.BINNED).filter(
             Q(conversation_id__gt=after_conversation)
@@ -151,6 +151,6 @@ def restore_batch(execution: Execution, request: DeletionRequest, worker: str) -
         # Ranges come conversation by conversation: one the last batch began is not new.
         locked.done_conversations += len(conversations - {after_conversation})
         locked.cursor_conversation, locked.cursor_id = batch[-1][1], batch[-1][0]
-        lease.checkpoint(locked, None)
+        claims.checkpoint(locked, None)
     timed(execution, started)
     return True

@@ -1,5 +1,5 @@
-"""How a run ends (completed or failed) and the counts it reports: the timeline, the API
-and the compliance review all show ``outcome_of``.
+"""How a run ends (completed, or what its failure does to its request) and the counts it
+reports: the timeline, the API and the compliance review all show ``outcome_of``.
 """
 
 from __future__ import annotations
@@ -78,9 +78,10 @@ def end(execution: Execution, status: str) -> None:
     execution.save()
 
 
-def fail(execution: Execution, reason: str) -> None:
-    execution.last_error = reason[:2000]
-    end(execution, ExecutionStatus.FAILED)
+def failed(execution: Execution, error: str) -> None:
+    """The run failed (the lease wrote its row: ``claims.LEASE.fail``): the request fails
+    with it, audited, and the requester and every admin are told why."""
+    execution.last_error = error  # as written to the row
     request = execution.request
     if request.status == RequestStatus.RUNNING:
         DeletionRequest.objects.filter(pk=request.pk).update(status=RequestStatus.FAILED)

@@ -28,7 +28,7 @@ from retention.models import (
     TombstoneState,
 )
 from retention.records.holds import hold_guard_shared
-from retention.wipes import lease
+from retention.wipes import claims
 from retention.wipes.outcome import complete, end, outcome_of, timed
 from retention.wipes.review import review_summary
 from retention.wipes.shred import destroy_keys_of_emptied
@@ -46,7 +46,7 @@ def purge_batch(
 
     started = time.monotonic()
     with transaction.atomic():
-        locked = lease.locked_run(execution, worker)
+        locked = claims.LEASE.hold(execution, owner=worker)
         hold_guard_shared()
         held = held_among({u.conversation_id for u in units})
         if held:
@@ -84,13 +84,13 @@ def purge_batch(
             locked.keys_destroyed += destroy_keys_of_emptied(
                 {u.conversation_id for u in finished}, execution.kind
             )
-        lease.checkpoint(locked, units[-1])
+        claims.checkpoint(locked, units[-1])
     timed(execution, started)
 
 
 def finish_purge(execution: Execution, request: DeletionRequest, worker: str) -> None:
     with transaction.atomic():
-        locked = lease.locked_run(execution, worker)
+        locked = claims.LEASE.hold(execution, owner=worker)
         if execution.kind == ExecutionKind.WIPE:
             complete(locked, request)
             kind = ReviewKind.SERVER_WIPE

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 import audit.log as audit
 from audit.events import EventType
+from retention.jobs.lease import LeaseLost
 from retention.models import (
     Conversation,
     DeletionRequest,
@@ -36,8 +37,7 @@ from retention.models import (
     TombstoneState,
 )
 from retention.records.holds import held_conversations_q, hold_guard_shared
-from retention.wipes import lease, move, purge, shred
-from retention.wipes.outcome import fail
+from retention.wipes import claims, move, purge, shred
 from retention.wipes.shred import HIDE, PURGE, SHRED
 from retention.wipes.units import target_units, tombstone_units
 
@@ -72,8 +72,8 @@ def run_execution_job(execution_id: int) -> str:
 
 def run_execution(execution_id: int, *, worker: str | None = None) -> Execution:
     """Work a run to its end from its checkpoint, batch by batch, while holding its lease."""
-    worker = worker or lease.worker_name()
-    execution = lease.acquire(execution_id, worker)
+    worker = worker or claims.worker_name()
+    execution = claims.acquire(execution_id, worker)
     if execution is None:
         return Execution.objects.get(pk=execution_id)
     pause = settings.QINGLI_WIPE_BATCH_PAUSE_MS / 1000
@@ -81,11 +81,11 @@ def run_execution(execution_id: int, *, worker: str | None = None) -> Execution:
         while _step(execution, worker):
             if pause:
                 time.sleep(pause)
-    except lease.LeaseLost:
+    except LeaseLost:
         logger.warning("run %s was taken over by another worker", execution_id)
     except Exception as exc:  # any failure: record it, retry later or give up
         logger.exception("run %s failed", execution_id)
-        _record_failure(execution_id, worker, exc)
+        _record_failure(execution, worker, exc)
     return Execution.objects.get(pk=execution_id)
 
 
@@ -131,7 +131,7 @@ def _purge_now_if_due(request: DeletionRequest) -> None:
 
 def _next_phase(execution: Execution, worker: str) -> None:
     with transaction.atomic():
-        locked = lease.locked_run(execution, worker)
+        locked = claims.LEASE.hold(execution, owner=worker)
         if locked.phase == SHRED:
             locked.phase = HIDE
             locked.unreadable_at = timezone.now()
@@ -144,19 +144,24 @@ def _next_phase(execution: Execution, worker: str) -> None:
 # --- failure ------------------------------------------------------------------------------
 
 
-def _record_failure(execution_id: int, worker: str, exc: Exception) -> None:
+def _record_failure(execution: Execution, worker: str, exc: Exception) -> None:
+    error = f"{type(exc).__name__}: {exc}"[:2000]
     with transaction.atomic():
-        execution = Execution.objects.select_for_update().get(pk=execution_id)
-        if execution.lease_owner != worker:
+        try:
+            locked = claims.LEASE.hold(execution, owner=worker)
+        except LeaseLost:
             return
-        execution.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        if execution.attempts >= settings.QINGLI_WIPE_MAX_ATTEMPTS:
-            fail(execution, execution.last_error)
+        if locked.attempts >= settings.QINGLI_WIPE_MAX_ATTEMPTS:
+            claims.LEASE.fail(locked, error)
             return
-        # Back off a little more each time; the checkpoint keeps what was done.
-        backoff = lease.back_off(execution)
-        execution.save()
-        enqueue_run(execution, delay_seconds=backoff)
+        locked.last_error = error
+        locked.save(update_fields=["last_error"])
+        # Let go of the run for a while, a little longer each time: the deadline is the
+        # back-off's end, so the watchdog retries even if the retry job is lost. The
+        # checkpoint keeps what was done.
+        backoff = min(300, 10 * 2 ** (locked.attempts - 1))
+        claims.LEASE.release(locked, backoff=timedelta(seconds=backoff))
+        enqueue_run(locked, delay_seconds=backoff)
 
 
 # --- the recycle bin's end --------------------------------------------------------------

@@ -28,7 +28,7 @@ from retention.models import (
 from retention.records.crypto import new_wrapped_key
 from retention.records.holds import held_conversations_q, hold_guard_shared
 from retention.records.store import refresh_last_message
-from retention.wipes import lease
+from retention.wipes import claims
 from retention.wipes.outcome import timed
 from retention.wipes.units import Unit, held_among, held_in_scope, note_held, sent_q
 
@@ -72,7 +72,7 @@ def shred_batch(
         conversation_id__lte=conversation_ids[-1],
     ).values("conversation_id")
     with transaction.atomic():
-        locked = lease.locked_run(execution, worker)
+        locked = claims.LEASE.hold(execution, owner=worker)
         hold_guard_shared()
         held = set(
             Conversation.objects.filter(held_conversations_q(), pk__in=batch).values_list(
@@ -99,7 +99,7 @@ def shred_batch(
             .update(wrapped_key=None, destroyed_at=timezone.now())
         )
         locked.keys_destroyed += destroyed
-        lease.checkpoint(locked, Unit(conversation_ids[-1], 0, 0))
+        claims.checkpoint(locked, Unit(conversation_ids[-1], 0, 0))
         if destroyed:
             audit.record(
                 EventType.KEYS_DESTROYED_BY_WIPE,
@@ -131,7 +131,7 @@ def hide_batch(
     started = time.monotonic()
     now = timezone.now()
     with transaction.atomic():
-        locked = lease.locked_run(execution, worker)
+        locked = claims.LEASE.hold(execution, owner=worker)
         hold_guard_shared()
         # A conversation whose key is gone had nothing outside the scope: it has no last
         # message any more. The others keep records and need theirs recomputed, an index
@@ -160,7 +160,7 @@ def hide_batch(
             last_message_at=None
         )
         refresh_last_message([c for c in wiped if c not in shredded])
-        lease.checkpoint(locked, Unit(conversation_ids[-1], 0, 0))
+        claims.checkpoint(locked, Unit(conversation_ids[-1], 0, 0))
     timed(execution, started)
 
 

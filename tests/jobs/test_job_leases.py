@@ -8,6 +8,12 @@ read from a connection of the test's own until the worker is dead. Then the kind
 finds the row's heartbeat stale and queues it again, and a second worker finishes it; or,
 once the row had its last attempt, the sweep fails it exactly once, with the kind's
 failure event (a verification's failure is recorded on its row only, as always).
+
+A wipe run holds its row under a deadline instead of a heartbeat: a real ``manage.py
+rqworker wipes`` is killed in the pause after a batch, the lease runs out, and the
+watchdog hands the run to a second worker, which finishes it from the dead worker's
+checkpoint; or, when the dead worker had the run's last attempt, the next worker fails it
+exactly once. (``tests/test_wipe_worker.py`` does the same with thousands of messages.)
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import django_rq
 import psycopg
 import pytest
 from django.db import connection, models
@@ -40,10 +47,27 @@ from audit.selectors import EventFilter
 from retention.exports import build
 from retention.exports.service import do_request_export
 from retention.jobs.lease import Lease, LeaseLost
-from retention.models import Export, ExportStatus, Message
+from retention.models import (
+    DeletionRequest,
+    Execution,
+    ExecutionStatus,
+    Export,
+    ExportStatus,
+    Message,
+    RequestMethod,
+    RequestStatus,
+    SignInDay,
+)
 from retention.reports import audit_log_exports, verification_runs
-from tests.conftest import ROOT, database_url_for_subprocess, run_worker_burst, worker_env
-from tests.wipes.test_wipe_worker import kill_worker
+from retention.wipes import runner, schedule, watchdog
+from tests.conftest import (
+    ROOT,
+    database_url_for_subprocess,
+    make_chat,
+    run_worker_burst,
+    worker_env,
+)
+from tests.wipes.test_wipe_worker import approved, kill_worker
 
 pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
 
@@ -120,16 +144,16 @@ def small_audit_exports(settings):
 
 @pytest.fixture
 def worker(redis_queue_connection, settings, tmp_path):
-    """Starts ``manage.py rqworker default`` (killed at the end if still alive)."""
+    """Starts ``manage.py rqworker default`` (or another queue, with settings of its own in
+    ``extra``; killed at the end if still alive)."""
     started: list[subprocess.Popen] = []
-    env = worker_env(MEDIA_ROOT=str(settings.MEDIA_ROOT))
 
-    def start() -> subprocess.Popen:
+    def start(queue: str = "default", **extra: str) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(started)}.log", "w")  # noqa: SIM115 (kept open)
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "default"],
+            [sys.executable, "manage.py", "rqworker", queue],
             cwd=ROOT,
-            env=env,
+            env=worker_env(MEDIA_ROOT=str(settings.MEDIA_ROOT), **extra),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a group of its own, to kill without touching ours
@@ -244,6 +268,108 @@ def test_a_job_killed_on_its_last_attempt_fails_exactly_once(
     if name == "export":
         assert not row.file and row.wrapped_key is None
         assert not AuditEvent.objects.filter(event_type=EventType.EXPORT_RESTARTED).exists()
+
+
+# --- the wipe run -------------------------------------------------------------------------
+
+# The killed worker's settings: batches of four messages (a move takes four times the
+# batch size), a pause after each long enough to kill the worker in, and a short lease.
+WIPE_WORKER = {
+    "QINGLI_WIPE_BATCH_MESSAGES": "1",
+    "QINGLI_WIPE_BATCH_PAUSE_MS": "5000",
+    "QINGLI_WIPE_LEASE_SECONDS": "3",
+}
+
+
+def started_wipe_run(cast, org, chats) -> tuple[DeletionRequest, Execution]:
+    """A batch deletion of the Hangzhou store (15 messages), approved and started: its run
+    is queued on the wipes queue."""
+    make_chat(org.hangzhou, [cast.staff], [f"第{i}条" for i in range(12)])
+    today = timezone.localdate()
+    SignInDay.objects.bulk_create(
+        [
+            SignInDay(member=m, day=today - timedelta(days=i))
+            for m in vars(cast).values()
+            for i in range(5)
+        ]
+    )
+    request = approved(cast.staff, [cast.manager], RequestMethod.BATCH, [org.hangzhou])
+    execution = schedule.start_request(request.pk, now=request.scheduled_for)
+    assert execution is not None and execution.total_messages == 15
+    django_rq.get_queue(runner.QUEUE).enqueue(runner.run_execution_job, execution.pk)
+    return request, execution
+
+
+def killed_after_a_batch(execution: Execution, start: Callable[..., subprocess.Popen]) -> None:
+    """A wipes worker claims the run, commits a batch and is killed in the pause after it;
+    then its lease runs out."""
+    process = start(runner.QUEUE, **WIPE_WORKER)
+    deadline = time.monotonic() + 60
+    while not Execution.objects.filter(pk=execution.pk, batches__gt=0).exists():
+        assert process.poll() is None and time.monotonic() < deadline, start.logs()
+        time.sleep(0.05)
+    kill_worker(process)
+    process.wait(timeout=10)
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.RUNNING and execution.lease_owner
+    assert 0 < execution.done_messages < execution.total_messages
+    # While the lease runs, the watchdog leaves the run alone.
+    assert watchdog.watch() == {"started": 0, "resumed": 0}
+    time.sleep(max(0.0, (execution.lease_expires_at - timezone.now()).total_seconds()) + 0.1)
+
+
+def test_a_wipe_run_whose_worker_is_killed_is_handed_over_and_finished_from_its_checkpoint(
+    cast, org, chats, worker
+):
+    request, execution = started_wipe_run(cast, org, chats)
+    killed_after_a_batch(execution, worker)
+    dead = Execution.objects.get(pk=execution.pk)
+    assert dead.attempts == 1
+
+    assert watchdog.watch() == {"started": 0, "resumed": 1}
+    assert django_rq.get_queue(runner.QUEUE).count == 1
+    run_worker_burst(runner.QUEUE)
+
+    done = Execution.objects.get(pk=execution.pk)
+    assert done.status == ExecutionStatus.COMPLETED, done.last_error
+    assert done.attempts == 2 and done.resumes == 1 and done.lease_owner == ""
+    assert done.done_messages == done.total_messages == 15
+    request.refresh_from_db()
+    assert request.status == RequestStatus.COMPLETED
+    resumed = AuditEvent.objects.get(event_type=EventType.REQUEST_RESUMED)
+    assert resumed.details["done"] == dead.done_messages
+    assert resumed.details["checkpoint"] == [dead.cursor_conversation, dead.cursor_id]
+    assert events(EventType.REQUEST_EXECUTED) == 1
+    assert events(EventType.REQUEST_FAILED) == 0
+    assert watchdog.watch() == {"started": 0, "resumed": 0}
+
+
+def test_a_wipe_run_killed_on_its_last_attempt_fails_exactly_once(
+    cast, org, chats, worker, settings
+):
+    max_attempts = settings.QINGLI_WIPE_MAX_ATTEMPTS
+    request, execution = started_wipe_run(cast, org, chats)
+    Execution.objects.filter(pk=execution.pk).update(attempts=max_attempts - 1)
+    killed_after_a_batch(execution, worker)
+    assert execution.attempts == max_attempts
+
+    assert watchdog.watch() == {"started": 0, "resumed": 1}
+    run_worker_burst(runner.QUEUE)
+    # A late or doubled job changes nothing.
+    django_rq.get_queue(runner.QUEUE).enqueue(runner.run_execution_job, execution.pk)
+    run_worker_burst(runner.QUEUE)
+    assert watchdog.watch() == {"started": 0, "resumed": 0}
+
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.FAILED
+    assert execution.last_error == f"gave up after {max_attempts} attempts"
+    assert execution.finished_at is not None and execution.lease_owner == ""
+    assert execution.lease_expires_at is None
+    request.refresh_from_db()
+    assert request.status == RequestStatus.FAILED
+    failed = AuditEvent.objects.get(event_type=EventType.REQUEST_FAILED)
+    assert failed.details["attempts"] == max_attempts + 1
+    assert not AuditEvent.objects.filter(event_type=EventType.REQUEST_RESUMED).exists()
 
 
 # --- the lease itself ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from retention.exports.build import build_export_job
 from retention.exports.service import do_request_export
 from retention.governance.decisions import do_approve_step, do_cancel_request
 from retention.governance.protection import do_place_hold, do_release_hold
+from retention.jobs.lease import LeaseLost
 from retention.models import (
     Attachment,
     DataKey,
@@ -37,8 +38,7 @@ from retention.models.roles import Role
 from retention.records.crypto import ConversationCipher, DecryptionError, KeyDestroyedError
 from retention.records.holds import holds_covering
 from retention.records.store import NewAttachment, NewMessage, add_messages, read_body
-from retention.wipes import lease, move, recycle, runner, schedule, shred, watchdog
-from retention.wipes.outcome import fail
+from retention.wipes import claims, move, recycle, runner, schedule, shred, watchdog
 from retention.wipes.recycle import bin_requests_for, do_restore_from_bin
 from tests.conftest import file_request, make_chat, make_member
 
@@ -246,14 +246,50 @@ def test_a_worker_that_lost_its_lease_commits_nothing(people, org, store, small_
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
     started = schedule.start_request(request.pk, now=request.scheduled_for)
-    first = lease.acquire(started.pk, "first")
+    first = claims.acquire(started.pk, "first")
     Execution.objects.filter(pk=started.pk).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    assert lease.acquire(started.pk, "second") is not None
-    with pytest.raises(lease.LeaseLost):
+    assert claims.acquire(started.pk, "second") is not None
+    with pytest.raises(LeaseLost):
         runner._step(first, "first")
     assert not Tombstone.objects.exists()
+
+
+def test_a_failed_run_backs_off_and_nobody_takes_it_before_the_deadline(
+    people, org, store, monkeypatch
+):
+    request = approved(
+        people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
+    )
+    real_batch = move.move_batch
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(move, "move_batch", broken)
+    started = schedule.start_request(request.pk, now=request.scheduled_for)
+    failed = runner.run_execution(started.pk, worker="first")
+    assert failed.status == ExecutionStatus.RUNNING and failed.lease_owner == ""
+    assert failed.attempts == 1 and failed.resumes == 0 and "disk full" in failed.last_error
+    backoff = failed.lease_expires_at - timezone.now()
+    assert timedelta(seconds=8) < backoff <= timedelta(seconds=10)
+    # Backing off: no worker takes it before the deadline, not even the one that failed.
+    assert claims.acquire(started.pk, "second") is None
+    assert claims.acquire(started.pk, "first") is None
+    assert Execution.objects.get(pk=started.pk).attempts == 1
+
+    monkeypatch.setattr(move, "move_batch", real_batch)
+    Execution.objects.filter(pk=started.pk).update(lease_expires_at=timezone.now())
+    taken = claims.acquire(started.pk, "second")
+    assert taken.attempts == 2 and taken.resumes == 1 and taken.started_at == failed.started_at
+    # A worker takes its own lease again (a doubled job): another resume.
+    again = claims.acquire(started.pk, "second")
+    assert again.attempts == 3 and again.resumes == 2
+    assert claims.acquire(started.pk, "first") is None
+    assert timeline(request, EventType.REQUEST_RESUMED).count() == 2
+    done = runner.run_execution(started.pk, worker="second")
+    assert done.status == ExecutionStatus.COMPLETED and done.attempts == 4
 
 
 def test_a_run_that_keeps_failing_ends_failed_and_says_why(
@@ -319,7 +355,7 @@ def test_the_watchdog_starts_due_requests_and_hands_over_silent_runs(
     assert queued(wipes_queue) == [(schedule.start_request_job, (request.pk,))]
     wipes_queue.empty()
     started = schedule.start_request(request.pk, now=request.scheduled_for)
-    lease.acquire(started.pk, "gone")
+    claims.acquire(started.pk, "gone")
     assert watch(timezone.now() + timedelta(seconds=30)) == {"started": 0, "resumed": 0}
     assert watch(timezone.now() + timedelta(seconds=61)) == {"started": 0, "resumed": 1}
     assert queued(wipes_queue) == [(runner.run_execution_job, (started.pk,))]
@@ -474,7 +510,7 @@ def test_a_server_wipe_destroys_keys_first_then_the_rows(people, org, store, sma
     )
     started = schedule.start_request(request.pk, now=request.scheduled_for)
     worker = "w"
-    lease.acquire(started.pk, worker)
+    claims.acquire(started.pk, worker)
     while Execution.objects.get(pk=started.pk).phase == shred.SHRED:
         runner._step(Execution.objects.get(pk=started.pk), worker)
 
@@ -523,7 +559,7 @@ def test_a_wipe_hides_conversations_that_keep_records_a_few_per_batch(
         for name in ("customer", "group")
     }
     started = schedule.start_request(request.pk, now=request.scheduled_for)
-    lease.acquire(started.pk, "w")
+    claims.acquire(started.pk, "w")
     hide_batches = 0
     while Execution.objects.get(pk=started.pk).phase != shred.PURGE:
         execution = Execution.objects.get(pk=started.pk)
@@ -596,7 +632,7 @@ def test_rows_a_hold_kept_during_a_wipes_purge_go_once_it_is_released(
         [NewMessage(sender=people.staff, sender_name="staff", sent_at=timezone.now(), body="后")],
     )
     started = schedule.start_request(request.pk, now=request.scheduled_for)
-    lease.acquire(started.pk, "w")
+    claims.acquire(started.pk, "w")
     while Execution.objects.get(pk=started.pk).phase in (shred.SHRED, shred.HIDE):
         runner._step(Execution.objects.get(pk=started.pk), "w")
     hold = do_place_hold(
@@ -698,7 +734,7 @@ def test_a_deletion_still_running_cannot_be_restored_yet(people, org, store):
         people.staff, [people.manager], RequestMethod.BATCH, departments=[org.hangzhou.pk]
     )
     started = schedule.start_request(request.pk, now=request.scheduled_for)
-    lease.acquire(started.pk, "w")
+    claims.acquire(started.pk, "w")
     runner._step(Execution.objects.get(pk=started.pk), "w")  # one batch binned
     with pytest.raises(Conflict):
         do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
@@ -759,7 +795,7 @@ def test_a_large_restore_cut_short_resumes_where_it_stopped(
     hidden = stored_ids(store["customer"], store["group"], store["warehouse"])
     do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
-    lease.acquire(restore.pk, "killed")
+    claims.acquire(restore.pk, "killed")
     runner._step(Execution.objects.get(pk=restore.pk), "killed")  # one batch, then SIGKILL
     Execution.objects.filter(pk=restore.pk).update(lease_expires_at=timezone.now())
 
@@ -780,9 +816,9 @@ def test_a_failed_restore_run_keeps_the_records_from_any_purge(
     Tombstone.objects.filter(request=request).update(purge_after=timezone.now())
     do_restore_from_bin(request, acting_user=people.manager, verified_second_factor=True)
     restore = Execution.objects.get(request=request, kind=ExecutionKind.RESTORE)
-    lease.acquire(restore.pk, "w")
+    claims.acquire(restore.pk, "w")
     runner._step(Execution.objects.get(pk=restore.pk), "w")
-    fail(Execution.objects.get(pk=restore.pk), "the worker kept dying")
+    claims.LEASE.fail(Execution.objects.get(pk=restore.pk), "the worker kept dying")
 
     assert runner.start_due_purges(now=timezone.now() + timedelta(days=365)) == []
     assert stored_ids(store["customer"], store["group"], store["warehouse"]) == stored

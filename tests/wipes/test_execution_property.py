@@ -61,7 +61,7 @@ from retention.models import (
     RequestStatus,
 )
 from retention.records.store import NewMessage, add_messages, create_conversation
-from retention.wipes import lease, runner, schedule
+from retention.wipes import claims, runner, schedule
 from retention.wipes.outcome import outcome_of
 
 pytestmark = pytest.mark.django_db
@@ -488,7 +488,7 @@ class ScenarioRun:
             runner.run_execution(execution_id, worker="first")
             return True
         where, after = self.s.interruption
-        owner, name = (runner, "_step") if where == "between" else (lease, "checkpoint")
+        owner, name = (runner, "_step") if where == "between" else (claims, "checkpoint")
         real, calls = getattr(owner, name), []
 
         def dies(*args):

@@ -45,7 +45,7 @@ from retention.models import (
     RequestStatus,
 )
 from retention.records.store import NewMessage, add_messages, create_conversation
-from retention.wipes import lease, runner, schedule, shred, watchdog
+from retention.wipes import claims, runner, schedule, shred, watchdog
 from tests.conftest import ROOT, file_request, services_or_skip, worker_env
 
 pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
@@ -231,7 +231,7 @@ def kill_mid_run(execution_id: int, worker: subprocess.Popen, logs, *, phase: st
     assert dead["lease_expires_at"] <= killed_at + timedelta(seconds=LEASE_SECONDS)
     # While it runs, the watchdog leaves the run alone and nobody else may take it.
     assert watchdog.watch() == {"started": 0, "resumed": 0}
-    assert lease.acquire(execution_id, "intruder") is None
+    assert claims.acquire(execution_id, "intruder") is None
     return dead
 
 
