@@ -11,7 +11,9 @@ Company (director, admin, security, auditor)
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -383,6 +385,62 @@ def running_worker(*args: str, **extra: str) -> Iterator[subprocess.Popen]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def children_of(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (a worker's horse), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    found.append(int(entry.name))
+    return found
+
+
+def kill_worker(process: subprocess.Popen) -> None:
+    """SIGKILL a worker and its horse: no cleanup, no failure recorded."""
+    horses = children_of(process.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for horse in horses:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(horse, signal.SIGKILL)
+
+
+@pytest.fixture
+def killable_workers(redis_queue_connection, tmp_path):
+    """``start(*args, **env)`` starts a real ``manage.py rqworker *args`` in a process group
+    of its own (so a test can SIGKILL it and its horse with ``kill_worker``), logging to
+    ``tmp_path``; ``start.logs()`` is their logs' tails. Every one is killed at the end."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, **extra: str) -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(started)}.log", "w")  # noqa: SIM115 (kept open)
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", *args],
+            cwd=ROOT,
+            env=worker_env(**extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a group of its own, to kill without touching ours
+        )
+        log.close()
+        started.append(process)
+        return process
+
+    start.logs = lambda: "\n".join(
+        f"--- worker {i} ---\n{(tmp_path / f'worker-{i}.log').read_text()[-3000:]}"
+        for i in range(len(started))
+    )
+    try:
+        yield start
+    finally:
+        for process in started:
+            if process.poll() is None:
+                kill_worker(process)
+            process.wait(timeout=10)
 
 
 # --- API credentials: the one place tests get them, so a change of token model is one edit.

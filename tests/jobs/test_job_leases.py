@@ -19,7 +19,6 @@ exactly once. (``tests/test_wipe_worker.py`` does the same with thousands of mes
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,13 +60,12 @@ from retention.models import (
 from retention.reports import audit_log_exports, verification_runs
 from retention.wipes import runner, schedule, watchdog
 from tests.conftest import (
-    ROOT,
     database_url_for_subprocess,
+    kill_worker,
     make_chat,
     run_worker_burst,
-    worker_env,
 )
-from tests.wipes.test_wipe_worker import approved, kill_worker
+from tests.wipes.test_wipe_worker import approved
 
 pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
 
@@ -143,35 +141,15 @@ def small_audit_exports(settings):
 
 
 @pytest.fixture
-def worker(redis_queue_connection, settings, tmp_path):
+def worker(killable_workers, settings):
     """Starts ``manage.py rqworker default`` (or another queue, with settings of its own in
     ``extra``; killed at the end if still alive)."""
-    started: list[subprocess.Popen] = []
 
     def start(queue: str = "default", **extra: str) -> subprocess.Popen:
-        log = open(tmp_path / f"worker-{len(started)}.log", "w")  # noqa: SIM115 (kept open)
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", queue],
-            cwd=ROOT,
-            env=worker_env(MEDIA_ROOT=str(settings.MEDIA_ROOT), **extra),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a group of its own, to kill without touching ours
-        )
-        log.close()
-        started.append(process)
-        return process
+        return killable_workers(queue, MEDIA_ROOT=str(settings.MEDIA_ROOT), **extra)
 
-    start.logs = lambda: "\n".join(
-        (tmp_path / f"worker-{i}.log").read_text()[-3000:] for i in range(len(started))
-    )
-    try:
-        yield start
-    finally:
-        for process in started:
-            if process.poll() is None:
-                kill_worker(process)
-            process.wait(timeout=10)
+    start.logs = killable_workers.logs
+    return start
 
 
 @contextmanager
@@ -259,7 +237,7 @@ def test_a_job_killed_on_its_last_attempt_fails_exactly_once(
 
     row.refresh_from_db()
     assert row.status == kind.lease.failed
-    assert f"stopped {max_attempts} times" in row.error
+    assert row.error == str(kind.lease.gave_up) % {"n": max_attempts}
     assert row.finished_at is not None
     if kind.failed_event is not None:
         assert events(kind.failed_event) == 1

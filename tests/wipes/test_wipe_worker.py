@@ -16,15 +16,10 @@ its horse are both killed, like a machine or container going away.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import django_rq
 import pytest
@@ -46,7 +41,7 @@ from retention.models import (
 )
 from retention.records.store import NewMessage, add_messages, create_conversation
 from retention.wipes import claims, runner, schedule, shred, watchdog
-from tests.conftest import ROOT, file_request, services_or_skip, worker_env
+from tests.conftest import children_of, file_request, kill_worker, services_or_skip
 
 pytestmark = [pytest.mark.queue, pytest.mark.django_db(transaction=True)]
 
@@ -56,66 +51,20 @@ POLL = 0.02
 
 
 @pytest.fixture
-def workers(redis_queue_connection, tmp_path):
-    """Starts ``manage.py rqworker wipes`` processes; every one is killed at the end."""
+def workers(killable_workers):
+    """Starts ``manage.py rqworker wipes`` processes with small batches and a short lease."""
     services_or_skip()
-    started: list[subprocess.Popen] = []
-    env = worker_env(
-        QINGLI_WIPE_BATCH_MESSAGES=str(BATCH),
-        QINGLI_WIPE_BATCH_PAUSE_MS="20",
-        QINGLI_WIPE_LEASE_SECONDS=str(LEASE_SECONDS),
-    )
+    env = {
+        "QINGLI_WIPE_BATCH_MESSAGES": str(BATCH),
+        "QINGLI_WIPE_BATCH_PAUSE_MS": "20",
+        "QINGLI_WIPE_LEASE_SECONDS": str(LEASE_SECONDS),
+    }
 
     def start(*args: str) -> subprocess.Popen:
-        log = open(tmp_path / f"worker-{len(started)}.log", "w")  # noqa: SIM115 (kept open)
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "wipes", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a group of its own, to kill without touching ours
-        )
-        log.close()
-        started.append(process)
-        return process
+        return killable_workers("wipes", *args, **env)
 
-    def logs() -> str:
-        return "\n".join(
-            f"--- worker {i} ---\n{(tmp_path / f'worker-{i}.log').read_text()[-3000:]}"
-            for i in range(len(started))
-        )
-
-    start.logs = logs
-    try:
-        yield start
-    finally:
-        for process in started:
-            if process.poll() is None:
-                kill_worker(process)
-            process.wait(timeout=10)
-
-
-def children_of(pid: int) -> list[int]:
-    """Live child processes of ``pid`` (a worker's horse), from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid and fields[0] != "Z":
-                    found.append(int(entry.name))
-    return found
-
-
-def kill_worker(process: subprocess.Popen) -> None:
-    """SIGKILL a worker and its horse: no cleanup, no failure recorded."""
-    horses = children_of(process.pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    for horse in horses:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(horse, signal.SIGKILL)
+    start.logs = killable_workers.logs
+    return start
 
 
 def fill(department, participants, count: int, *, start) -> object:
