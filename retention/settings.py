@@ -248,6 +248,22 @@ else:
     RQ_QUEUES = {name: in_process_queue_config() for name in QUEUE_NAMES}
     QINGLI_IN_PROCESS_QUEUE = True
 RQ = {"COMMIT_MODE": "on_db_commit"}
+
+# --- cache ---------------------------------------------------------------------------------
+# The API's throttles (the token endpoint's 20 calls a minute per address) count in the
+# cache. With Redis, every web process and every gunicorn worker shares one count; local
+# memory (the zero-setup default, one process) would give each process a limit of its own.
+# The cache's keys carry their own prefix in the queue's Redis database.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "qingli-cache",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 QINGLI_START_IN_PROCESS_WORKER = env.bool("QINGLI_START_IN_PROCESS_WORKER", default=False)
 
 # --- API -----------------------------------------------------------------------------------

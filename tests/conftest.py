@@ -280,9 +280,10 @@ def people(cast: Cast, org: Org) -> Cast:
 
 @pytest.fixture(autouse=True)
 def _fresh_throttle_counts():
-    """The token endpoint allows 20 calls a minute per address, counted in the (local
-    memory) cache, and every test calls from one address: each test starts afresh, so
-    none is throttled for what the tests before it did."""
+    """The token endpoint allows 20 calls a minute per address, counted in the cache
+    (local memory, or Redis with REDIS_URL), and every test calls from one address: each
+    test starts afresh, so none is throttled for what the tests before it did. With Redis
+    this empties the test's Redis database, which tests of the queue empty anyway."""
     from django.core.cache import cache
 
     cache.clear()

@@ -8,10 +8,19 @@ exports (size and how many one member has waiting).
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from retention.models import Export, ExportStatus
+from tests.conftest import ROOT, services_or_skip, worker_env
 from tests.world import build_world, state
 
 pytestmark = pytest.mark.django_db
@@ -251,3 +260,66 @@ def test_paths_that_name_no_operation_are_a_json_404(db, api_as, path):
     response = api_as(None).post(path, {}, format="json")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+@contextmanager
+def web_server(port: int) -> Iterator[str]:
+    """A real gunicorn (one worker) on the test database, at the returned base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "retention.wsgi", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=worker_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while post_json(f"{base}/api/v1/nothing/", {}) is None:
+            assert process.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server did not answer within 60 s"
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def post_json(url: str, body: dict) -> int | None:
+    """The status of a JSON POST to ``url``; None while nothing listens there."""
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as answer:
+        return answer.code
+    except OSError:
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_server_processes_share_one_token_throttle(db):
+    """Each gunicorn worker is a process of its own: with REDIS_URL they count in one
+    cache, so spreading calls over processes does not multiply the limit. (A body without
+    a password is a 400 before any sign-in is tried, but the throttle counts it.)"""
+    services_or_skip()
+    with web_server(free_port()) as first, web_server(free_port()) as second:
+        codes = [
+            post_json(f"{(first, second)[i % 2]}/api/v1/auth/token/", {"username": "x"})
+            for i in range(22)
+        ]
+    assert codes[:20] == [400] * 20
+    # The 21st call went to the first process, the 22nd to the second: both refuse.
+    assert codes[20:] == [429, 429]
