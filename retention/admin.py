@@ -5,15 +5,23 @@ Every change made here is written to the audit log as well as Django's own admin
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit import log as audit
 from audit.events import EventType
+from retention.access.passwords import do_change_password
 from retention.access.second_factor import verified
+from retention.access.tokens import do_revoke_tokens_of_deactivated
 from retention.governance.protection import do_set_protected
 from retention.models import Conversation, Department, Member
 from retention.models.roles import Role
@@ -92,6 +100,65 @@ class MemberAdmin(AuditedAdmin, UserAdmin):
     @admin.display(description=_("roles"))
     def role_list(self, obj: Member) -> str:
         return ", ".join(sorted(obj.roles))
+
+    def save_model(self, request, obj: Member, form, change: bool) -> None:
+        # The change form runs in one transaction: deactivation and revocation go together.
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            revoked = do_revoke_tokens_of_deactivated(
+                obj, acting_user=request.user, request=request
+            )
+            _say_tokens_revoked(request, revoked)
+
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
+        """Django's page, except that a valid new password (or turning password sign-in
+        off) is set through do_change_password, which revokes the member's API tokens.
+        Everything else (the form, its errors, refusals) is Django's own."""
+        member = self.get_object(request, unquote(id))
+        if (
+            request.method != "POST"
+            or member is None
+            or not self.has_change_permission(request, member)
+        ):
+            return super().user_change_password(request, id, form_url)
+        form = self.change_password_form(member, request.POST)
+        if not form.is_valid():
+            return super().user_change_password(request, id, form_url)
+        usable = form.cleaned_data["set_usable_password"]
+        if not usable and "unset-password" not in request.POST:
+            return super().user_change_password(request, id, form_url)  # conflicting buttons
+        with transaction.atomic():
+            revoked = do_change_password(
+                member,
+                password=form.cleaned_data["password1"] if usable else None,
+                acting_user=request.user,
+                request=request,
+            )
+            self.log_change(request, member, self.construct_change_message(request, form, None))
+        messages.success(
+            request,
+            gettext("Password changed successfully.")
+            if usable
+            else gettext("Password-based authentication was disabled."),
+        )
+        _say_tokens_revoked(request, revoked)
+        update_session_auth_hash(request, member)
+        return redirect(f"{self.admin_site.name}:retention_member_change", member.pk)
+
+
+def _say_tokens_revoked(request: HttpRequest, revoked: list[int]) -> None:
+    if revoked:
+        messages.info(
+            request,
+            ngettext(
+                "%(count)d API token of this member was revoked.",
+                "%(count)d API tokens of this member were revoked.",
+                len(revoked),
+            )
+            % {"count": len(revoked)},
+        )
 
 
 @admin.register(Conversation)

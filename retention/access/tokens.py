@@ -1,5 +1,6 @@
 """API tokens: issue (the key is shown once), authenticate by the key's SHA-256, list and
-revoke. Owners manage their own tokens; admins see and revoke everyone's."""
+revoke. Owners manage their own tokens; admins see and revoke everyone's. A member's
+tokens all go when their password changes or they are deactivated."""
 
 from __future__ import annotations
 
@@ -136,3 +137,59 @@ def do_revoke_token(
             },
         )
     return locked
+
+
+class RevokedBecause:
+    """Why every token of a member was revoked at once (the audit event's ``reason``)."""
+
+    PASSWORD_CHANGED = "password-changed"
+    DEACTIVATED = "deactivated"
+
+
+def revoke_every_token(
+    member: Member, *, acting_user: Member | None, request: HttpRequest | None, reason: str
+) -> list[int]:
+    """Inside the caller's transaction: revoke every live token of ``member``, one audit
+    event each (``acting_user`` None: an operator at the server's shell). Returns their
+    ids."""
+    tokens = list(
+        ApiToken.objects.select_for_update()
+        .filter(member=member, revoked_at__isnull=True)
+        .order_by("pk")
+    )
+    now = timezone.now()
+    for token in tokens:
+        token.revoked_at, token.revoked_by = now, acting_user
+        token.save(update_fields=["revoked_at", "revoked_by"])
+        audit.record(
+            EventType.TOKEN_REVOKED,
+            actor=acting_user,
+            target=token,
+            department_id=member.department_id,
+            ip_address=audit.client_ip(request) if request else None,
+            details={
+                "member": member.pk,
+                "name": token.name,
+                "prefix": token.prefix,
+                "by_owner": acting_user is not None and acting_user.pk == member.pk,
+                "reason": reason,
+            },
+        )
+    return [token.pk for token in tokens]
+
+
+def do_revoke_tokens_of_deactivated(
+    member: Member, *, acting_user: Member | None, request: HttpRequest | None
+) -> list[int]:
+    """A member who has just been deactivated loses every API token, for good: made
+    active again, they take new ones. By an admin (or an operator: ``acting_user``
+    None); audited per token. Returns the revoked tokens' ids."""
+    if acting_user is not None and not may_oversee_authenticators(acting_user):
+        raise PermissionDenied(_("Only an admin may revoke a member's tokens."))
+    with transaction.atomic():
+        locked = Member.objects.select_for_update().get(pk=member.pk)
+        if locked.is_active:
+            raise Conflict(_("This member is active: their tokens stay."))
+        return revoke_every_token(
+            locked, acting_user=acting_user, request=request, reason=RevokedBecause.DEACTIVATED
+        )
