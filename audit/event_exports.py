@@ -9,7 +9,6 @@ export is the caller's to decide (auditors and admins, in the site's views).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -21,6 +20,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from audit import cells
 from audit import log as audit
 from audit.events import EventType
 from audit.models import AuditEvent, AuditExport, AuditExportStatus
@@ -129,15 +129,14 @@ def _csv_batches(f: EventFilter) -> Iterator[tuple[bytes, int]]:
         if not batch:
             return
         text = io.StringIO()
-        writer = csv.writer(text)
-        writer.writerows(_row(event, zone) for event in batch)
+        cells.CsvWriter(text).writerows(_row(event, zone) for event in batch)
         yield text.getvalue().encode(), len(batch)
         before = batch[-1].pk
 
 
 def _line(values: list) -> bytes:
     text = io.StringIO()
-    csv.writer(text).writerow(values)
+    cells.CsvWriter(text).writerow(values)
     return text.getvalue().encode()
 
 
@@ -145,20 +144,15 @@ def _row(event: AuditEvent, zone) -> list:
     return [
         event.pk,
         event.created_at.astimezone(zone).isoformat(timespec="microseconds"),
-        _cell(event.actor_name),
+        event.actor_name,
         event.actor_id or "",
         event.event_type,
         event.label,
         event.target_type,
-        _cell(event.target_id),
+        event.target_id,
         event.department_id or "",
         event.ip_address or "",
         json.dumps(event.details, ensure_ascii=False, sort_keys=True),
         event.prev_hash,
         event.hash,
     ]
-
-
-def _cell(text: str) -> str:
-    """Spreadsheets run a cell that starts like a formula: such text gets an apostrophe."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

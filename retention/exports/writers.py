@@ -15,7 +15,6 @@ export holds what its exporter sees of it.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections import deque
@@ -33,6 +32,7 @@ from django.db.models.functions import Cast
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from audit import cells
 from retention.models import (
     Attachment,
     Conversation,
@@ -337,16 +337,12 @@ class _TextSink:
         self.sink.write(text.encode())
 
 
-def _cell(text: str) -> str:
-    """Spreadsheets run a cell that starts like a formula: such text gets a leading
-    apostrophe (the JSON Lines export keeps every body exactly)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _write_csv(export: Export, sink: Sink) -> None:
-    """UTF-8 with a byte-order mark, so that spreadsheet programs read Chinese right."""
+    """UTF-8 with a byte-order mark, so that spreadsheet programs read Chinese right; cells
+    that start like a formula are defused by the one guarded writer (:mod:`audit.cells`),
+    while the JSON Lines export keeps every body exactly."""
     sink.write("\ufeff".encode())
-    writer = csv.writer(_TextSink(sink))
+    writer = cells.CsvWriter(_TextSink(sink))
     writer.writerow(CSV_COLUMNS)
     zone = timezone.get_current_timezone()
     for _conversation, records, _first in _records(export, sink.heartbeat):
@@ -355,13 +351,13 @@ def _write_csv(export: Export, sink: Sink) -> None:
             [
                 r["id"],
                 r["conversation"],
-                _cell(r["conversation_title"]),
+                r["conversation_title"],
                 _iso(r["sent_at"], zone),
-                _cell(r["sender"]),
+                r["sender"],
                 r["sensitivity"],
-                "" if r["body"] is None else _cell(r["body"]),
+                "" if r["body"] is None else r["body"],
                 r["unreadable"] or "",
-                _cell("; ".join(a["name"] for a in r["attachments"])),
+                "; ".join(a["name"] for a in r["attachments"]),
             ]
             for r in records
         )

@@ -8,21 +8,34 @@ write. Problems with the file itself raise :class:`ImportFormatError` naming the
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from retention.models import Member
 from retention.records.ingest_errors import IngestError, record_error
 
 SLACK_SOURCE = "slack"
-# A single JSON member of an export larger than this is not a Slack day file; refusing it
-# keeps a hostile zip (a "zip bomb") from exhausting memory.
+# Caps on what a Slack export's members expand to, counted as they are decompressed,
+# whatever their headers declare, so that a hostile zip (a "zip bomb") cannot exhaust
+# memory: one JSON member larger than this is not a Slack day file...
 MAX_ZIP_MEMBER_BYTES = 256 * 1024 * 1024
+# ...all the members one import reads, together...
+MAX_ZIP_TOTAL_BYTES = 1024 * 1024 * 1024
+# ...and bytes out per compressed byte read, once a member has expanded past
+# ZIP_RATIO_GRACE (JSON deflates about tenfold; a bomb a thousandfold).
+MAX_ZIP_RATIO = 100
+ZIP_RATIO_GRACE = 1024 * 1024
+_ZIP_CHUNK = 64 * 1024
 # Slack message subtypes that are real messages someone wrote; every other subtype
 # (channel_join, channel_leave, channel_topic, bot_message, tombstone, ...) is skipped.
 SLACK_MESSAGE_SUBTYPES = frozenset({"thread_broadcast", "file_share", "me_message"})
@@ -123,18 +136,37 @@ def read_slack_export(path: str | Path, *, department: int | str) -> SourceRecor
     """
     path = Path(path)
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+        raw = _MeteredFile(path)
+    except OSError as exc:
         raise ImportFormatError(f"{path.name}: not a readable zip file ({exc}).") from exc
-    with archive:
-        reader = _SlackZip(path.name, archive)
-        return reader.records(department)
+    with raw:
+        try:
+            archive = zipfile.ZipFile(raw)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ImportFormatError(f"{path.name}: not a readable zip file ({exc}).") from exc
+        with archive:
+            reader = _SlackZip(path.name, archive, raw)
+            return reader.records(department)
+
+
+class _MeteredFile(io.FileIO):
+    """The zip file, counting the bytes read from it: a member's compressed bytes read so
+    far, against which the bytes it expands to are held (``MAX_ZIP_RATIO``)."""
+
+    bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
 
 
 class _SlackZip:
-    def __init__(self, zip_name: str, archive: zipfile.ZipFile):
+    def __init__(self, zip_name: str, archive: zipfile.ZipFile, raw: _MeteredFile):
         self.zip_name = zip_name
         self.archive = archive
+        self.raw = raw
+        self.expanded = 0  # bytes all members read so far expanded to
         self.names = {info.filename: info for info in archive.infolist() if not info.is_dir()}
         self.prefix = self._find_prefix()
 
@@ -159,14 +191,69 @@ class _SlackZip:
         if info.file_size > MAX_ZIP_MEMBER_BYTES:
             raise ImportFormatError(f"{shown} is too large ({info.file_size} bytes).")
         try:
-            data = self.archive.read(info)
+            data = self._expand(info, shown)
             return json.loads(data.decode("utf-8-sig"), parse_constant=_refuse_constant)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (
+            zipfile.BadZipFile,
+            OSError,
+            EOFError,
+            zlib.error,
+            RuntimeError,  # an encrypted member
+            NotImplementedError,  # a compression method zipfile cannot read
+        ) as exc:
             raise ImportFormatError(f"{shown} cannot be read from the zip ({exc}).") from exc
         except UnicodeDecodeError as exc:
             raise ImportFormatError(f"{shown} is not UTF-8 text.") from exc
         except ValueError as exc:
             raise ImportFormatError(f"{shown} is not valid JSON ({exc}).") from exc
+
+    def _expand(self, info: zipfile.ZipInfo, shown: str) -> bytearray:
+        """The member's bytes, decompressed a chunk at a time and refused as soon as they
+        pass a cap: the member's, the export's, or the compression ratio's. The header's
+        size is not trusted: zipfile stops (and checks the CRC) at the declared size, so
+        the member is read as if it declared more than its cap, and a member that holds
+        another size than it declares is refused."""
+        cap = min(MAX_ZIP_MEMBER_BYTES, MAX_ZIP_TOTAL_BYTES - self.expanded)
+        probe = copy.copy(info)
+        probe.file_size = cap + 2 * _ZIP_CHUNK  # past the cap by more than one read
+        data = bytearray()
+        with self.archive.open(probe) as stream:
+            start = self.raw.bytes_read
+            while chunk := stream.read(_ZIP_CHUNK):
+                data += chunk
+                if len(data) > cap:
+                    raise ImportFormatError(self._past_cap(shown, cap))
+                compressed = max(self.raw.bytes_read - start, 1)
+                if len(data) > ZIP_RATIO_GRACE and len(data) > MAX_ZIP_RATIO * compressed:
+                    raise ImportFormatError(
+                        _(
+                            "%(member)s expands more than %(ratio)s times its compressed "
+                            "size, the cap for a file in an export; nothing was written."
+                        )
+                        % {"member": shown, "ratio": MAX_ZIP_RATIO}
+                    )
+        if len(data) != info.file_size:
+            raise ImportFormatError(
+                _(
+                    "%(member)s declares %(declared)s bytes but holds %(actual)s; "
+                    "nothing was written."
+                )
+                % {"member": shown, "declared": info.file_size, "actual": len(data)}
+            )
+        self.expanded += len(data)
+        return data
+
+    @staticmethod
+    def _past_cap(shown: str, cap: int) -> str:
+        if cap < MAX_ZIP_MEMBER_BYTES:  # what the export has left is the smaller cap
+            return _(
+                "%(member)s expands the export to more than %(cap)s bytes, the cap on a "
+                "whole export; nothing was written."
+            ) % {"member": shown, "cap": MAX_ZIP_TOTAL_BYTES}
+        return _(
+            "%(member)s expands to more than %(cap)s bytes, the cap on one file in an "
+            "export; nothing was written."
+        ) % {"member": shown, "cap": MAX_ZIP_MEMBER_BYTES}
 
     def records(self, department: int | str) -> SourceRecords:
         channels = self._list_of_objects("channels.json", required=("id", "name"))

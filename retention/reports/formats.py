@@ -7,7 +7,6 @@ between the page, the API and a download.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 
+from audit import cells
 from retention.models.roles import Role
 from retention.reports import reviews
 
@@ -288,33 +288,30 @@ def annual_tables(assessment: dict[str, Any]) -> list[Table]:
 
 def to_csv(tables: list[Table]) -> bytes:
     """One CSV: each table's rows prefixed with its key, after a header row of its own.
-    UTF-8 with a byte-order mark, so that Excel opens the Chinese text as it is."""
+    UTF-8 with a byte-order mark, so that Excel opens the Chinese text as it is. Cells go
+    through the product's one guarded writer (:mod:`audit.cells`)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = cells.CsvWriter(out)
     for table in tables:
         writer.writerow(["section", *table.headers])
-        for row in table.rows:
-            writer.writerow([table.key, *row])
+        writer.writerows([table.key, *row] for row in table.rows)
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def to_xlsx(tables: list[Table]) -> bytes:
-    """One sheet per table, named by the table's key."""
-    # Imported here: openpyxl takes about 0.1 s to import and only XLSX downloads need it.
+    """One sheet per table, named by the table's key; text cells are text, never formulas
+    (:mod:`audit.cells`)."""
+    # openpyxl takes about 0.1 s to import and only XLSX downloads need it.
     from openpyxl import Workbook
-    from openpyxl.styles import Font
 
     book = Workbook()
     book.remove(book.active)
     for table in tables:
         sheet = book.create_sheet(table.key[:31])
-        sheet.append([table.title])
-        sheet["A1"].font = Font(bold=True)
-        sheet.append(table.headers)
-        for cell in sheet[2]:
-            cell.font = Font(bold=True)
+        cells.xlsx_append(sheet, [table.title], bold=True)
+        cells.xlsx_append(sheet, table.headers, bold=True)
         for row in table.rows:
-            sheet.append(["" if v is None else v for v in row])
+            cells.xlsx_append(sheet, row)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

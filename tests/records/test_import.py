@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import time
+import tracemalloc
 import zipfile
+import zlib
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ from django.utils import translation
 from audit.events import EventType
 from audit.models import AuditEvent
 from retention.models import Conversation, Message, Sensitivity
+from retention.records import importers
 from retention.records.crypto import ConversationCipher
 from retention.records.importers import ImportFormatError, read_jsonl, read_slack_export
 from retention.records.store import read_body
@@ -380,3 +385,136 @@ def test_an_export_zipped_inside_a_folder_is_read(tmp_path, org):
     # No member is named "staff" yet: the sender is kept by name only.
     assert records[1]["sender"] is None
     assert records[1]["sender_name"] == "王小丽"
+
+
+# --------------------------------------------------------------------------- hostile zips
+
+
+def deflated_zeros(size_mib: int) -> bytes:
+    """A raw deflate stream of ``size_mib`` MiB of zeros, about 1 KiB per MiB, built from
+    one compressed MiB repeated (a full flush resets the compressor, so every MiB
+    compresses to the same bytes) without ever holding the expanded bytes."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    one = compressor.compress(bytes(1024 * 1024)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return one * size_mib + compressor.flush(zlib.Z_FINISH)
+
+
+def add_member(path: Path, name: str, data: bytes, *, deflated: bytes | None = None) -> None:
+    """Append ``name`` to the zip: ``data`` as is, or ``deflated`` (a raw deflate stream)
+    stored and then marked as deflated, so its expansion is never made here."""
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(name, deflated if deflated is not None else data)
+    if deflated is not None:
+        patch_member(path, name, method=zipfile.ZIP_DEFLATED)
+
+
+def patch_member(
+    path: Path, name: str, *, method: int | None = None, declared: int | None = None
+) -> None:
+    """Rewrite ``name``'s compression method or uncompressed size in its local header and
+    in the central directory, as a hostile tool would."""
+    blob = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        local = archive.getinfo(name).header_offset
+    directory = struct.unpack_from("<I", blob, blob.rindex(b"PK\x05\x06") + 16)[0]
+    central = directory
+    while blob[central + 46 : central + 46 + len(name.encode())] != name.encode():
+        lengths = struct.unpack_from("<HHH", blob, central + 28)
+        central += 46 + sum(lengths)
+    for offset, method_at, size_at in ((local, 8, 22), (central, 10, 24)):
+        if method is not None:
+            struct.pack_into("<H", blob, offset + method_at, method)
+        if declared is not None:
+            struct.pack_into("<I", blob, offset + size_at, declared)
+    path.write_bytes(bytes(blob))
+
+
+def import_measured(path: Path) -> tuple[str, float, int]:
+    """Run the import expecting a refusal: its message, seconds taken, peak bytes held."""
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        message, _ = run_failing(str(path), "--department", "Company")
+    finally:
+        elapsed = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return message, elapsed, peak
+
+
+def test_a_zip_bomb_that_lies_about_its_size_is_refused_fast_in_bounded_memory(tmp_path, cast):
+    """A member declaring 1,000 bytes that expands to 1 GiB (about 1 MB in the zip)."""
+    path = write_slack_zip(tmp_path, {"general/2024-03-02.json": None})
+    add_member(path, "general/2024-03-02.json", b"", deflated=deflated_zeros(1024))
+    patch_member(path, "general/2024-03-02.json", declared=1000)
+    assert path.stat().st_size < 2 * 1024 * 1024
+
+    message, elapsed, peak = import_measured(path)
+
+    assert "general/2024-03-02.json" in message
+    assert f"expands more than {importers.MAX_ZIP_RATIO} times its compressed size" in message
+    assert peak < 48 * 1024 * 1024, peak
+    assert elapsed < 5, elapsed
+    assert nothing_written()
+
+
+def test_a_member_past_its_cap_is_refused_whatever_its_header_says(tmp_path, cast, monkeypatch):
+    monkeypatch.setattr(importers, "MAX_ZIP_MEMBER_BYTES", 4096)
+    day = [
+        dict(DAY2[0], ts=f"17093412{i:02d}.000000", text=os.urandom(40).hex()) for i in range(60)
+    ]
+    path = write_slack_zip(tmp_path, {"general/2024-03-02.json": day})
+    patch_member(path, "general/2024-03-02.json", declared=1000)
+
+    message, _ = run_failing(str(path), "--department", "Company")
+
+    assert message == (
+        "slack-export.zip: general/2024-03-02.json expands to more than 4096 bytes, "
+        "the cap on one file in an export; nothing was written."
+    )
+    assert nothing_written()
+
+
+def test_an_export_past_the_total_cap_is_refused(tmp_path, cast, monkeypatch):
+    path = write_slack_zip(tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        sizes = {info.filename: info.file_size for info in archive.infolist()}
+    # Room for channels.json, users.json and the first day file, not the second.
+    read_first = ("channels.json", "users.json", "general/2024-03-01.json")
+    monkeypatch.setattr(importers, "MAX_ZIP_TOTAL_BYTES", sum(sizes[n] for n in read_first) + 10)
+
+    message, _ = run_failing(str(path), "--department", "Company")
+
+    assert "general/2024-03-02.json expands the export to more than" in message
+    assert "the cap on a whole export" in message
+    assert nothing_written()
+
+
+def test_a_member_that_holds_less_than_it_declares_is_refused(tmp_path, cast):
+    path = write_slack_zip(tmp_path)
+    patch_member(path, "users.json", declared=100_000)
+
+    message, _ = run_failing(str(path), "--department", "Company")
+
+    assert "users.json declares 100000 bytes but holds" in message
+    assert nothing_written()
+
+
+def test_a_large_ordinary_slack_export_imports_under_the_caps(tmp_path, org, cast):
+    """A day file of several MiB of ordinary messages is well within every cap."""
+    day = [
+        {
+            "type": "message",
+            "user": "U01STAFF",
+            "text": f"订单 {i} 已发货，明细 {os.urandom(1200).hex()}",
+            "ts": f"{1709341200 + i}.000000",
+        }
+        for i in range(1500)
+    ]
+    path = write_slack_zip(tmp_path, {"general/2024-03-02.json": day})
+    with zipfile.ZipFile(path) as archive:
+        assert archive.getinfo("general/2024-03-02.json").file_size > 3 * 1024 * 1024
+
+    out, _ = run(str(path), "--department", "Company/East region", "--as", "admin")
+
+    assert "2 conversations created, 1503 messages created" in out
