@@ -1,5 +1,5 @@
 """A rule's run re-checks holds and protection when it runs, not when it was filed, and
-says what it left and why."""
+says what it left and why; the dry run counts attachments and their bytes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from audit.events import EventType
 from audit.models import AuditEvent
@@ -22,6 +22,9 @@ from retention.models import (
     RequestMethod,
     RuleAction,
 )
+from retention.records.store import NewAttachment, NewMessage, add_messages
+from retention.rules.actions import do_preview_rule
+from retention.rules.matching import measure_rule
 from retention.rules.runs import run_due_rules
 from retention.wipes import runner, schedule
 from tests.conftest import file_request, sign_in_streak
@@ -152,3 +155,41 @@ def test_a_batch_request_takes_what_it_confirmed_and_leaves_what_was_protected_l
     assert ages_left(chats["customer"]) == []  # confirmed by name when filed: taken
     assert ages_left(chats["group"]) == [5, 40, 100, 200, 400]  # protected later: left
     assert (run.done_messages, run.protected_messages) == (5, 5)
+
+
+def test_the_dry_run_counts_attachments_and_their_bytes(client, admins, org, chats):
+    def with_file(conversation, age: int, content: bytes):
+        add_messages(
+            conversation,
+            [
+                NewMessage(
+                    sender_name="客户",
+                    sent_at=NOW - timedelta(days=age),
+                    body="发票",
+                    attachments=(NewAttachment("发票.pdf", content, "application/pdf"),),
+                )
+            ],
+        )
+
+    rule = new_rule(admins, department=org.hangzhou, keep_days=90)
+    before = measure_rule(rule, now=NOW).preview
+    assert before["attachments"] == 0
+    with_file(chats["customer"], 120, b"%PDF" + b"x" * 996)  # old enough: taken
+    with_file(chats["group"], 10, b"%PDF" + b"y" * 4996)  # too recent: kept
+    preview = measure_rule(rule, now=NOW).preview
+    assert preview["attachments"] == 1
+    body_bytes = len("发票".encode())
+    assert preview["bytes"] == before["bytes"] + body_bytes + 1000
+    (hangzhou,) = preview["by_department"]
+    assert (hangzhou["attachments"], hangzhou["bytes"]) == (1, preview["bytes"])
+
+    answer = api_for(admins.admin).post(f"/api/v1/retention-rules/{rule.pk}/preview/").json()
+    assert answer["last_preview"]["attachments"] == 1
+    assert answer["last_preview"]["bytes"] == preview["bytes"]
+    do_preview_rule(rule, acting_user=admins.admin)
+    client.force_login(admins.admin)
+    with translation.override("zh-hans"):
+        page = client.get(reverse("rule", args=[rule.pk]), HTTP_ACCEPT_LANGUAGE="zh-hans")
+    html = page.content.decode()
+    assert 'data-testid="rule-preview-attachments">1</strong>' in html
+    assert "含附件" in html
