@@ -55,6 +55,7 @@ class EventType(models.IntegerChoices):
     HELD_RECORDS_SKIPPED = 434, _("held records skipped")
     REQUEST_RESCHEDULED = 435, _("deletion rescheduled")
     REQUEST_AWAITS_EVIDENCE = 436, _("deletion waits for an evidence export")
+    PROTECTED_RECORDS_SKIPPED = 437, _("records left: protected after the request was filed")
     RECYCLE_RESTORED = 440, _("restored from the recycle bin")
     RECYCLE_PURGE_STARTED = 441, _("recycle-bin purge started")
     RECYCLE_PURGED = 442, _("purged from the recycle bin")

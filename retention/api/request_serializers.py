@@ -184,6 +184,10 @@ class ProgressSerializer(serializers.Serializer):
     done_messages = serializers.IntegerField()
     held_messages = serializers.IntegerField(help_text="Skipped: on hold at run time.")
     held_conversations = serializers.IntegerField()
+    protected_messages = serializers.IntegerField(
+        help_text="Skipped: marked protected after filing, and not confirmed by the request."
+    )
+    protected_conversations = serializers.IntegerField()
     gone_before_run = serializers.IntegerField(help_text="Deleted by another request first.")
     percent = serializers.IntegerField()
     rate_per_second = serializers.FloatField(allow_null=True)

@@ -82,6 +82,14 @@ class RuleSerializer(serializers.ModelSerializer):
             "last_run_ok",
             "last_run_error",
         ]
+        extra_kwargs = {
+            "last_preview": {
+                "help_text": "The last dry run: messages, conversations, attachments, bytes "
+                "(message bodies and attachments), high_sensitivity and the same per "
+                "department (by_department), what holds and protection leave (excluded), "
+                "keep_days, cutoff and computed_at. Empty before the first dry run."
+            }
+        }
 
 
 class RuleInputSerializer(StrictSerializer):

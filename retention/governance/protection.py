@@ -22,6 +22,7 @@ from retention.models import (
     Hold,
     Member,
     RequestConversation,
+    RequestMethod,
     RequestStatus,
 )
 from retention.records.holds import hold_guard_exclusive
@@ -124,18 +125,50 @@ def do_set_protected(
         raise PermissionDenied(_("Only admins mark conversations protected."))
     enforce(acting_user, verified_second_factor=verified_second_factor, action="set-protected")
     with transaction.atomic():
+        if protected:
+            # Like a hold: waits for any deletion batch in flight, so that every later
+            # batch sees the protection and leaves the conversation.
+            hold_guard_exclusive()
         changed = (
             Conversation.objects.filter(pk=conversation.pk)
             .exclude(is_protected=protected)
             .update(is_protected=protected)
         )
         if changed:
-            audit.record(
+            event = (
                 EventType.CONVERSATION_PROTECTED
                 if protected
-                else EventType.CONVERSATION_UNPROTECTED,
+                else EventType.CONVERSATION_UNPROTECTED
+            )
+            audit.record(
+                event,
                 actor=acting_user,
                 target=conversation,
                 department_id=conversation.department_id,
                 details={"title": conversation.title},
             )
+        if changed and protected:
+            # Open requests that did not confirm it by name now leave it: say so on each
+            # one's timeline (a retention rule's run confirms none).
+            for request_id in _open_requests_not_confirming(conversation):
+                audit.record(
+                    event,
+                    actor=acting_user,
+                    target_type="retention.deletionrequest",
+                    target_id=request_id,
+                    department_id=conversation.department_id,
+                    details={"conversation": conversation.pk},
+                )
+
+
+def _open_requests_not_confirming(conversation: Conversation) -> list[int]:
+    """Batch requests and rule runs still to run (or running) whose frozen scope holds
+    the conversation without confirming it by name: their runs will leave it."""
+    open_targets = RequestConversation.objects.filter(
+        conversation=conversation,
+        request__method__in=[RequestMethod.BATCH, RequestMethod.RETENTION],
+        request__status__in=[RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.RUNNING],
+    ).values_list("request_id", "request__confirmed_protected")
+    return sorted(
+        {pk for pk, confirmed in open_targets if conversation.pk not in (confirmed or [])}
+    )

@@ -36,7 +36,7 @@ def request_progress(request: DeletionRequest) -> dict | None:
         end = run.finished_at or timezone.now()
         elapsed = max((end - run.started_at).total_seconds(), 0.001)
         per_second = run.done_messages / elapsed  # > 0: done_messages is
-        left = max(run.total_messages - run.done_messages - run.held_messages, 0)
+        left = max(run.total_messages - run.done_messages - run.skipped_messages, 0)
         eta = 0 if run.finished_at else math.ceil(left / per_second)
         rate = round(per_second, 1)  # for display only: a slow run rounds to 0.0
     return {
@@ -47,6 +47,8 @@ def request_progress(request: DeletionRequest) -> dict | None:
         "done_messages": run.done_messages,
         "held_messages": run.held_messages,
         "held_conversations": run.held_conversations,
+        "protected_messages": run.protected_messages,
+        "protected_conversations": run.protected_conversations,
         "gone_before_run": run.vanished_messages,
         "percent": run.percent,
         "rate_per_second": rate,

@@ -130,6 +130,10 @@ class Execution(models.Model):
     vanished_messages = models.PositiveBigIntegerField(default=0)
     # Conversations skipped because a hold covered them when their batch ran.
     held_conversation_ids = models.JSONField(default=list, blank=True)
+    # Skipped because they were marked protected after filing and the request did not
+    # confirm them by name (a retention rule's run never does).
+    protected_messages = models.PositiveBigIntegerField(default=0)
+    protected_conversation_ids = models.JSONField(default=list, blank=True)
     attachments_removed = models.PositiveIntegerField(default=0)
     keys_destroyed = models.PositiveIntegerField(default=0)
     cursor_conversation = models.BigIntegerField(default=0)
@@ -171,8 +175,17 @@ class Execution(models.Model):
         return len(self.held_conversation_ids)
 
     @property
+    def protected_conversations(self) -> int:
+        return len(self.protected_conversation_ids)
+
+    @property
+    def skipped_messages(self) -> int:
+        """Messages of the frozen scope the run left: held, or protected meanwhile."""
+        return self.held_messages + self.protected_messages
+
+    @property
     def percent(self) -> int:
         if not self.total_messages:
             return 100 if self.status == ExecutionStatus.COMPLETED else 0
-        settled = self.done_messages + self.held_messages + self.vanished_messages
+        settled = self.done_messages + self.skipped_messages + self.vanished_messages
         return min(100, settled * 100 // self.total_messages)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from retention.governance.filing import settled_high_water_mark
-from retention.models import Conversation, Department, Message, Sensitivity
+from retention.models import Attachment, Conversation, Department, Message, Sensitivity
 from retention.models.rules import APPROVED_STATUSES, RetentionRule, RuleAction
 from retention.records.holds import held_conversations_q
 
@@ -172,9 +172,9 @@ def measure_rule(
     )
     old = Q(sent_at__lt=cutoff, id__lte=max_message_id)
     taken = governed.exclude(pk__in=held_ids | protected_ids)
+    messages = Message.objects.filter(old, conversation__in=taken.values("pk"))
     rows = list(
-        Message.objects.filter(old, conversation__in=taken.values("pk"))
-        .values_list("conversation_id", "conversation__department_id")
+        messages.values_list("conversation_id", "conversation__department_id")
         .annotate(
             n=Count("id"),
             high=Count("id", filter=Q(sensitivity=Sensitivity.HIGH)),
@@ -185,12 +185,30 @@ def measure_rule(
     departments: dict[int, dict] = {}
     for _conversation, department, n, high, size in rows:
         row = departments.setdefault(
-            department, {"messages": 0, "conversations": 0, "high_sensitivity": 0, "bytes": 0}
+            department,
+            {
+                "messages": 0,
+                "conversations": 0,
+                "high_sensitivity": 0,
+                "attachments": 0,
+                "bytes": 0,
+            },
         )
         row["messages"] += n
         row["conversations"] += 1
         row["high_sensitivity"] += high
         row["bytes"] += size or 0
+    # Files go with their messages: counted, and their bytes added to the size, as in a
+    # deletion request's preview.
+    for department, n, size in (
+        Attachment.objects.filter(message__in=messages.values("pk"))
+        .values_list("conversation__department_id")
+        .annotate(n=Count("id"), size=Sum("size"))
+        .order_by()
+    ):
+        if department in departments:
+            departments[department]["attachments"] += n
+            departments[department]["bytes"] += size or 0
     names = dict(Department.objects.filter(pk__in=departments).values_list("pk", "name"))
 
     def left(ids: set[int]) -> dict:
@@ -201,6 +219,7 @@ def measure_rule(
         "messages": sum(d["messages"] for d in departments.values()),
         "conversations": len(rows),
         "high_sensitivity": sum(d["high_sensitivity"] for d in departments.values()),
+        "attachments": sum(d["attachments"] for d in departments.values()),
         "bytes": sum(d["bytes"] for d in departments.values()),
         "by_department": [
             {"department": pk, "name": names.get(pk, ""), **row}

@@ -128,6 +128,8 @@ DETAIL_LABELS = {
     "deleted_conversations": gettext_lazy("Conversations done"),
     "held_messages": gettext_lazy("Held messages kept"),
     "held_conversations": gettext_lazy("Held conversations kept"),
+    "protected_messages": gettext_lazy("Messages left: protected after filing"),
+    "protected_conversations": gettext_lazy("Conversations left: protected after filing"),
     "gone_before_run": gettext_lazy("Already gone before the run"),
     "attachments_removed": gettext_lazy("Attachments removed"),
     "keys_destroyed": gettext_lazy("Data keys destroyed"),

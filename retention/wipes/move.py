@@ -25,7 +25,14 @@ from retention.records.holds import hold_guard_shared
 from retention.records.store import refresh_last_message
 from retention.wipes import claims
 from retention.wipes.outcome import complete, end, timed
-from retention.wipes.units import Unit, held_among, live_counts, note_held
+from retention.wipes.units import (
+    Unit,
+    held_among,
+    live_counts,
+    note_held,
+    note_protected,
+    protected_among,
+)
 
 # Recycle-bin entries restored per batch of a large restore.
 RESTORE_BATCH = 1000
@@ -47,12 +54,18 @@ def move_batch(
         locked = claims.LEASE.hold(execution, owner=worker)
         hold_guard_shared()
         held = held_among(u.conversation_id for u in units)
+        # Protected after filing, unconfirmed: left like held ones, and said why. (The
+        # guard above keeps a protection, like a hold, from slipping in before the move.)
+        protected = protected_among(request, (u.conversation_id for u in units)) - held
         counts = live_counts(units, request)
         tombstones = []
         for unit in units:
             n, size = counts.get(unit.conversation_id, (0, 0))
             if unit.conversation_id in held:
                 locked.held_messages += n
+                continue
+            if unit.conversation_id in protected:
+                locked.protected_messages += n
                 continue
             if unit.after_id == 0:
                 locked.done_conversations += 1
@@ -74,6 +87,7 @@ def move_batch(
                 )
             )
         note_held(locked, held)
+        note_protected(locked, protected)
         Tombstone.objects.bulk_create(tombstones)
         refresh_last_message({t.conversation_id for t in tombstones if t.messages})
         claims.checkpoint(locked, units[-1])
@@ -97,11 +111,13 @@ def _purge_after(request: DeletionRequest) -> datetime:
 def finish_move(execution: Execution, request: DeletionRequest, worker: str) -> None:
     with transaction.atomic():
         locked = claims.LEASE.hold(execution, owner=worker)
-        # Every conversation of the scope that no hold kept has tombstones up to the
-        # high-water mark: nothing of the approved scope can still be visible.
+        # Every conversation of the scope that no hold or new protection kept has
+        # tombstones up to the high-water mark: nothing of the approved scope can still
+        # be visible.
         uncovered = (
             RequestConversation.objects.filter(request=request)
             .exclude(conversation_id__in=locked.held_conversation_ids)
+            .exclude(conversation_id__in=locked.protected_conversation_ids)
             .exclude(
                 conversation_id__in=Tombstone.objects.filter(
                     request=request, up_to_id=request.max_message_id

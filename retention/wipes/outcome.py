@@ -24,6 +24,8 @@ def outcome_of(execution: Execution) -> dict:
         "deleted_conversations": execution.done_conversations,
         "held_messages": execution.held_messages,
         "held_conversations": execution.held_conversations,
+        "protected_messages": execution.protected_messages,
+        "protected_conversations": execution.protected_conversations,
         "gone_before_run": execution.vanished_messages,
         "attachments_removed": execution.attachments_removed,
         "keys_destroyed": execution.keys_destroyed,
@@ -42,11 +44,12 @@ def timed(execution: Execution, started: float) -> None:
 
 
 def complete(locked: Execution, request: DeletionRequest) -> None:
-    """The run did all it could: the request is completed, with what holds kept. (Records a
-    retention rule binned for purging at once are purged next: the run loop queues that.)"""
+    """The run did all it could: the request is completed, with what holds kept and what
+    was left because it was marked protected after filing. (Records a retention rule
+    binned for purging at once are purged next: the run loop queues that.)"""
     # Fewer than approved: another request took some first. More: records of the scope
     # that sat in another request's recycle bin when this one was measured came back.
-    settled = locked.done_messages + locked.held_messages
+    settled = locked.done_messages + locked.skipped_messages
     locked.vanished_messages = max(0, locked.total_messages - settled)
     end(locked, ExecutionStatus.COMPLETED)
     DeletionRequest.objects.filter(pk=request.pk).update(status=RequestStatus.COMPLETED)
@@ -61,6 +64,17 @@ def complete(locked: Execution, request: DeletionRequest) -> None:
                 "conversations": locked.held_conversations,
                 "conversation_ids": locked.held_conversation_ids[:50],
                 "holds": [{"hold": h.pk, "kind": h.kind, "reason": h.reason} for h in holds],
+            },
+        )
+    if locked.protected_conversation_ids:
+        audit.record(
+            EventType.PROTECTED_RECORDS_SKIPPED,
+            target=request,
+            department_id=request.scope_root_id,
+            details={
+                "messages": locked.protected_messages,
+                "conversations": locked.protected_conversations,
+                "conversation_ids": locked.protected_conversation_ids[:50],
             },
         )
     audit.record(

@@ -1,5 +1,6 @@
 """The work units of a run: which message ids of which conversations the next batch takes
-(``Unit``), which rows a unit covers, and which of them a hold keeps.
+(``Unit``), which rows a unit covers, and which of them a hold keeps (or a protection
+the request did not confirm).
 """
 
 from __future__ import annotations
@@ -147,6 +148,21 @@ def held_among(conversation_ids: Iterable[int]) -> set[int]:
             held_conversations_q(), pk__in=list(conversation_ids)
         ).values_list("pk", flat=True)
     )
+
+
+def protected_among(request: DeletionRequest, conversation_ids: Iterable[int]) -> set[int]:
+    """Conversations protected now that the request did not confirm by name: protected
+    after it was filed (a retention rule's run confirms none). A move to the recycle bin
+    (a batch request's, a rule's run) leaves them."""
+    return set(
+        Conversation.objects.filter(is_protected=True, pk__in=list(conversation_ids))
+        .exclude(pk__in=request.confirmed_protected or [])
+        .values_list("pk", flat=True)
+    )
+
+
+def note_protected(locked: Execution, protected: set[int]) -> None:
+    locked.protected_conversation_ids = sorted(set(locked.protected_conversation_ids) | protected)
 
 
 def live_counts(units: list[Unit], request: DeletionRequest) -> dict[int, tuple[int, int]]:

@@ -6,22 +6,26 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import transaction
 from rest_framework.test import APIClient
 
 from audit.events import EventType
 from audit.models import AuditEvent
+from retention.governance.approvals import NO_MANAGER_ABOVE
 from retention.models import (
     ConversationHide,
     DeletionRequest,
     Hold,
+    Notification,
     Policy,
     QuotaGrant,
     RequestMethod,
     RequestStatus,
 )
+from retention.models.roles import Role
 from retention.policies import DEFAULTS
-from tests.conftest import api_client_for, file_request
+from tests.conftest import api_client_for, file_request, make_member
 from tests.world import warehouse_hold
 
 pytestmark = pytest.mark.django_db
@@ -78,6 +82,34 @@ def test_staff_file_a_batch_and_their_manager_approves_it(regulars, org, chats):
     ]
     first = api_for(cast.staff).get(url).data["timeline"][0]
     assert (first["actor"], first["action"]) == ("staff", "deletion request filed")
+
+
+def test_a_stores_only_manager_who_is_an_auditor_passes_the_manager_step_up(regulars, org, chats):
+    # Auditors never approve deletions, so a manager who is also an auditor does not make
+    # their store the manager step's level: the step goes to the next manager up, and
+    # where every manager above is an auditor too, to an admin. Filing is never refused
+    # as unapprovable on their account.
+    cast = regulars
+    auditing_manager = make_member("sz_audit_manager", org.shenzhen, Role.MANAGER, Role.AUDITOR)
+    filed = api_for(cast.staff2).post("/api/v1/requests/", batch(org.shenzhen), format="json")
+    assert filed.status_code == 201, filed.data
+    request = DeletionRequest.objects.get(pk=filed.data["id"])
+    (step,) = request.steps.all()
+    assert (step.role, step.department) == ("manager", org.south)
+    assert Notification.objects.filter(recipient=cast.manager2, request=request).exists()
+    assert not Notification.objects.filter(recipient=auditing_manager, request=request).exists()
+    url = f"/api/v1/requests/{request.pk}/"
+    assert api_for(auditing_manager).post(url + "approve/", {}, format="json").status_code == 403
+    approved = api_for(cast.manager2).post(url + "approve/", {}, format="json")
+    assert approved.data["status"] == "approved"
+
+    auditors = Group.objects.get(name=Role.AUDITOR)
+    for manager in (cast.manager2, cast.director):
+        manager.groups.add(auditors)
+    filed = api_for(cast.staff2).post("/api/v1/requests/", batch(org.shenzhen), format="json")
+    assert filed.status_code == 201, filed.data
+    (step,) = DeletionRequest.objects.get(pk=filed.data["id"]).steps.all()
+    assert (step.role, step.department, step.because) == ("admin", None, NO_MANAGER_ABOVE)
 
 
 def test_a_repeated_idempotency_key_files_once(regulars, org, chats):
