@@ -39,7 +39,7 @@ MAX_LINES = 500
 # ``audit``. Peers in one layer may import each other (``policies`` reads ``models``);
 # the rules above say where that is not enough.
 LAYERS: list[tuple[str, ...]] = [
-    ("retention", "models", "errors", "policies"),  # "retention": the root's docstring
+    ("retention", "models", "errors", "policies", "dates"),  # "retention": the root's docstring
     ("records",),
     ("jobs",),  # the job-lease helper only: job functions live beside the code they run
     ("access",),

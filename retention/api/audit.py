@@ -27,6 +27,7 @@ from retention.access.predicates import may_read_audit_log
 from retention.api.pagination import _whole_number
 from retention.api.requests import FIELD_ERRORS, FORBIDDEN
 from retention.api.views import check_filters
+from retention.dates import EARLIEST_DAY, LATEST_DAY, YEAR_PREFIX_PATTERN
 from retention.records.filters import AuditFilterForm
 from retention.reports.links import object_link
 from retention.reports.verification_runs import do_request_verification
@@ -105,8 +106,18 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 
 EVENT_FILTERS = [
-    OpenApiParameter("since", OpenApiTypes.DATETIME, description="From this moment on"),
-    OpenApiParameter("until", OpenApiTypes.DATETIME, description="Before this moment"),
+    OpenApiParameter(
+        "since",
+        OpenApiTypes.DATETIME,
+        pattern=YEAR_PREFIX_PATTERN,
+        description=f"From this moment on ({EARLIEST_DAY} to {LATEST_DAY})",
+    ),
+    OpenApiParameter(
+        "until",
+        OpenApiTypes.DATETIME,
+        pattern=YEAR_PREFIX_PATTERN,
+        description=f"Before this moment ({EARLIEST_DAY} to {LATEST_DAY})",
+    ),
     OpenApiParameter("actor", OpenApiTypes.STR, description="The actor's user name"),
     OpenApiParameter("action", OpenApiTypes.INT, enum=sorted(EventType.values)),
     OpenApiParameter("department", OpenApiTypes.INT),

@@ -6,8 +6,10 @@ They validate shape only; ``scope.resolve_scope`` and the actions decide the res
 from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from retention.dates import DAY_PATTERN, EARLIEST_DAY, LATEST_DAY, validate_day
 from retention.models import HoldKind, RequestMethod
 
 MAX_IDS = 1000
@@ -58,14 +60,30 @@ def id_list(**kwargs) -> serializers.ListField:
     )
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "date",
+        "pattern": DAY_PATTERN,
+        "description": f"A day from {EARLIEST_DAY} to {LATEST_DAY}.",
+    }
+)
+class DayField(serializers.DateField):
+    """A date (YYYY-MM-DD) inside the range Qingli accepts (``retention.dates``)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("validators", [validate_day])
+        super().__init__(**kwargs)
+
+
 class ScopeSerializer(StrictSerializer):
     messages = id_list()
     conversations = id_list()
     departments = id_list()
     include_subdepartments = serializers.BooleanField(required=False, default=True)
     whole_company = serializers.BooleanField(required=False, default=False)
-    sent_after = serializers.DateField(required=False, allow_null=True)
-    sent_before = serializers.DateField(required=False, allow_null=True)
+    sent_after = DayField(required=False, allow_null=True)
+    sent_before = DayField(required=False, allow_null=True)
 
 
 class RequestInputSerializer(StrictSerializer):

@@ -31,6 +31,7 @@ from retention.api.serializers import (
     TokenRequestSerializer,
     TokenSerializer,
 )
+from retention.dates import DAY_PATTERN, EARLIEST_DAY, LATEST_DAY
 from retention.models import ApiToken, Conversation, DataKey, Department, Message
 from retention.records import selectors
 from retention.records.crypto import KeyDestroyedError
@@ -186,12 +187,13 @@ class DepartmentListView(generics.ListAPIView):
         return selectors.departments_for(self.request.user).order_by("path")
 
 
+DAYS = f"A day from {EARLIEST_DAY} to {LATEST_DAY}."
 CONVERSATION_FILTERS = [
     OpenApiParameter("department", OpenApiTypes.INT),
     OpenApiParameter("include_subdepartments", OpenApiTypes.BOOL),
     OpenApiParameter("kind", OpenApiTypes.STR, enum=["direct", "group", "customer"]),
-    OpenApiParameter("since", OpenApiTypes.DATE),
-    OpenApiParameter("until", OpenApiTypes.DATE),
+    OpenApiParameter("since", OpenApiTypes.DATE, pattern=DAY_PATTERN, description=DAYS),
+    OpenApiParameter("until", OpenApiTypes.DATE, pattern=DAY_PATTERN, description=DAYS),
     OpenApiParameter("sensitivity", OpenApiTypes.INT, enum=[0, 1, 2]),
     OpenApiParameter("q", OpenApiTypes.STR, description="Title, customer or participant"),
 ]

@@ -19,6 +19,7 @@ from audit import log as audit
 from audit.events import EventType
 from retention.access import predicates
 from retention.access.second_factor import enforce
+from retention.dates import bounds_problem
 from retention.errors import Conflict
 from retention.governance import approvals
 from retention.models import ApprovalStep, DeletionRequest, Member, RequestStatus, StepStatus
@@ -47,11 +48,12 @@ def do_approve_step(
     ``verified_second_factor``: whether the approver's session or token passed a TOTP
     check (see retention.access.second_factor).
     """
-    _check_before_deciding(request, acting_user, step_order, verified_second_factor)
+    _check_before_deciding(request, acting_user, step_order, verified_second_factor, approving=True)
     with transaction.atomic():
         locked = _locked(request)
         step = approvals.current_step(locked)
         _check_may_decide(locked, step, acting_user, step_order)
+        _check_runnable(locked)
         now = timezone.now()
         step.status, step.approver, step.decided_at = StepStatus.APPROVED, acting_user, now
         step.comment = (comment or "").strip()
@@ -131,13 +133,28 @@ def do_reject_request(
 
 
 def _check_before_deciding(
-    request: DeletionRequest, member: Member, step_order: int | None, verified: bool
+    request: DeletionRequest,
+    member: Member,
+    step_order: int | None,
+    verified: bool,
+    *,
+    approving: bool = False,
 ) -> None:
     """Who decides and the request's state are refused first (checked again under the
     lock), then a missing second factor: its refusal is audited in its own transaction."""
     fresh = DeletionRequest.objects.get(pk=request.pk)
     _check_may_decide(fresh, approvals.current_step(fresh), member, step_order)
+    if approving:
+        _check_runnable(fresh)
     enforce(member, verified_second_factor=verified, action="decide-request")
+
+
+def _check_runnable(request: DeletionRequest) -> None:
+    """A request whose stored date range lies outside what Qingli accepts (it never passed
+    the inputs) is not approved: its run would refuse it anyway. Rejecting it still works."""
+    problem = bounds_problem(request.sent_after, request.sent_before)
+    if problem is not None:
+        raise Conflict(problem)
 
 
 def _check_may_decide(

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from retention.access.predicates import own_conversations, refusal_to_file
+from retention.dates import day_in_range, range_message
 from retention.models import (
     Attachment,
     Conversation,
@@ -97,6 +98,12 @@ def resolve_scope(method: str, data: dict, requester: Member) -> Scope:
 
     def refuse(key: str, message: str) -> None:
         errors.setdefault(key, []).append(message)
+
+    for name in ("sent_after", "sent_before"):
+        # The inputs refuse these already; a caller that skipped them is refused here.
+        day = data.get(name)
+        if day is not None and not day_in_range(day):
+            refuse(name, range_message())
 
     if method == RequestMethod.PERSONAL:
         if scope.sent_after or scope.sent_before:

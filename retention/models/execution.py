@@ -15,6 +15,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from retention.models.fields import BoundDateTimeField
 from retention.models.records import Conversation, Member
 from retention.models.requests import DeletionRequest
 
@@ -47,8 +48,8 @@ class Tombstone(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
     after_id = models.BigIntegerField()
     up_to_id = models.BigIntegerField()
-    sent_after = models.DateTimeField(null=True, blank=True)
-    sent_before = models.DateTimeField(null=True, blank=True)
+    sent_after = BoundDateTimeField(null=True, blank=True)
+    sent_before = BoundDateTimeField(null=True, blank=True)
     # What the range held when it was taken: the recycle bin's "how much".
     messages = models.PositiveIntegerField(default=0)
     bytes = models.PositiveBigIntegerField(default=0)

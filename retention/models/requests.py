@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from retention.models.fields import BoundDateTimeField
 from retention.models.records import Conversation, Department, Member
 
 
@@ -69,8 +70,10 @@ class DeletionRequest(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
     )
-    sent_after = models.DateTimeField(null=True, blank=True)
-    sent_before = models.DateTimeField(null=True, blank=True)
+    # Read clamped into Python's range, so no stored bound can break a page (the field's
+    # docstring); the range a run accepts is checked where it runs (retention.dates).
+    sent_after = BoundDateTimeField(null=True, blank=True)
+    sent_before = BoundDateTimeField(null=True, blank=True)
     max_message_id = models.BigIntegerField(default=0)
     preview = models.JSONField(_("preview"), default=dict)
     confirmed_protected = models.JSONField(default=list, blank=True)

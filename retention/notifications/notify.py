@@ -103,10 +103,10 @@ def executed(request: DeletionRequest, execution) -> None:
     )
 
 
-def failed(request: DeletionRequest, execution) -> None:
-    """The requester and every admin hear that a run gave up, and why."""
+def failed(request: DeletionRequest, reason: str) -> None:
+    """The requester and every admin hear that a run gave up (or was refused), and why."""
     admins = Member.objects.filter(is_active=True, groups__name=Role.ADMIN)
-    _send([request.requester, *admins], FAILED, request, {"reason": execution.last_error[:300]})
+    _send([request.requester, *admins], FAILED, request, {"reason": reason[:300]})
 
 
 def awaits_evidence(request: DeletionRequest) -> None:

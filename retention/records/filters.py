@@ -4,7 +4,7 @@ to the viewer's part of the tree."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 from django import forms
 from django.utils import timezone
@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from audit.events import EventType
 from audit.selectors import EventFilter
+from retention.dates import DAY_INPUT_ATTRS, validate_day, validate_moment
 from retention.models import ConversationKind, Member, Sensitivity
 from retention.records.selectors import departments_for
 
@@ -48,10 +49,16 @@ class ConversationFilterForm(DepartmentFilterForm):
         choices=[("", _("All kinds")), *ConversationKind.choices], required=False, label=_("Kind")
     )
     since = forms.DateField(
-        required=False, label=_("Active since"), widget=forms.DateInput(attrs={"type": "date"})
+        required=False,
+        label=_("Active since"),
+        validators=[validate_day],
+        widget=forms.DateInput(attrs=DAY_INPUT_ATTRS),
     )
     until = forms.DateField(
-        required=False, label=_("Active before"), widget=forms.DateInput(attrs={"type": "date"})
+        required=False,
+        label=_("Active before"),
+        validators=[validate_day],
+        widget=forms.DateInput(attrs=DAY_INPUT_ATTRS),
     )
     sensitivity = forms.TypedChoiceField(
         choices=[("", _("Any sensitivity")), *Sensitivity.choices],
@@ -67,18 +74,6 @@ class ConversationFilterForm(DepartmentFilterForm):
         strip=True,
         widget=forms.TextInput(attrs={"placeholder": _("Title, customer or participant")}),
     )
-
-    def _bounded(self, name: str):
-        day = self.cleaned_data.get(name)
-        if day is not None and not date(1990, 1, 1) <= day <= date(2999, 12, 31):
-            raise forms.ValidationError(_("Choose a date between 1990 and 2999."))
-        return day
-
-    def clean_since(self):
-        return self._bounded("since")
-
-    def clean_until(self):
-        return self._bounded("until")
 
     def clean(self) -> dict:
         data = super().clean()
@@ -114,12 +109,14 @@ class AuditFilterForm(DepartmentFilterForm):
     since = forms.DateTimeField(
         required=False,
         label=_("From"),
+        validators=[validate_moment],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         help_text=_("A date, or a date and time."),
     )
     until = forms.DateTimeField(
         required=False,
         label=_("Before"),
+        validators=[validate_moment],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     actor = forms.CharField(required=False, max_length=150, label=_("Actor (user name)"))
@@ -155,18 +152,6 @@ class AuditFilterForm(DepartmentFilterForm):
         super().__init__(*args, viewer=viewer, **kwargs)
         choices = sorted(EventType.choices, key=lambda choice: choice[0])
         self.fields["action"].choices = [("", _("Every action")), *choices]
-
-    def clean_since(self):
-        return self._bounded("since")
-
-    def clean_until(self):
-        return self._bounded("until")
-
-    def _bounded(self, name: str):
-        moment = self.cleaned_data.get(name)
-        if moment is not None and not 1990 <= moment.year <= 2999:
-            raise forms.ValidationError(_("Choose a date between 1990 and 2999."))
-        return moment
 
     def clean(self) -> dict:
         data = super().clean()

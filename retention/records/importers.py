@@ -21,6 +21,7 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
+from retention.dates import EARLIEST_DAY
 from retention.models import Member
 from retention.records.ingest_errors import IngestError, record_error
 
@@ -356,7 +357,14 @@ class _SlackZip:
         if not isinstance(ts, str) or not re.fullmatch(r"\d{1,12}(\.\d{1,6})?", ts):
             raise ImportFormatError(f'{self.zip_name}: {where} has no valid "ts" ({ts!r}).')
         seconds, _, fraction = ts.partition(".")
-        moment = datetime.fromtimestamp(int(seconds), UTC)
+        try:
+            moment = datetime.fromtimestamp(int(seconds), UTC)
+        except (OverflowError, OSError, ValueError) as exc:  # past year 9999
+            raise ImportFormatError(
+                f'{self.zip_name}: {where} has a "ts" ({ts!r}) past year 9999 (Qingli accepts '
+                f"messages sent from {EARLIEST_DAY} to one day from now); nothing was written."
+            ) from exc
+        # A time outside the range is refused with the record's other errors (ingest).
         return moment.replace(microsecond=int(fraction.ljust(6, "0"))).isoformat()
 
 

@@ -11,7 +11,7 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -22,11 +22,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from retention.dates import EARLIEST_DAY, earliest_moment
 from retention.models import ConversationKind, Message
 from retention.records.ingest_errors import flatten_errors, record_error
 
 MAX_SOURCE_CHARS = Message._meta.get_field("source").max_length
-EARLIEST_SENT_AT = datetime(1990, 1, 1, tzinfo=UTC)
 RECORD_TYPES = ("conversation", "message")
 
 
@@ -64,7 +64,7 @@ class OffsetDateTimeField(serializers.Field):
             "Must be an ISO 8601 date and time, e.g. 2024-03-01T09:30:00+08:00."
         ),
         "naive": gettext_lazy("Must include a UTC offset, e.g. +08:00 or Z."),
-        "range": gettext_lazy("Must lie between 1990-01-01 and one day from now."),
+        "range": gettext_lazy("Must lie between {earliest} and one day from now."),
     }
 
     def to_internal_value(self, data: Any) -> datetime:
@@ -76,10 +76,11 @@ class OffsetDateTimeField(serializers.Field):
             self.fail("invalid")
         if value.utcoffset() is None:
             self.fail("naive")
-        # Chat records are neither older than the web nor from the future; outside this
-        # range a date is a mistake (and beyond the database's range, a crash).
-        if not EARLIEST_SENT_AT <= value <= timezone.now() + timedelta(days=1):
-            self.fail("range")
+        # Chat records are neither older than the range Qingli accepts (retention.dates)
+        # nor from the future; outside this a date is a mistake (and beyond the database's
+        # range, a crash).
+        if not earliest_moment() <= value <= timezone.now() + timedelta(days=1):
+            self.fail("range", earliest=EARLIEST_DAY.isoformat())
         return value
 
     def to_representation(self, value: datetime) -> str:

@@ -10,9 +10,11 @@ from datetime import date, datetime
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from retention.dates import EARLIEST_DAY, LATEST_DAY
+
 QUARTER_PATTERN = re.compile(r"(\d{4})-Q([1-4])")
 YEAR_PATTERN = re.compile(r"\d{4}")
-FIRST_YEAR, LAST_YEAR = 2000, 2999
+FIRST_YEAR, LAST_YEAR = EARLIEST_DAY.year, LATEST_DAY.year
 
 
 class BadPeriod(ValueError):

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 
 from retention.access.predicates import filing_methods
 from retention.api.inputs import MAX_IDS
+from retention.dates import DAY_INPUT_ATTRS, validate_day
 from retention.models import (
     Conversation,
     ConversationKind,
@@ -104,12 +105,14 @@ class RequestWizardForm(forms.Form):
     sent_after = forms.DateField(
         required=False,
         label=_("Sent on or after"),
-        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=[validate_day],
+        widget=forms.DateInput(attrs=DAY_INPUT_ATTRS),
     )
     sent_before = forms.DateField(
         required=False,
         label=_("Sent before"),
-        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=[validate_day],
+        widget=forms.DateInput(attrs=DAY_INPUT_ATTRS),
     )
     confirm_protected = IdListField(required=False, label=_("Protected conversations confirmed"))
     reason = forms.CharField(

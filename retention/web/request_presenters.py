@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from audit.models import AuditEvent
+from retention.dates import bounds_problem
 from retention.governance import approvals
 from retention.models import (
     Conversation,
@@ -98,6 +99,8 @@ def scope_summary(deletion: DeletionRequest) -> dict[str, Any]:
         "messages": scope.get("messages", []),
         "sent_after": scope.get("sent_after"),
         "sent_before": scope.get("sent_before"),
+        # Said when the stored range cannot be used (it never passed the inputs).
+        "unusable_range": bounds_problem(deletion.sent_after, deletion.sent_before),
     }
 
 

@@ -109,4 +109,4 @@ def failed(execution: Execution, error: str) -> None:
             "attempts": execution.attempts,
         },
     )
-    notify.failed(request, execution)
+    notify.failed(request, execution.last_error)

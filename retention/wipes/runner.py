@@ -27,6 +27,7 @@ from django.utils import timezone
 
 import audit.log as audit
 from audit.events import EventType
+from retention.dates import bounds_problem
 from retention.jobs.lease import LeaseLost
 from retention.models import (
     Conversation,
@@ -89,9 +90,18 @@ def run_execution(execution_id: int, *, worker: str | None = None) -> Execution:
     return Execution.objects.get(pk=execution_id)
 
 
+class UnusableRange(Exception):
+    """The request's stored date range is outside what Qingli accepts: the run stops."""
+
+
 def _step(execution: Execution, worker: str) -> bool:
     """One batch. False once the run is finished."""
     request = execution.request
+    if execution.kind in (ExecutionKind.MOVE, ExecutionKind.WIPE):
+        # Checked when the run starts too; a run begun before that check stops here.
+        problem = bounds_problem(request.sent_after, request.sent_before)
+        if problem is not None:
+            raise UnusableRange(problem)
     if execution.kind == ExecutionKind.MOVE:
         budget = settings.QINGLI_WIPE_BATCH_MESSAGES * MOVE_BUDGET_FACTOR
         units = target_units(execution, request, budget)
@@ -151,7 +161,7 @@ def _record_failure(execution: Execution, worker: str, exc: Exception) -> None:
             locked = claims.LEASE.hold(execution, owner=worker)
         except LeaseLost:
             return
-        if locked.attempts >= settings.QINGLI_WIPE_MAX_ATTEMPTS:
+        if isinstance(exc, UnusableRange) or locked.attempts >= settings.QINGLI_WIPE_MAX_ATTEMPTS:
             claims.LEASE.fail(locked, error)
             return
         locked.last_error = error

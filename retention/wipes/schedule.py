@@ -15,6 +15,7 @@ from django.utils import timezone
 import audit.log as audit
 from audit.events import EventType
 from audit.models import AuditEvent
+from retention.dates import bounds_problem
 from retention.models import (
     DeletionRequest,
     Execution,
@@ -67,6 +68,10 @@ def start_request(request_id: int, *, now: datetime | None = None) -> Execution 
             return None
         if request.method == RequestMethod.PERSONAL:
             return None
+        problem = bounds_problem(request.sent_after, request.sent_before)
+        if problem is not None:
+            _refuse_to_run(request, problem)
+            return None
         due = first_run_time(max(now, request.scheduled_for or now), get_policy("execution_window"))
         if due > now + timedelta(seconds=1):
             # Early (a clock or a retry) or outside the execution window: come back then.
@@ -117,6 +122,20 @@ def start_request_job(request_id: int) -> str:
     if run is None:
         return "not started (not approved, or not yet due)"
     return run_execution(run.pk).status
+
+
+def _refuse_to_run(request: DeletionRequest, reason: str) -> None:
+    """A stored date range outside what Qingli accepts means nothing sure: moving it into
+    the range could widen the run. The request fails, audited, and nothing is deleted."""
+    request.status = RequestStatus.FAILED
+    request.save(update_fields=["status"])
+    audit.record(
+        EventType.REQUEST_FAILED,
+        target=request,
+        department_id=request.scope_root_id,
+        details={"reason": reason, "attempts": 0, "deleted_messages": 0},
+    )
+    notify.failed(request, reason)
 
 
 def _wait_for_evidence(request: DeletionRequest) -> None:

@@ -185,9 +185,16 @@ def test_browser_filter_errors_show_on_the_form(client, cast):
     assert 'role="alert"' in response.content.decode()
 
 
-@pytest.mark.parametrize("query", ["until=9999-12-31", "since=0001-01-01"])
+@pytest.mark.parametrize(
+    "query", ["until=9999-12-31", "since=0001-01-01", "since=2101-01-01", "until=1989-12-31"]
+)
 def test_far_dates_are_a_400_not_a_crash(cast, client, query):
-    assert api_for(cast.manager).get(f"/api/v1/conversations/?{query}").status_code == 400
+    response = api_for(cast.manager).get(
+        f"/api/v1/conversations/?{query}", HTTP_ACCEPT_LANGUAGE="en"
+    )
+    assert response.status_code == 400
+    field = query.partition("=")[0]
+    assert response.json() == {field: ["Must be a date between 1990-01-01 and 2100-12-31."]}
     client.force_login(cast.manager)
     page = client.get(f"/conversations/?{query}")
     assert page.status_code == 200

@@ -341,12 +341,21 @@ def test_the_api_filters_like_the_page(cast, log, org):
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("since=soon", "since"), ("action=1", "action"), ("object_id=4", "object_type")],
+    [
+        ("since=soon", "since"),
+        ("action=1", "action"),
+        ("object_id=4", "object_type"),
+        ("since=0001-01-01T00:00", "since"),
+        ("until=2101-01-01", "until"),
+        ("until=9999-12-31T23:59:59", "until"),
+    ],
 )
 def test_bad_api_filters_are_a_400(cast, log, query, field):
-    response = api_for(cast.admin).get(f"/api/v1/audit/events/?{query}")
+    response = api_for(cast.admin).get(f"/api/v1/audit/events/?{query}", HTTP_ACCEPT_LANGUAGE="en")
     assert response.status_code == 400
     assert field in response.json()
+    if "-01" in query or "-31" in query:  # a date outside the range says which
+        assert "between 1990-01-01 and 2100-12-31" in response.json()[field][0]["message"]
 
 
 def test_the_api_cursor_walks_every_event_once_while_events_are_appended(cast):

@@ -159,6 +159,20 @@ def test_a_bad_record_is_named_by_line_and_field(tmp_path, cast):
     assert nothing_written()
 
 
+@pytest.mark.parametrize("sent_at", ["0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-08:00"])
+def test_a_message_time_outside_the_accepted_dates_is_named_and_nothing_is_written(
+    tmp_path, cast, sent_at
+):
+    path = write_jsonl(tmp_path, [LINES[0], LINES[1], {**LINES[2], "sent_at": sent_at}])
+
+    message, err = run_failing(str(path))
+
+    assert "nothing was written" in message
+    assert "line 3, id 'm-2', field sent_at" in err
+    assert "between 1990-01-01 and one day from now" in err
+    assert nothing_written()
+
+
 def test_a_record_that_is_not_an_object_is_refused(tmp_path, cast):
     path = write_jsonl(tmp_path, [LINES[0], "[1, 2]"])
 
@@ -368,6 +382,26 @@ def test_bad_json_in_a_day_file_names_the_file(tmp_path, cast):
 
     assert "general/2024-03-02.json" in message
     assert "not valid JSON" in message
+    assert nothing_written()
+
+
+@pytest.mark.parametrize(
+    ("ts", "said"),
+    [
+        # Past year 9999: Python cannot hold the time at all.
+        ("999999999999.000100", "past year 9999"),
+        # 9999-12-31: a time Python holds, outside the dates Qingli accepts.
+        ("253402300799.000000", "between 1990-01-01 and one day from now"),
+    ],
+)
+def test_a_slack_time_outside_the_accepted_dates_is_refused(tmp_path, cast, ts, said):
+    day = [{"type": "message", "user": "U01STAFF", "text": "未来的消息", "ts": ts}]
+    path = write_slack_zip(tmp_path, {"orders/2024-03-02.json": day})
+
+    message, err = run_failing(str(path), "--department", "Company")
+
+    assert said in message + err
+    assert "nothing was written" in message
     assert nothing_written()
 
 

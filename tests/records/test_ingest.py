@@ -264,6 +264,7 @@ BAD_RECORDS = {
     "time not a date": (1, {"sent_at": "yesterday"}, "sent_at"),
     "time before the database's range": (1, {"sent_at": "0001-01-01T00:00:00+08:00"}, "sent_at"),
     "time in the future": (1, {"sent_at": "2999-01-01T00:00:00+08:00"}, "sent_at"),
+    "time at the end of year 9999": (1, {"sent_at": "9999-12-31T23:59:59-08:00"}, "sent_at"),
     "unknown sender": (1, {"sender": "nobody"}, "sender"),
     "customer without a name": (1, {"sender": None, "sender_name": None}, "sender_name"),
     "unknown conversation": (1, {"conversation": "c-404"}, "conversation"),
