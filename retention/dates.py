@@ -20,7 +20,7 @@ EARLIEST_DAY = date(1990, 1, 1)
 LATEST_DAY = date(2100, 12, 31)
 
 # The years of the range as a pattern, for the API schema (so clients and the fuzzer see
-# the bound); tests/test_dates.py checks that it agrees with the two days above.
+# the bound); tests/governance/test_request_dates.py checks that it agrees with the two days above.
 YEAR_PREFIX_PATTERN = r"^(199[0-9]|20[0-9][0-9]|2100)-"
 DAY_PATTERN = YEAR_PREFIX_PATTERN + r"[0-9]{2}-[0-9]{2}$"
 
