@@ -14,6 +14,10 @@ boundary, or bytes added after the last chunk, all fail authentication like a ch
 
 The data key is wrapped by the master key and kept on the export's row
 (``crypto.new_export_key``); destroying it there makes the file unreadable.
+
+Audit-log CSV exports are sealed the same way with ``kind="audit-export"``: their chunks'
+associated data (and their keys' wrapping) name that kind instead of ``export``, so a
+file or key of one kind never opens as the other's, whatever their ids.
 """
 
 from __future__ import annotations
@@ -36,8 +40,19 @@ TAG_BYTES = 16
 HEADER = struct.Struct(">4sI")
 
 
-def _aad(export_id: int, index: int, last: bool) -> bytes:
-    return b"qingli:export:%d:chunk:%d:%s" % (export_id, index, b"last" if last else b"more")
+# The kinds of sealed file: a request's or conversation's export, an audit-log export.
+KINDS = ("export", "audit-export")
+
+
+def _aad(kind: str, export_id: int, index: int, last: bool) -> bytes:
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of sealed file: {kind!r}")
+    return b"qingli:%s:%d:chunk:%d:%s" % (
+        kind.encode(),
+        export_id,
+        index,
+        b"last" if last else b"more",
+    )
 
 
 class SealedWriter:
@@ -46,9 +61,17 @@ class SealedWriter:
     Holds at most one chunk of plaintext, whatever the size of the writes."""
 
     def __init__(
-        self, handle: IO[bytes], data_key: bytes, export_id: int, chunk_bytes: int | None = None
+        self,
+        handle: IO[bytes],
+        data_key: bytes,
+        export_id: int,
+        chunk_bytes: int | None = None,
+        *,
+        kind: str = "export",
     ) -> None:
+        _aad(kind, export_id, 0, True)  # an unknown kind fails before any byte is written
         self.handle = handle
+        self.kind = kind
         self.export_id = export_id
         self.chunk_bytes = chunk_bytes or CHUNK_BYTES
         self._aead = AESGCM(data_key)
@@ -79,12 +102,14 @@ class SealedWriter:
 
     def _seal(self, plaintext: bytes, *, last: bool) -> None:
         nonce = os.urandom(NONCE_BYTES)
-        aad = _aad(self.export_id, self._index, last)
+        aad = _aad(self.kind, self.export_id, self._index, last)
         self.handle.write(nonce + self._aead.encrypt(nonce, plaintext, aad))
         self._index += 1
 
 
-def opened(handle: IO[bytes], data_key: bytes, export_id: int) -> Generator[bytes, None, None]:
+def opened(
+    handle: IO[bytes], data_key: bytes, export_id: int, *, kind: str = "export"
+) -> Generator[bytes, None, None]:
     """The plaintext of a sealed file, a chunk at a time. A chunk that does not
     authenticate (or a file cut short) raises DecryptionError before any of its bytes
     are yielded; the handle is closed when the iterator ends or is closed."""
@@ -107,7 +132,7 @@ def opened(handle: IO[bytes], data_key: bytes, export_id: int) -> Generator[byte
                 raise DecryptionError(f"export {export_id}: chunk {index} is cut short")
             try:
                 plaintext = aead.decrypt(
-                    chunk[:NONCE_BYTES], chunk[NONCE_BYTES:], _aad(export_id, index, last)
+                    chunk[:NONCE_BYTES], chunk[NONCE_BYTES:], _aad(kind, export_id, index, last)
                 )
             except InvalidTag as exc:
                 raise DecryptionError(

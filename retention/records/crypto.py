@@ -7,8 +7,9 @@ holds the wrapped key, under the master key of its day; rotating the master key
 key be destroyed, after which those backups read nothing either.
 
 A wrapped key is ``b"QK1" ‖ master key id (8 bytes) ‖ nonce ‖ ciphertext``, so each
-names the master key that can open it. Export files have data keys of their own, wrapped
-the same way and bound to their export (see ``retention.exports.sealed``).
+names the master key that can open it. Export files (a request's or conversation's, and
+the audit log's) have data keys of their own, wrapped the same way and bound to their
+export and its kind (see ``retention.exports.sealed``).
 """
 
 from __future__ import annotations
@@ -110,8 +111,12 @@ def _record_aad(conversation_id: int) -> bytes:
     return b"qingli:record:%d" % conversation_id
 
 
-def _export_wrap_aad(export_id: int) -> bytes:
-    return b"qingli:data-key:export:%d" % export_id
+def _export_wrap_aad(export_id: int, kind: str = "export") -> bytes:
+    """``kind``: "export" (a request's or conversation's) or "audit-export" (the audit
+    log's); a key wrapped for one kind never unwraps as the other's."""
+    if kind not in ("export", "audit-export"):
+        raise ValueError(f"unknown kind of export key: {kind!r}")
+    return b"qingli:data-key:%s:%d" % (kind.encode(), export_id)
 
 
 def _wrap(aad: bytes, data_key: bytes) -> bytes:
@@ -151,23 +156,32 @@ def rewrapped(conversation_id: int, wrapped: bytes | memoryview) -> bytes:
 # An export file has a data key of its own, wrapped the same way but bound to the export.
 
 
-def new_export_key(export_id: int) -> tuple[bytes, bytes]:
+def new_export_key(export_id: int, *, kind: str = "export") -> tuple[bytes, bytes]:
     """A fresh data key for an export's file: (the key, the key wrapped by the current
     master key, for the export's row)."""
     data_key = AESGCM.generate_key(bit_length=256)
-    return data_key, _wrap(_export_wrap_aad(export_id), data_key)
+    return data_key, _wrap(_export_wrap_aad(export_id, kind), data_key)
 
 
-def export_key(export_id: int, wrapped: bytes | memoryview | None) -> bytes:
+def export_key(
+    export_id: int, wrapped: bytes | memoryview | None, *, kind: str = "export"
+) -> bytes:
     """The data key of an export's file. None (destroyed when it expired) is gone."""
     if wrapped is None:
-        raise KeyDestroyedError(f"export {export_id}: data key destroyed")
-    return _unwrap(_export_wrap_aad(export_id), bytes(wrapped), f"export {export_id}")
+        raise KeyDestroyedError(f"{kind} {export_id}: data key destroyed")
+    return _unwrap(_export_wrap_aad(export_id, kind), bytes(wrapped), f"{kind} {export_id}")
 
 
-def rewrapped_export_key(export_id: int, wrapped: bytes | memoryview) -> bytes:
+def rewrapped_export_key(
+    export_id: int, wrapped: bytes | memoryview, *, kind: str = "export"
+) -> bytes:
     """An export's data key, wrapped by the current master key (for rotation)."""
-    return _wrap(_export_wrap_aad(export_id), export_key(export_id, wrapped))
+    return _wrap(_export_wrap_aad(export_id, kind), export_key(export_id, wrapped, kind=kind))
+
+
+def rewrapped_audit_export_key(export_id: int, wrapped: bytes | memoryview) -> bytes:
+    """An audit-log export's data key, wrapped by the current master key (for rotation)."""
+    return rewrapped_export_key(export_id, wrapped, kind="audit-export")
 
 
 def current_master_key_id() -> bytes:
