@@ -1,10 +1,11 @@
 """CSV exports of a filtered view of the audit log: the CSV itself, a small export
-streamed at once (:class:`DirectExport`), a large one written to a file
-(:func:`write_csv`), and the audited download of a written one (:func:`open_download`).
+streamed at once (:class:`DirectExport`) and a large one written to a file-like sink
+(:func:`write_csv`).
 
-Asking for an export (freezing the view, choosing direct or queued) and the job that
-writes a queued one are the site's: see ``retention.reports.audit_log_exports``. Who may
-export is the caller's to decide (auditors and admins, in the site's views).
+Asking for an export (freezing the view, choosing direct or queued), the job that writes
+a queued one (sealed, under a key of its own), its audited download and its expiry are
+the site's: see ``retention.reports.audit_log_exports``. Who may export is the caller's to
+decide (auditors and admins, in the site's views).
 """
 
 from __future__ import annotations
@@ -14,16 +15,13 @@ import io
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from audit import cells
-from audit import log as audit
-from audit.events import EventType
-from audit.models import AuditEvent, AuditExport, AuditExportStatus
+from audit.models import AuditEvent, AuditExport
 from audit.selectors import EventFilter, filtered_events
 
 BATCH = 5000
@@ -66,11 +64,15 @@ class WrittenCsv:
     sha256: str
 
 
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
 def write_csv(
-    f: EventFilter, out: BinaryIO, *, progress: Callable[[], None] | None = None
+    f: EventFilter, out: Sink, *, progress: Callable[[], None] | None = None
 ) -> WrittenCsv:
-    """The CSV of ``f`` into ``out``, in id batches (``progress`` called after each),
-    with its row count, size and SHA-256."""
+    """The CSV of ``f`` into ``out`` (a file, or a writer that seals it), in id batches
+    (``progress`` called after each), with the row count, size and SHA-256 of the CSV."""
     digest = hashlib.sha256()
     rows = size = 0
     for chunk, count in _csv_batches(f):
@@ -85,26 +87,6 @@ def write_csv(
 
 def exports_of(member) -> Iterable[AuditExport]:
     return AuditExport.objects.filter(requested_by=member).order_by("-id")
-
-
-def open_download(export: AuditExport, *, acting_user, ip_address: str | None = None):
-    """The ready file's bytes in chunks; the download is audited first."""
-    if export.status != AuditExportStatus.READY or not export.file:
-        raise FileNotFoundError("not ready")
-    handle = default_storage.open(export.file.name, "rb")
-    audit.record(
-        EventType.AUDIT_EXPORT_DOWNLOADED,
-        actor=acting_user,
-        target=export,
-        ip_address=ip_address,
-        details={"sha256": export.sha256},
-    )
-
-    def chunks() -> Iterator[bytes]:
-        with handle:
-            yield from iter(lambda: handle.read(64 * 1024), b"")
-
-    return chunks()
 
 
 # --- the CSV itself -----------------------------------------------------------------------

@@ -102,6 +102,7 @@ class EventType(models.IntegerChoices):
     AUDIT_EXPORT_COMPLETED = 912, _("audit log export completed")
     AUDIT_EXPORT_FAILED = 913, _("audit log export failed")
     AUDIT_EXPORT_DOWNLOADED = 914, _("audit log export downloaded")
+    AUDIT_EXPORT_EXPIRED = 915, _("audit log export expired: file deleted, key destroyed")
 
 
 def label_of(event_type: int) -> str:

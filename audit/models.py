@@ -216,6 +216,7 @@ class AuditExportStatus(models.TextChoices):
     RUNNING = "running", _("running")
     READY = "ready", _("ready")
     FAILED = "failed", _("failed")
+    EXPIRED = "expired", _("expired")
 
 
 class AuditExport(models.Model):
@@ -223,6 +224,11 @@ class AuditExport(models.Model):
 
     ``filters`` are the explorer's filters as JSON; ``max_event_id`` freezes the view at
     the head when it was asked for, so the file holds exactly what the requester saw.
+
+    The file is sealed under a data key of its own, kept here wrapped by the master key
+    (``wrapped_key``); ``sha256`` and ``size`` are those of the CSV a download gives back.
+    After the ``export_keep_days`` policy the export expires: file deleted, key destroyed
+    (None), the row and its checksum kept.
     """
 
     requested_by = models.ForeignKey(
@@ -250,6 +256,8 @@ class AuditExport(models.Model):
     size = models.PositiveBigIntegerField(_("size"), default=0)
     sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
     error = models.TextField(blank=True)
+    wrapped_key = models.BinaryField(null=True, blank=True, editable=False)
+    expired_at = models.DateTimeField(_("expired"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("audit log export")

@@ -9,7 +9,10 @@ from rq import cron
 
 from retention.exports.service import expire_exports, requeue_stalled_exports
 from retention.governance.decisions import do_expire_stale_requests
-from retention.reports.audit_log_exports import requeue_stalled_audit_exports
+from retention.reports.audit_log_exports import (
+    expire_audit_exports,
+    requeue_stalled_audit_exports,
+)
 from retention.reports.verification_runs import (
     record_chain_digests,
     requeue_stalled_verifications,
@@ -30,3 +33,4 @@ cron.register(requeue_stalled_exports, queue_name="maintenance", cron="*/5 * * *
 cron.register(expire_exports, queue_name="maintenance", cron="45 3 * * *")
 cron.register(requeue_stalled_verifications, queue_name="maintenance", cron="*/5 * * * *")
 cron.register(requeue_stalled_audit_exports, queue_name="maintenance", cron="*/5 * * * *")
+cron.register(expire_audit_exports, queue_name="maintenance", cron="50 3 * * *")

@@ -8,14 +8,15 @@ from django.db import transaction
 
 from audit import log as audit
 from audit.events import EventType
+from audit.models import AuditExport
 from retention.models import DataKey, Export, Member
 from retention.models.roles import Role
 from retention.records import crypto
 
 
 def do_rotate_master_key(*, actor: Member | None, batch_size: int = 1000) -> dict[str, int]:
-    """Re-wrap every live data key (conversations' and export files') with the current
-    master key, in short batches.
+    """Re-wrap every live data key (conversations', export files' and audit-log export
+    files') with the current master key, in short batches.
 
     Each row changes only if it still holds what was read (compare-and-swap), so a key
     destroyed meanwhile stays destroyed. Once nothing is left under a retired master key,
@@ -29,6 +30,7 @@ def do_rotate_master_key(*, actor: Member | None, batch_size: int = 1000) -> dic
     for model, owner, rewrap in (
         (DataKey, "conversation_id", crypto.rewrapped),
         (Export, "id", crypto.rewrapped_export_key),
+        (AuditExport, "id", crypto.rewrapped_audit_export_key),
     ):
         last_pk = 0
         while True:
@@ -61,9 +63,10 @@ def do_rotate_master_key(*, actor: Member | None, batch_size: int = 1000) -> dic
 
 
 def data_keys_by_master_key() -> dict[str, int]:
-    """How many live data keys (conversations' and export files') each master key wraps."""
+    """How many live data keys (conversations', export files' and audit-log export
+    files') each master key wraps."""
     counts: dict[str, int] = {}
-    for model in (DataKey, Export):
+    for model in (DataKey, Export, AuditExport):
         for wrapped in (
             model.objects.filter(wrapped_key__isnull=False)
             .values_list("wrapped_key", flat=True)

@@ -9,7 +9,13 @@ the events the requester saw, not the export's own event) and then either
 - queues an :class:`AuditExport` row and a job (:func:`build_audit_export`, enqueued on
   commit) that writes the file in id batches to the default storage, with its SHA-256.
 
-The CSV itself and the audited download are the audit app's (``audit.event_exports``).
+A written file is sealed like a request's export (``retention.exports.sealed``, kind
+``audit-export``) under a fresh data key, kept on the row wrapped by the master key; its
+checksum and size are those of the CSV a download gives back (:func:`open_audit_download`,
+decrypted as it streams, audited). After the ``export_keep_days`` policy it expires
+(:func:`expire_audit_exports`, daily): file deleted, key destroyed, audited.
+
+The CSV itself is the audit app's (``audit.event_exports``).
 """
 
 from __future__ import annotations
@@ -17,23 +23,35 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from datetime import timedelta
+from collections.abc import Generator, Iterator
+from datetime import datetime, timedelta
 
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 
 from audit import log as audit
 from audit.event_exports import DirectExport, direct_max, write_csv
 from audit.events import EventType
 from audit.models import AuditEvent, AuditExport, AuditExportStatus
 from audit.selectors import EventFilter, filtered_events
+from retention.errors import Conflict
+from retention.exports.download import ExportExpired
+from retention.exports.sealed import SealedWriter, opened
 from retention.jobs.lease import Lease, LeaseLost, pacer
 from retention.models import Member
+from retention.policies import get_policy
+from retention.records import crypto
+from retention.records.crypto import DecryptionError, KeyDestroyedError
 
 logger = logging.getLogger(__name__)
 
 QUEUE = "default"
+# The sealed files' kind: their chunks and keys never open as a request export's.
+KIND = "audit-export"
 # A running export touches its heartbeat at most this often (seconds).
 BEAT_SECONDS = 5.0
 # A running export whose heartbeat is older than this was left by a dead worker.
@@ -76,25 +94,35 @@ def do_export_events(
 
 
 def build_audit_export(export_id: int) -> AuditExport:
-    """Write the export's file. A row another worker claimed is left alone; a run taken
+    """Write the export's file, sealed under a fresh data key (the row gets the key,
+    wrapped, when it is ready). A row another worker claimed is left alone; a run taken
     for dead meanwhile stops, removing its file."""
     export = LEASE.claim(export_id)
     if export is None:
         return AuditExport.objects.get(pk=export_id)
     name = ""
     try:
+        data_key, wrapped = crypto.new_export_key(export.pk, kind=KIND)
         with tempfile.TemporaryFile() as buffer:
+            sealed = SealedWriter(buffer, data_key, export.pk, kind=KIND)
             written = write_csv(
                 EventFilter.from_json(export.filters),
-                buffer,
+                sealed,
                 progress=pacer(lambda: LEASE.beat(export), BEAT_SECONDS),
             )
+            sealed.close()
             LEASE.beat(export)
             buffer.seek(0)
-            name = default_storage.save(f"audit-exports/{uuid.uuid4().hex}.csv", File(buffer))
+            name = default_storage.save(f"audit-exports/{uuid.uuid4().hex}.enc", File(buffer))
         with transaction.atomic():
             done = {"file": name, "rows": written.rows, "size": written.size}
-            if not LEASE.finish(export, AuditExportStatus.READY, sha256=written.sha256, **done):
+            if not LEASE.finish(
+                export,
+                AuditExportStatus.READY,
+                sha256=written.sha256,
+                wrapped_key=wrapped,
+                **done,
+            ):
                 raise LeaseLost
             audit.record(
                 EventType.AUDIT_EXPORT_COMPLETED,
@@ -108,6 +136,8 @@ def build_audit_export(export_id: int) -> AuditExport:
             default_storage.delete(name)
     except Exception as exc:
         LEASE.fail(export, f"{type(exc).__name__}: {exc}")
+        if name:
+            default_storage.delete(name)
         raise
     export.refresh_from_db()
     return export
@@ -121,6 +151,111 @@ def build_audit_export_job(export_id: int) -> str:
 def requeue_stalled_audit_exports() -> list[int]:
     """Every five minutes: exports whose worker went silent are queued again (or failed)."""
     return LEASE.sweep()
+
+
+def open_audit_download(
+    export: AuditExport, *, acting_user: Member, ip_address: str | None = None
+) -> Iterator[bytes]:
+    """The ready export's CSV, decrypted a chunk at a time as it streams, the download
+    audited. The key and the first chunk are checked before anything is audited or sent;
+    a later chunk that does not authenticate stops the stream, never sending garbage.
+    Who may download is the caller's to decide (the requester, in the site's views)."""
+    if export.status == AuditExportStatus.EXPIRED:
+        expired_on = formats.date_format(timezone.localtime(export.expired_at), "DATE_FORMAT")
+        raise ExportExpired(
+            _(
+                "This export expired on %(date)s: its file was deleted. "
+                "Ask for a new export if you need one."
+            )
+            % {"date": expired_on}
+        )
+    if export.status != AuditExportStatus.READY or not export.file:
+        raise Conflict(_("This export is not ready."))
+    try:
+        handle = default_storage.open(export.file.name, "rb")
+    except FileNotFoundError as exc:
+        raise Conflict(_("This export's file is missing.")) from exc
+    try:
+        data_key = crypto.export_key(export.pk, export.wrapped_key, kind=KIND)
+        chunks = opened(handle, data_key, export.pk, kind=KIND)
+        first = next(chunks, b"")
+    except (DecryptionError, KeyDestroyedError) as exc:
+        handle.close()
+        logger.error("audit export %s cannot be decrypted: %s", export.pk, exc)
+        raise Conflict(
+            _("This export's file cannot be decrypted: it is damaged or was altered.")
+        ) from exc
+    try:
+        with transaction.atomic():
+            audit.record(
+                EventType.AUDIT_EXPORT_DOWNLOADED,
+                actor=acting_user,
+                target=export,
+                ip_address=ip_address,
+                details={"sha256": export.sha256},
+            )
+    except Exception:
+        chunks.close()
+        raise
+    return _streamed(export, first, chunks)
+
+
+def _streamed(
+    export: AuditExport, first: bytes, rest: Generator[bytes, None, None]
+) -> Iterator[bytes]:
+    try:
+        if first:
+            yield first
+        yield from rest
+    except DecryptionError:
+        logger.error("audit export %s: a chunk failed authentication mid-download", export.pk)
+        raise
+    finally:
+        rest.close()
+
+
+def expire_audit_exports(*, now: datetime | None = None) -> list[int]:
+    """Daily: a ready export finished more than ``export_keep_days`` ago expires. Its key
+    is destroyed first (so the file is unreadable even if deleting it fails), then its
+    file is deleted; the row, its checksum and counts stay, and each expiry is audited.
+    A file written before these exports were sealed (no key) expires at once. Running it
+    again expires nothing twice."""
+    now = now or timezone.now()
+    keep_days = get_policy("export_keep_days")
+    due = AuditExport.objects.filter(
+        Q(finished_at__lt=now - timedelta(days=keep_days)) | Q(wrapped_key__isnull=True),
+        status=AuditExportStatus.READY,
+    )
+    expired = []
+    for export in list(due.order_by("pk")):
+        with transaction.atomic():
+            taken = AuditExport.objects.filter(pk=export.pk, status=AuditExportStatus.READY).update(
+                status=AuditExportStatus.EXPIRED, expired_at=now, wrapped_key=None, file=""
+            )
+            if not taken:
+                continue
+            audit.record(
+                EventType.AUDIT_EXPORT_EXPIRED,
+                actor=None,
+                target=export,
+                details={
+                    "sha256": export.sha256,
+                    "finished_at": export.finished_at.isoformat() if export.finished_at else None,
+                    "keep_days": keep_days,
+                    "encrypted": export.wrapped_key is not None,
+                },
+            )
+        expired.append(export.pk)
+        if export.file.name:
+            try:
+                default_storage.delete(export.file.name)
+            except Exception:
+                logger.exception(
+                    "audit export %s expired (key destroyed) but %s could not be deleted",
+                    export.pk,
+                    export.file.name,
+                )
+    return expired
 
 
 def _failed(export: AuditExport, error: str) -> None:
@@ -139,5 +274,6 @@ LEASE: Lease[AuditExport] = Lease(
     queue=QUEUE,
     job_id="audit-export-{pk}",
     related=("requested_by",),
+    cleared_on_failure={"file": "", "wrapped_key": None},
     on_failed=_failed,
 )

@@ -21,7 +21,7 @@ from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from audit.event_exports import DirectExport, exports_of, open_download
+from audit.event_exports import DirectExport, exports_of
 from audit.log import client_ip
 from audit.models import (
     AuditExport,
@@ -32,9 +32,10 @@ from audit.models import (
 from audit.selectors import event_page
 from audit.verification import latest_verification, pending_verification
 from retention.access.predicates import may_read_audit_log
+from retention.errors import Conflict
 from retention.models import Department, Member
 from retention.records.filters import AuditFilterForm
-from retention.reports.audit_log_exports import do_export_events
+from retention.reports.audit_log_exports import do_export_events, open_audit_download
 from retention.reports.links import object_link
 from retention.reports.verification_runs import do_request_verification
 
@@ -139,9 +140,11 @@ def audit_export_download(request: HttpRequest, export_id: int) -> HttpResponse:
     require_reader(request.user)
     export = get_object_or_404(AuditExport, pk=export_id, requested_by=request.user)
     try:
-        chunks = open_download(export, acting_user=request.user, ip_address=client_ip(request))
-    except FileNotFoundError:
-        messages.error(request, _("That export is not ready, or its file is gone."))
+        chunks = open_audit_download(
+            export, acting_user=request.user, ip_address=client_ip(request)
+        )
+    except Conflict as exc:  # not ready, expired, missing or damaged: the page says so
+        messages.error(request, str(exc))
         return redirect(reverse("audit-log") + "#exports")
     response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = content_disposition_header(True, export.download_name)

@@ -87,4 +87,5 @@ def test_the_cron_config_registers_the_periodic_jobs():
         "expire_exports",
         "requeue_stalled_verifications",
         "requeue_stalled_audit_exports",
+        "expire_audit_exports",
     }
