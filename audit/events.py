@@ -69,6 +69,10 @@ class EventType(models.IntegerChoices):
     EXPORT_RESTARTED = 455, _("export restarted after its worker stopped")
     PERSONAL_DELETED = 410, _("personal deletion")
     PERSONAL_RESTORED = 411, _("personal deletion restored")
+    PERSONAL_HELD_FOR_REVIEW = (
+        412,
+        _("personal deletion held for the manager's approval: frequent deletions"),
+    )
     CONVERSATION_HIDDEN = 420, _("conversation hidden")
     CONVERSATION_UNHIDDEN = 421, _("conversation unhidden")
 

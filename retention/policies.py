@@ -44,6 +44,16 @@ DEFAULTS: dict[str, Any] = {
     "require_second_factor": True,
     # A browser session unused this long ends (SESSION_COOKIE_AGE caps it regardless).
     "session_idle_minutes": 30,
+    # A member whose personal deletions within the window reach the threshold has further
+    # personal deletions held for their manager to approve. Threshold 0: no such check.
+    "frequent_deletion_threshold": 20,
+    "frequent_deletion_window_hours": 24,
+    # The quarterly report's anomalies: a person with more deletions than this in the
+    # quarter, an approval decided within these seconds of its step becoming due, a
+    # restore within these hours of the records' purge.
+    "report_person_deletions_threshold": 20,
+    "report_fast_approval_seconds": 60,
+    "report_near_purge_hours": 24,
 }
 
 
@@ -154,6 +164,11 @@ VALIDATORS = {
     "review_due_days": lambda v: _non_negative_int(v, minimum=1, maximum=365),
     "require_second_factor": _boolean,
     "session_idle_minutes": lambda v: _non_negative_int(v, minimum=1, maximum=24 * 60),
+    "frequent_deletion_threshold": lambda v: _non_negative_int(v, maximum=1000),
+    "frequent_deletion_window_hours": lambda v: _non_negative_int(v, minimum=1, maximum=24 * 90),
+    "report_person_deletions_threshold": lambda v: _non_negative_int(v, maximum=100_000),
+    "report_fast_approval_seconds": lambda v: _non_negative_int(v, maximum=24 * 3600),
+    "report_near_purge_hours": lambda v: _non_negative_int(v, maximum=24 * 365),
 }
 
 

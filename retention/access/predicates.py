@@ -319,6 +319,11 @@ def may_set_protected(member: Member) -> bool:
 # --- configuration ---------------------------------------------------------------------------
 
 
+def may_see_frequent_deleters(member: Member) -> bool:
+    """The security officer (and admins) see who deletes often, across the company."""
+    return member.has_role(Role.SECURITY, Role.ADMIN)
+
+
 def may_change_policies(member: Member) -> bool:
     return member.has_role(Role.ADMIN)
 

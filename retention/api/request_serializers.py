@@ -13,6 +13,7 @@ from rest_framework import serializers
 
 from audit.models import AuditEvent
 from retention.access.predicates import may_decide_request
+from retention.governance.personal import held_notice
 from retention.governance.selectors import request_progress, request_timeline
 from retention.models import (
     ApprovalStep,
@@ -204,9 +205,16 @@ class RequestDetailSerializer(RequestSerializer):
     progress = serializers.SerializerMethodField(
         help_text="The run once the request has started: counts, rate and time left."
     )
+    notice = serializers.SerializerMethodField(
+        help_text="Why a personal deletion is not carried out yet: it awaits the member's "
+        "manager because they delete often. Empty otherwise."
+    )
 
     class Meta(RequestSerializer.Meta):
-        fields = [*RequestSerializer.Meta.fields, "progress", "timeline"]
+        fields = [*RequestSerializer.Meta.fields, "progress", "timeline", "notice"]
+
+    def get_notice(self, request: DeletionRequest) -> str:
+        return held_notice(request)
 
     @extend_schema_field(ProgressSerializer(allow_null=True))
     def get_progress(self, request: DeletionRequest) -> dict[str, Any] | None:
@@ -342,6 +350,17 @@ class PoliciesSerializer(serializers.Serializer):
     require_second_factor = serializers.BooleanField(
         help_text="Approving, holds, policy changes and restores need a TOTP second factor."
     )
+    session_idle_minutes = _days(24 * 60, minimum=1)
+    frequent_deletion_threshold = serializers.IntegerField(
+        min_value=0,
+        max_value=1000,
+        help_text="Personal deletions within the window after which further ones need the "
+        "member's manager's approval; 0 switches the check off.",
+    )
+    frequent_deletion_window_hours = _days(24 * 90, minimum=1)
+    report_person_deletions_threshold = _days(100_000)
+    report_fast_approval_seconds = _days(24 * 3600)
+    report_near_purge_hours = _days(24 * 365)
 
 
 # --- inputs the shared ``retention.api.inputs`` does not have yet ---------------------

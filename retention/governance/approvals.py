@@ -18,6 +18,7 @@ from retention.policies import get_policy
 
 HIGH_SENSITIVITY = "high-sensitivity records in scope"
 NO_MANAGER_ABOVE = "no other manager above the scope"
+FREQUENT_DELETIONS = "frequent personal deletions"
 
 
 def plan_steps(
@@ -52,6 +53,22 @@ def plan_steps(
         }
         for order, (role, department, because) in enumerate(planned, start=1)
     ]
+
+
+def plan_review_step(requester: Member) -> dict:
+    """The one step of a personal deletion held because its requester deletes often: a
+    manager of the requester's own department or above (an admin when there is none)."""
+    department = None
+    if requester.department_id is not None:
+        department = _nearest_manager_level(requester.department, requester)
+    role = Role.MANAGER.value if department is not None else Role.ADMIN.value
+    return {
+        "order": 1,
+        "role": role,
+        "department": department,
+        "because": FREQUENT_DELETIONS,
+        "status": StepStatus.PENDING,
+    }
 
 
 def first_unstaffable_step(steps: list[dict], requester: Member) -> dict | None:

@@ -21,8 +21,15 @@ from retention.access import predicates
 from retention.access.second_factor import enforce
 from retention.dates import bounds_problem
 from retention.errors import Conflict
-from retention.governance import approvals
-from retention.models import ApprovalStep, DeletionRequest, Member, RequestStatus, StepStatus
+from retention.governance import approvals, personal
+from retention.models import (
+    ApprovalStep,
+    DeletionRequest,
+    Member,
+    RequestMethod,
+    RequestStatus,
+    StepStatus,
+)
 from retention.notifications import notify
 from retention.policies import get_policy, scheduled_run_time
 from retention.wipes.schedule import schedule_request
@@ -40,7 +47,8 @@ def do_approve_step(
     step_order: int | None = None,
     comment: str = "",
 ) -> DeletionRequest:
-    """Approve the current step; the last approval schedules the run.
+    """Approve the current step; the last approval schedules the run (a held personal
+    deletion takes effect at once instead).
 
     ``step_order`` is the step the approver saw and means to approve: if the request has
     moved on to another step meanwhile (a stale page, a double submit), it is a Conflict
@@ -70,6 +78,12 @@ def do_approve_step(
             following.status = StepStatus.PENDING
             following.save(update_fields=["status"])
             notify.step_awaits(locked, approvals.current_step(locked))
+            notify.decided(locked, approved_step=step)
+            return locked
+        if locked.method == RequestMethod.PERSONAL:
+            # A personal deletion held because its requester deletes often: it takes
+            # effect now, on the requester's side only, as it would have when filed.
+            personal.remove_for_requester(locked, approved_by=acting_user)
             notify.decided(locked, approved_step=step)
             return locked
         locked.status = RequestStatus.APPROVED

@@ -9,8 +9,6 @@ recorded in a transaction of their own, so the refusal survives the error it rai
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -20,7 +18,7 @@ from audit import log as audit
 from audit.events import EventType
 from retention.access import predicates
 from retention.errors import Conflict
-from retention.governance import approvals
+from retention.governance import approvals, personal
 from retention.governance.scope import (
     Scope,
     check_authority,
@@ -33,7 +31,6 @@ from retention.models import (
     DeletionRequest,
     Member,
     Message,
-    PersonalRemoval,
     RequestConversation,
     RequestMethod,
     RequestStatus,
@@ -57,12 +54,20 @@ def _refuse(requester: Member, *, why: str, message: str, details: dict) -> None
 
 
 def _personal_deletions_this_month(requester: Member) -> int:
+    """Personal deletions filed this month, those awaiting approval included; one that was
+    rejected, withdrawn or expired removed nothing and uses no quota."""
     today = timezone.localdate()
-    return DeletionRequest.objects.filter(
-        requester=requester,
-        method=RequestMethod.PERSONAL,
-        filed_at__date__gte=today.replace(day=1),
-    ).count()
+    return (
+        DeletionRequest.objects.filter(
+            requester=requester,
+            method=RequestMethod.PERSONAL,
+            filed_at__date__gte=today.replace(day=1),
+        )
+        .exclude(
+            status__in=[RequestStatus.REJECTED, RequestStatus.CANCELLED, RequestStatus.EXPIRED]
+        )
+        .count()
+    )
 
 
 # --- filing ------------------------------------------------------------------------------
@@ -236,8 +241,11 @@ def _file(
         },
     )
     if scope.method == RequestMethod.PERSONAL:
-        _remove_for_requester(request, scope)
-        return request
+        frequent, recent, threshold = personal.is_frequent(requester)
+        if not frequent:
+            personal.remove_for_requester(request)
+            return request
+        return _hold_for_manager(request, recent=recent, threshold=threshold)
     RequestConversation.objects.bulk_create(
         [
             RequestConversation(request=request, conversation_id=c, department_id=d, messages=n)
@@ -271,32 +279,39 @@ def _file(
     return request
 
 
-def _remove_for_requester(request: DeletionRequest, scope: Scope) -> None:
-    """A personal deletion: gone from the requester's view only, restorable for a while."""
-    now = timezone.now()
-    conversation = scope.message.conversation if scope.message else scope.conversations[0]
-    PersonalRemoval.objects.create(
-        member=request.requester,
-        conversation=conversation,
-        message=scope.message,
-        up_to_message_id=request.max_message_id,
-        request=request,
-        restorable_until=now + timedelta(days=get_policy("recycle_bin_days")),
-    )
-    request.status = RequestStatus.COMPLETED
-    request.decided_at = now
-    request.save(update_fields=["status", "decided_at"])
+def _hold_for_manager(request: DeletionRequest, *, recent: int, threshold: int) -> DeletionRequest:
+    """A member who deletes often: their personal deletion waits for their manager (one
+    step), and nothing is removed until it is approved."""
+    requester = request.requester
+    step = approvals.plan_review_step(requester)
+    if approvals.first_unstaffable_step([step], requester) is not None:
+        raise ValidationError(
+            {
+                "scope": [
+                    _(
+                        "You made %(n)d personal deletions in the last %(hours)d hours, so this "
+                        "one needs approval, but nobody could approve it. Ask an admin."
+                    )
+                    % {"n": recent, "hours": get_policy("frequent_deletion_window_hours")}
+                ]
+            }
+        )
+    ApprovalStep.objects.create(request=request, **step)
     audit.record(
-        EventType.PERSONAL_DELETED,
-        actor=request.requester,
+        EventType.PERSONAL_HELD_FOR_REVIEW,
+        actor=requester,
         target=request,
-        department_id=conversation.department_id,
+        department_id=requester.department_id,
         details={
-            "conversation": conversation.pk,
-            "message": scope.message.pk if scope.message else None,
-            "messages": request.preview["messages"],
+            "deletions": recent,
+            "threshold": threshold,
+            "window_hours": get_policy("frequent_deletion_window_hours"),
+            "step_role": step["role"],
+            "step_department": step["department"].pk if step["department"] else None,
         },
     )
+    notify.step_awaits(request, approvals.current_step(request))
+    return request
 
 
 def do_restore_personal(request: DeletionRequest, *, acting_user: Member) -> None:

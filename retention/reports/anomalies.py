@@ -1,5 +1,7 @@
 """The quarter's anomalies: runs started outside the execution window, people with many
-deletions, restores close to the purge, approvals decided within a minute."""
+deletions, restores close to the purge, approvals decided very fast, and personal
+deletions held because their member deleted often. The thresholds are policies
+(``report_*``), read when the report is computed."""
 
 from __future__ import annotations
 
@@ -23,13 +25,6 @@ from retention.models import DeletionRequest, RequestMethod, Tombstone
 from retention.policies import get_policy
 from retention.reports.period_events import LIST_LIMIT, REQUEST, iso, period_events
 
-# Anomaly thresholds. A person with more deletions than this in one quarter is listed.
-PERSON_DELETIONS_THRESHOLD = 20
-# An approval decided this soon after its step became due is listed.
-FAST_APPROVAL_SECONDS = 60
-# A restore this close to the records' purge time is listed.
-NEAR_PURGE = timedelta(hours=24)
-
 
 def _in_window(local: time, window: dict | None) -> bool:
     """Whether a local clock time lies in the execution window (None: any time)."""
@@ -47,10 +42,15 @@ def anomalies(
     *,
     deletions: dict[str, Any],
     latencies: list[dict[str, Any]],
-    person_threshold: int,
+    person_threshold: int | None = None,
 ) -> dict[str, Any]:
-    """Each kind of anomaly listed (up to LIST_LIMIT) and counted."""
+    """Each kind of anomaly listed (up to LIST_LIMIT) and counted. ``person_threshold``
+    overrides the policy (None: the policy's value)."""
     window = get_policy("execution_window")
+    if person_threshold is None:
+        person_threshold = get_policy("report_person_deletions_threshold")
+    fast_seconds = get_policy("report_fast_approval_seconds")
+    near_purge_hours = get_policy("report_near_purge_hours")
     # Retention rules run on their own daily schedule; personal deletions never start.
     method = DeletionRequest.objects.filter(
         pk=Cast(OuterRef("target_id"), BigIntegerField())
@@ -83,7 +83,7 @@ def anomalies(
         }
         for r in Tombstone.objects.filter(restored_at__gte=start, restored_at__lt=end)
         .annotate(left=ExpressionWrapper(F("purge_after") - F("restored_at"), DurationField()))
-        .filter(left__lt=NEAR_PURGE)
+        .filter(left__lt=timedelta(hours=near_purge_hours))
         .values("request_id", "restored_at", "purge_after", "left")
         .annotate(messages=Sum("messages"))
         .order_by("restored_at", "request_id")
@@ -96,17 +96,30 @@ def anomalies(
             "seconds": round(entry["seconds"], 1),
         }
         for entry in latencies
-        if entry["seconds"] < FAST_APPROVAL_SECONDS
+        if entry["seconds"] < fast_seconds
+    ]
+    frequent = [
+        {
+            "request": int(e.target_id),
+            "member": e.actor_id,
+            "username": e.actor_name,
+            "deletions": int(e.details.get("deletions") or 0),
+            "at": iso(e.created_at),
+        }
+        for e in period_events(EventType.PERSONAL_HELD_FOR_REVIEW, start, end)
     ]
     found = {
         "outside_window": outside,
         "heavy_deleters": heavy,
         "restores_near_purge": near_purge,
         "fast_approvals": fast,
+        "frequent_deletions": frequent,
     }
     return {
         "execution_window": window,
         "person_threshold": person_threshold,
+        "fast_approval_seconds": fast_seconds,
+        "near_purge_hours": near_purge_hours,
         **{kind: items[:LIST_LIMIT] for kind, items in found.items()},
         "counts": {kind: len(items) for kind, items in found.items()},
         "count": sum(len(items) for items in found.values()),

@@ -58,6 +58,10 @@ def quarterly_tables(report: dict[str, Any]) -> list[Table]:
                 [_("Retention-rule runs"), report["rule_runs"]["count"]],
                 [_("Failed retention-rule runs"), report["rule_runs"]["failed"]],
                 [_("Anomalies"), a["count"]],
+                [
+                    _("Personal deletions held for frequent deletions"),
+                    a["counts"]["frequent_deletions"],
+                ],
             ],
         ),
         Table(
@@ -187,12 +191,21 @@ def quarterly_tables(report: dict[str, Any]) -> list[Table]:
             ]
             + [
                 [
-                    _("Approval in under a minute"),
+                    _("Approval within %(n)d s") % {"n": a["fast_approval_seconds"]},
                     f["request"],
                     _("step %(step)s by %(who)s in %(s)s s")
                     % {"step": f["step"], "who": f["approver"], "s": f["seconds"]},
                 ]
                 for f in a["fast_approvals"]
+            ]
+            + [
+                [
+                    _("Personal deletion held: frequent deletions"),
+                    f["username"],
+                    _("request %(request)s, after %(n)s deletions")
+                    % {"request": f["request"], "n": f["deletions"]},
+                ]
+                for f in a["frequent_deletions"]
             ],
         ),
         _recycle_bin_review_table(report["recycle_bin_review"]),

@@ -24,7 +24,7 @@ from django.utils import timezone
 from audit.events import EventType
 from audit.models import ComplianceReview, ReviewKind, ReviewStatus
 from retention.models import Member
-from retention.reports.anomalies import PERSON_DELETIONS_THRESHOLD, anomalies
+from retention.reports.anomalies import anomalies
 from retention.reports.deletions import deletions_between
 from retention.reports.latencies import approval_latencies, latency_summary
 from retention.reports.period_events import HOLD, LIST_LIMIT, int_ids, iso, period_events
@@ -76,9 +76,10 @@ def _restores(start: datetime, end: datetime) -> dict[str, Any]:
 
 
 def quarterly_report(
-    year: int, quarter: int, *, person_threshold: int = PERSON_DELETIONS_THRESHOLD
+    year: int, quarter: int, *, person_threshold: int | None = None
 ) -> dict[str, Any]:
-    """Everything the quarter's audit report shows, as one JSON-ready dict."""
+    """Everything the quarter's audit report shows, as one JSON-ready dict
+    (``person_threshold``: None reads the policy)."""
     period = Quarter(year, quarter)
     start, end = period.start, period.end
     deletions = deletions_between(start, end)

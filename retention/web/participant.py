@@ -15,8 +15,16 @@ from django.views.decorators.http import require_GET, require_POST
 from retention.access.predicates import require, takes_part_in
 from retention.governance.filing import do_file_request
 from retention.governance.hides import do_hide_conversation, do_unhide_conversation
+from retention.governance.personal import held_notice
 from retention.governance.scope import resolve_scope
-from retention.models import Conversation, ConversationHide, DeletionRequest, Message, RequestMethod
+from retention.models import (
+    Conversation,
+    ConversationHide,
+    DeletionRequest,
+    Message,
+    RequestMethod,
+    RequestStatus,
+)
 from retention.policies import get_policy
 from retention.records.selectors import conversations_for
 from retention.web.request_forms import PersonalDeletionForm
@@ -84,6 +92,8 @@ def conversation_delete_mine(request: HttpRequest, conversation_id: int) -> Http
     deletion = file_personal(request, {"conversations": [conversation.pk]})
     if deletion is None:
         return redirect("conversation", conversation_id=conversation.pk)
+    if deletion.status == RequestStatus.PENDING:
+        return to_request_page(deletion)
     messages.success(
         request,
         _(
@@ -103,7 +113,7 @@ def message_delete_mine(
     conversation = participating_conversation(request, conversation_id)
     message = get_object_or_404(Message.objects.filter(conversation=conversation), pk=message_id)
     deletion = file_personal(request, {"messages": [message.pk]})
-    if deletion is not None:
+    if deletion is not None and deletion.status != RequestStatus.PENDING:
         messages.success(
             request,
             _(
@@ -127,4 +137,6 @@ def file_personal(request: HttpRequest, data: dict) -> DeletionRequest | None:
     except (PermissionDenied, ValidationError) as exc:
         messages.error(request, " ".join(getattr(exc, "messages", None) or [str(exc)]))
         return None
+    if deletion.status == RequestStatus.PENDING:
+        messages.warning(request, held_notice(deletion))
     return deletion

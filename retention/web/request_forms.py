@@ -301,6 +301,20 @@ POLICY_LABELS = {
         "Approving, holds, policy changes and restores need a second factor (TOTP)"
     ),
     "session_idle_minutes": _("Minutes without activity before a browser session ends"),
+    "frequent_deletion_threshold": _(
+        "Personal deletions within the window after which a member's further personal "
+        "deletions need their manager's approval (0: never)"
+    ),
+    "frequent_deletion_window_hours": _("Window for counting frequent personal deletions (hours)"),
+    "report_person_deletions_threshold": _(
+        "Quarterly report: deletions by one person above which they are listed as an anomaly"
+    ),
+    "report_fast_approval_seconds": _(
+        "Quarterly report: an approval decided within this many seconds is an anomaly"
+    ),
+    "report_near_purge_hours": _(
+        "Quarterly report: a restore this many hours or fewer before the purge is an anomaly"
+    ),
 }
 INT_POLICIES = [
     key for key, value in DEFAULTS.items() if isinstance(value, int) and not isinstance(value, bool)

@@ -32,6 +32,7 @@ from retention.web.request_forms import RequestWizardForm, errors_of
 STEP_BECAUSE = {
     approvals.HIGH_SENSITIVITY: gettext_lazy("high-sensitivity records in scope"),
     approvals.NO_MANAGER_ABOVE: gettext_lazy("no other manager above the scope"),
+    approvals.FREQUENT_DELETIONS: gettext_lazy("frequent personal deletions"),
 }
 
 

@@ -20,9 +20,12 @@ from retention.access.activity import (
 from retention.access.predicates import (
     may_decide_reviews,
     may_read_audit_log,
+    may_see_frequent_deleters,
 )
 from retention.access.second_factor import has_device
+from retention.governance.personal import frequent_deleters
 from retention.models.roles import Role
+from retention.policies import get_policy
 from retention.records import selectors
 from retention.records.crypto import KeyDestroyedError
 from retention.records.filters import ConversationFilterForm
@@ -79,6 +82,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         overdue = reviews.overdue_reviews(viewer).order_by("opened_at")
         context["overdue_count"] = overdue.count()
         context["overdue_reviews"] = list(overdue[:10])
+    if may_see_frequent_deleters(viewer):
+        context["frequent_deleters"] = frequent_deleters()
+        context["frequent_window_hours"] = get_policy("frequent_deletion_window_hours")
     if viewer.has_role(Role.ADMIN):
         context["unhealthy_rules"] = unhealthy_rules()
         context["lockouts"] = signin.active_lockouts()
