@@ -29,7 +29,7 @@ from retention.models import (
     RequestStatus,
 )
 from retention.policies import get_policy
-from retention.records.holds import holds_covering
+from retention.records.holds import hold_guard_shared, holds_covering
 
 
 def window_start(now: datetime | None = None) -> datetime:
@@ -115,6 +115,9 @@ def remove_for_requester(request: DeletionRequest, *, approved_by: Member | None
     when it was filed. Inside the caller's transaction; a Conflict when a hold now covers
     the conversation or the message no longer exists."""
     now = timezone.now()
+    # Holds are read under the hold guard, as every deletion batch reads them: a hold
+    # placed meanwhile either commits first (and is seen) or waits for this transaction.
+    hold_guard_shared()
     scope = request.scope
     message = None
     if scope.get("messages"):
@@ -125,7 +128,11 @@ def remove_for_requester(request: DeletionRequest, *, approved_by: Member | None
             raise Conflict(_("This message no longer exists; there is nothing left to delete."))
         conversation = message.conversation
     else:
-        conversation = Conversation.objects.get(pk=scope["conversations"][0])
+        conversation = Conversation.objects.filter(pk=scope["conversations"][0]).first()
+        if conversation is None:
+            raise Conflict(
+                _("This conversation no longer exists; there is nothing left to delete.")
+            )
     if approved_by is not None and holds_covering([conversation.pk]).exists():
         raise Conflict(
             _(

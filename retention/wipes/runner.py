@@ -97,8 +97,9 @@ class UnusableRange(Exception):
 def _step(execution: Execution, worker: str) -> bool:
     """One batch. False once the run is finished."""
     request = execution.request
-    if execution.kind in (ExecutionKind.MOVE, ExecutionKind.WIPE):
-        # Checked when the run starts too; a run begun before that check stops here.
+    if execution.kind in (ExecutionKind.MOVE, ExecutionKind.WIPE, ExecutionKind.PURGE):
+        # Checked when the run starts too; a run begun before that check stops here. A
+        # purge filters rows by the request's range too: never with a bound read clamped.
         problem = bounds_problem(request.sent_after, request.sent_before)
         if problem is not None:
             raise UnusableRange(problem)

@@ -9,9 +9,11 @@ from django.core.exceptions import PermissionDenied
 from audit.events import EventType
 from audit.models import AuditEvent
 from retention.access.predicates import steps_awaiting
+from retention.errors import Conflict
 from retention.governance.approvals import FREQUENT_DELETIONS
 from retention.governance.decisions import do_approve_step, do_reject_request
 from retention.governance.policy_changes import do_update_policies
+from retention.governance.protection import do_place_hold
 from retention.models import Message, PersonalRemoval, Policy, RequestMethod, RequestStatus
 from retention.models.roles import Role
 from retention.policies import get_policy
@@ -195,3 +197,36 @@ def test_the_policies_page_edits_the_new_policies(client, cast):
     assert client.post("/policies/", good).status_code == 302
     assert get_policy("frequent_deletion_threshold") == 5
     assert get_policy("report_fast_approval_seconds") == 30
+
+
+def test_a_held_deletion_is_not_approved_once_a_hold_covers_its_conversation(cast, org, shared):
+    set_policies(cast, frequent_deletion_threshold=1)
+    m1, m2, _m3, _m4 = Message.objects.filter(conversation=shared).order_by("id")
+    delete_mine(cast.staff, m1)
+    held = delete_mine(cast.staff, m2)
+    do_place_hold(
+        acting_user=cast.security,
+        kind="legal",
+        reason="诉讼保全",
+        conversations=[shared],
+        departments=[],
+        verified_second_factor=True,
+    )
+    with pytest.raises(Conflict):
+        do_approve_step(held, acting_user=cast.manager, verified_second_factor=True)
+    held.refresh_from_db()
+    assert held.status == RequestStatus.PENDING
+    assert not PersonalRemoval.objects.filter(request=held).exists()
+
+
+def test_a_held_deletion_of_a_conversation_gone_meanwhile_is_a_conflict(cast, shared):
+    set_policies(cast, frequent_deletion_threshold=1)
+    other = make_chat(cast.staff.department, [cast.staff], ["别的"])
+    delete_mine(cast.staff, Message.objects.filter(conversation=other).first())
+    held = file_request(cast.staff, RequestMethod.PERSONAL, conversations=[shared.pk])
+    assert held.status == RequestStatus.PENDING
+    Message.all_rows.filter(conversation=shared).delete()
+    shared.delete()
+    with pytest.raises(Conflict):
+        do_approve_step(held, acting_user=cast.manager, verified_second_factor=True)
+    assert not PersonalRemoval.objects.filter(request=held).exists()

@@ -273,3 +273,24 @@ def test_a_run_started_before_its_range_went_bad_stops_without_deleting(regulars
 def test_now_is_inside_the_range():
     # The range must hold every message a store can send today.
     assert day_in_range(timezone.localdate())
+
+
+def test_a_purge_of_a_request_whose_range_went_bad_deletes_nothing(regulars, org, chats):
+    """The bin's purge filters rows by the request's range too: a range that went bad after
+    the move is never read clamped into a wider purge; the purge fails, rows stay."""
+    request = file_request(regulars.staff, RequestMethod.BATCH, departments=[org.hangzhou.pk])
+    request = do_approve_step(request, acting_user=regulars.manager, verified_second_factor=True)
+    moved = runner.run_execution(
+        schedule.start_request(request.pk, now=request.scheduled_for + timedelta(hours=1)).pk
+    )
+    assert moved.status == ExecutionStatus.COMPLETED
+    store_bounds(request, "sent_before", "-infinity", "0001-01-01")
+    rows = set(Message.all_rows.values_list("pk", flat=True))
+
+    with translation.override("en"):
+        purges = runner.start_due_purges(now=timezone.now() + timedelta(days=30))
+        done = [runner.run_execution(pk) for pk in purges]
+
+    assert done and all(run.status == ExecutionStatus.FAILED for run in done)
+    assert "outside 1990-01-01 to 2100-12-31" in done[0].last_error
+    assert set(Message.all_rows.values_list("pk", flat=True)) == rows
