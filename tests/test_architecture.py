@@ -17,9 +17,9 @@ Rules kept here:
 - no file in ``retention/`` is over 500 lines, migrations aside;
 - app code imports our own modules at module level. An import of ``retention`` or
   ``audit`` inside a function must say why, in a comment on the same line or in the comment
-  lines directly above it (or above the block of imports it belongs to), written ``# import here: <the cycle or start-up cost that forces
-  it>``; a comment naming the import ``cycle`` it breaks is accepted too (both matched
-  without regard to case).
+  lines directly above it (or above the block of imports it belongs to), written
+  ``# import here: <the cycle or start-up cost that forces it>``; a comment naming the
+  import ``cycle`` it breaks is accepted too (both matched without regard to case).
 """
 
 from __future__ import annotations
