@@ -22,15 +22,24 @@ file or key of one kind never opens as the other's, whatever their ids.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from datetime import datetime, timedelta
 from typing import IO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.core.files.storage import default_storage
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
 
+from retention.policies import get_policy
 from retention.records.crypto import NONCE_BYTES, DecryptionError
+
+logger = logging.getLogger(__name__)
 
 MAGIC = b"QEX1"
 CHUNK_BYTES = 64 * 1024
@@ -156,3 +165,46 @@ def _read(handle: IO[bytes], size: int) -> bytes:
             break
         data += more
     return data
+
+
+def expire_sealed(
+    model: type[models.Model],
+    *,
+    ready: str,
+    expired: str,
+    record: Callable[[models.Model, int], None],
+    now: datetime | None = None,
+    related: tuple[str, ...] = (),
+) -> list[int]:
+    """Expire the ready sealed files of ``model`` finished more than ``export_keep_days``
+    ago (and any written before they were sealed: no key). Each row's key is destroyed
+    first, in the transaction that records the expiry (``record(row, keep_days)``), so the
+    file is unreadable even if deleting it fails; then the file is deleted. The row, its
+    checksum and counts stay. Running it again expires nothing twice."""
+    now = now or timezone.now()
+    keep_days = get_policy("export_keep_days")
+    due = model.objects.filter(
+        Q(finished_at__lt=now - timedelta(days=keep_days)) | Q(wrapped_key__isnull=True),
+        status=ready,
+    )
+    done = []
+    for row in list(due.select_related(*related).order_by("pk")):
+        with transaction.atomic():
+            taken = model.objects.filter(pk=row.pk, status=ready).update(
+                status=expired, expired_at=now, wrapped_key=None, file=""
+            )
+            if not taken:
+                continue
+            record(row, keep_days)
+        done.append(row.pk)
+        if row.file.name:
+            try:
+                default_storage.delete(row.file.name)
+            except Exception:
+                logger.exception(
+                    "%s %s expired (key destroyed) but %s could not be deleted",
+                    model._meta.verbose_name,
+                    row.pk,
+                    row.file.name,
+                )
+    return done

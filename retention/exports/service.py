@@ -20,20 +20,20 @@ seeing a target without being allowed to export it is a PermissionDenied (403).
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max, Q, QuerySet
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from audit import log as audit
 from audit.events import EventType
 from retention.access.predicates import may_decide_request, requests_for
 from retention.exports import build, trail
+from retention.exports.sealed import expire_sealed
 from retention.models import (
     Conversation,
     DeletionRequest,
@@ -45,7 +45,6 @@ from retention.models import (
     StepStatus,
 )
 from retention.models.roles import Role
-from retention.policies import get_policy
 from retention.records.selectors import can_read_bodies, conversations_for
 
 logger = logging.getLogger(__name__)
@@ -181,36 +180,22 @@ def expire_exports(*, now: datetime | None = None) -> list[int]:
     is destroyed first (so the file is unreadable even if deleting it fails), then its
     file is deleted; the row, its checksum and counts stay, and each expiry is audited.
     A file written before exports were encrypted (no key) expires at once."""
-    now = now or timezone.now()
-    keep_days = get_policy("export_keep_days")
-    due = Export.objects.filter(
-        Q(finished_at__lt=now - timedelta(days=keep_days)) | Q(wrapped_key__isnull=True),
-        status=ExportStatus.READY,
+
+    def record(export: Export, keep_days: int) -> None:
+        trail.record(
+            EventType.EXPORT_EXPIRED,
+            export,
+            sha256=export.sha256,
+            finished_at=export.finished_at.isoformat() if export.finished_at else None,
+            keep_days=keep_days,
+            encrypted=export.wrapped_key is not None,
+        )
+
+    return expire_sealed(
+        Export,
+        ready=ExportStatus.READY,
+        expired=ExportStatus.EXPIRED,
+        record=record,
+        now=now,
+        related=("request", "conversation"),
     )
-    expired = []
-    for export in list(due.select_related("request", "conversation").order_by("pk")):
-        with transaction.atomic():
-            taken = Export.objects.filter(pk=export.pk, status=ExportStatus.READY).update(
-                status=ExportStatus.EXPIRED, expired_at=now, wrapped_key=None, file=""
-            )
-            if not taken:
-                continue
-            trail.record(
-                EventType.EXPORT_EXPIRED,
-                export,
-                sha256=export.sha256,
-                finished_at=export.finished_at.isoformat() if export.finished_at else None,
-                keep_days=keep_days,
-                encrypted=export.wrapped_key is not None,
-            )
-        expired.append(export.pk)
-        if export.file.name:
-            try:
-                default_storage.delete(export.file.name)
-            except Exception:
-                logger.exception(
-                    "export %s expired (key destroyed) but %s could not be deleted",
-                    export.pk,
-                    export.file.name,
-                )
-    return expired

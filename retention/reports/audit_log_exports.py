@@ -29,7 +29,6 @@ from datetime import datetime, timedelta
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Q
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
@@ -40,10 +39,9 @@ from audit.models import AuditEvent, AuditExport, AuditExportStatus
 from audit.selectors import EventFilter, filtered_events
 from retention.errors import Conflict
 from retention.exports.download import ExportExpired
-from retention.exports.sealed import SealedWriter, opened
+from retention.exports.sealed import SealedWriter, expire_sealed, opened
 from retention.jobs.lease import Lease, LeaseLost, pacer
 from retention.models import Member
-from retention.policies import get_policy
 from retention.records import crypto
 from retention.records.crypto import DecryptionError, KeyDestroyedError
 
@@ -220,42 +218,27 @@ def expire_audit_exports(*, now: datetime | None = None) -> list[int]:
     file is deleted; the row, its checksum and counts stay, and each expiry is audited.
     A file written before these exports were sealed (no key) expires at once. Running it
     again expires nothing twice."""
-    now = now or timezone.now()
-    keep_days = get_policy("export_keep_days")
-    due = AuditExport.objects.filter(
-        Q(finished_at__lt=now - timedelta(days=keep_days)) | Q(wrapped_key__isnull=True),
-        status=AuditExportStatus.READY,
+
+    def record(export: AuditExport, keep_days: int) -> None:
+        audit.record(
+            EventType.AUDIT_EXPORT_EXPIRED,
+            actor=None,
+            target=export,
+            details={
+                "sha256": export.sha256,
+                "finished_at": export.finished_at.isoformat() if export.finished_at else None,
+                "keep_days": keep_days,
+                "encrypted": export.wrapped_key is not None,
+            },
+        )
+
+    return expire_sealed(
+        AuditExport,
+        ready=AuditExportStatus.READY,
+        expired=AuditExportStatus.EXPIRED,
+        record=record,
+        now=now,
     )
-    expired = []
-    for export in list(due.order_by("pk")):
-        with transaction.atomic():
-            taken = AuditExport.objects.filter(pk=export.pk, status=AuditExportStatus.READY).update(
-                status=AuditExportStatus.EXPIRED, expired_at=now, wrapped_key=None, file=""
-            )
-            if not taken:
-                continue
-            audit.record(
-                EventType.AUDIT_EXPORT_EXPIRED,
-                actor=None,
-                target=export,
-                details={
-                    "sha256": export.sha256,
-                    "finished_at": export.finished_at.isoformat() if export.finished_at else None,
-                    "keep_days": keep_days,
-                    "encrypted": export.wrapped_key is not None,
-                },
-            )
-        expired.append(export.pk)
-        if export.file.name:
-            try:
-                default_storage.delete(export.file.name)
-            except Exception:
-                logger.exception(
-                    "audit export %s expired (key destroyed) but %s could not be deleted",
-                    export.pk,
-                    export.file.name,
-                )
-    return expired
 
 
 def _failed(export: AuditExport, error: str) -> None:
