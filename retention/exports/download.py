@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.core.files.storage import default_storage
+from django.db import models, transaction
 from django.http import StreamingHttpResponse
 from django.utils import formats, timezone
 from django.utils.http import content_disposition_header
@@ -49,8 +50,36 @@ def open_download(
     DecryptionError, never with garbage."""
     if not may_download(export, member):
         raise PermissionDenied(_("You may not download this export."))
-    if export.status == ExportStatus.EXPIRED:
-        expired_on = formats.date_format(timezone.localtime(export.expired_at), "DATE_FORMAT")
+
+    def record(export: Export) -> None:
+        trail.record(
+            EventType.EXPORT_DOWNLOADED,
+            export,
+            actor=member,
+            ip_address=ip_address,
+            sha256=export.sha256,
+        )
+
+    return open_sealed(
+        export, ready=ExportStatus.READY, expired=ExportStatus.EXPIRED, record=record
+    )
+
+
+def open_sealed(
+    row: models.Model,
+    *,
+    ready: str,
+    expired: str,
+    record: Callable[[models.Model], None],
+    kind: str = "export",
+) -> Iterator[bytes]:
+    """A sealed file's plaintext (a request export's or an audit-log export's), decrypted
+    a chunk at a time as it streams, with ``record(row)`` writing the download's audit
+    event. The key and the first chunk are checked before anything is audited or sent; a
+    later chunk that does not authenticate stops the stream with DecryptionError, never
+    with garbage. Who may download is the caller's to decide."""
+    if row.status == expired:
+        expired_on = formats.date_format(timezone.localtime(row.expired_at), "DATE_FORMAT")
         raise ExportExpired(
             _(
                 "This export expired on %(date)s: its file was deleted. "
@@ -58,43 +87,40 @@ def open_download(
             )
             % {"date": expired_on}
         )
-    if export.status != ExportStatus.READY:
+    if row.status != ready or not row.file:
         raise Conflict(_("This export is not ready."))
     try:
-        handle = export.file.open("rb")
+        handle = default_storage.open(row.file.name, "rb")
     except FileNotFoundError as exc:
         raise Conflict(_("This export's file is missing.")) from exc
     try:
-        chunks = opened(handle, crypto.export_key(export.pk, export.wrapped_key), export.pk)
+        data_key = crypto.export_key(row.pk, row.wrapped_key, kind=kind)
+        chunks = opened(handle, data_key, row.pk, kind=kind)
         first = next(chunks, b"")
     except (DecryptionError, KeyDestroyedError) as exc:
         handle.close()
-        logger.error("export %s cannot be decrypted: %s", export.pk, exc)
+        logger.error("%s %s cannot be decrypted: %s", kind, row.pk, exc)
         raise Conflict(
             _("This export's file cannot be decrypted: it is damaged or was altered.")
         ) from exc
     try:
         with transaction.atomic():
-            trail.record(
-                EventType.EXPORT_DOWNLOADED,
-                export,
-                actor=member,
-                ip_address=ip_address,
-                sha256=export.sha256,
-            )
+            record(row)
     except Exception:
         chunks.close()
         raise
-    return _streamed(export, first, chunks)
+    return _streamed(row, kind, first, chunks)
 
 
-def _streamed(export: Export, first: bytes, rest: Generator[bytes, None, None]) -> Iterator[bytes]:
+def _streamed(
+    row: models.Model, kind: str, first: bytes, rest: Generator[bytes, None, None]
+) -> Iterator[bytes]:
     try:
         if first:
             yield first
         yield from rest
     except DecryptionError:
-        logger.error("export %s: a chunk failed authentication mid-download", export.pk)
+        logger.error("%s %s: a chunk failed authentication mid-download", kind, row.pk)
         raise
     finally:
         rest.close()

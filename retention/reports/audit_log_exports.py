@@ -23,27 +23,23 @@ from __future__ import annotations
 import logging
 import tempfile
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.utils import formats, timezone
-from django.utils.translation import gettext as _
 
 from audit import log as audit
 from audit.event_exports import DirectExport, direct_max, write_csv
 from audit.events import EventType
 from audit.models import AuditEvent, AuditExport, AuditExportStatus
 from audit.selectors import EventFilter, filtered_events
-from retention.errors import Conflict
-from retention.exports.download import ExportExpired
-from retention.exports.sealed import SealedWriter, expire_sealed, opened
+from retention.exports.download import open_sealed
+from retention.exports.sealed import SealedWriter, expire_sealed
 from retention.jobs.lease import Lease, LeaseLost, pacer
 from retention.models import Member
 from retention.records import crypto
-from retention.records.crypto import DecryptionError, KeyDestroyedError
 
 logger = logging.getLogger(__name__)
 
@@ -158,58 +154,23 @@ def open_audit_download(
     audited. The key and the first chunk are checked before anything is audited or sent;
     a later chunk that does not authenticate stops the stream, never sending garbage.
     Who may download is the caller's to decide (the requester, in the site's views)."""
-    if export.status == AuditExportStatus.EXPIRED:
-        expired_on = formats.date_format(timezone.localtime(export.expired_at), "DATE_FORMAT")
-        raise ExportExpired(
-            _(
-                "This export expired on %(date)s: its file was deleted. "
-                "Ask for a new export if you need one."
-            )
-            % {"date": expired_on}
+
+    def record(export: AuditExport) -> None:
+        audit.record(
+            EventType.AUDIT_EXPORT_DOWNLOADED,
+            actor=acting_user,
+            target=export,
+            ip_address=ip_address,
+            details={"sha256": export.sha256},
         )
-    if export.status != AuditExportStatus.READY or not export.file:
-        raise Conflict(_("This export is not ready."))
-    try:
-        handle = default_storage.open(export.file.name, "rb")
-    except FileNotFoundError as exc:
-        raise Conflict(_("This export's file is missing.")) from exc
-    try:
-        data_key = crypto.export_key(export.pk, export.wrapped_key, kind=KIND)
-        chunks = opened(handle, data_key, export.pk, kind=KIND)
-        first = next(chunks, b"")
-    except (DecryptionError, KeyDestroyedError) as exc:
-        handle.close()
-        logger.error("audit export %s cannot be decrypted: %s", export.pk, exc)
-        raise Conflict(
-            _("This export's file cannot be decrypted: it is damaged or was altered.")
-        ) from exc
-    try:
-        with transaction.atomic():
-            audit.record(
-                EventType.AUDIT_EXPORT_DOWNLOADED,
-                actor=acting_user,
-                target=export,
-                ip_address=ip_address,
-                details={"sha256": export.sha256},
-            )
-    except Exception:
-        chunks.close()
-        raise
-    return _streamed(export, first, chunks)
 
-
-def _streamed(
-    export: AuditExport, first: bytes, rest: Generator[bytes, None, None]
-) -> Iterator[bytes]:
-    try:
-        if first:
-            yield first
-        yield from rest
-    except DecryptionError:
-        logger.error("audit export %s: a chunk failed authentication mid-download", export.pk)
-        raise
-    finally:
-        rest.close()
+    return open_sealed(
+        export,
+        ready=AuditExportStatus.READY,
+        expired=AuditExportStatus.EXPIRED,
+        record=record,
+        kind=KIND,
+    )
 
 
 def expire_audit_exports(*, now: datetime | None = None) -> list[int]:
