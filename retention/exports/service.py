@@ -85,18 +85,6 @@ def exports_of(target: Target) -> QuerySet[Export]:
     return Export.objects.filter(**{field: target}).select_related("requested_by")
 
 
-def evidence_export_pending(request: DeletionRequest) -> bool:
-    return Export.objects.filter(
-        request=request, status__in=[ExportStatus.QUEUED, ExportStatus.RUNNING]
-    ).exists()
-
-
-def has_evidence_export(request: DeletionRequest) -> bool:
-    """Whether a finished export of the request exists: what a request with
-    high-sensitivity records in scope needs before it may run."""
-    return Export.objects.filter(request=request, status=ExportStatus.READY).exists()
-
-
 # --- asking for one -----------------------------------------------------------------------
 
 

@@ -26,7 +26,6 @@ from retention.exports.service import (
     do_request_export,
     exports_for,
     exports_of,
-    has_evidence_export,
     may_export,
 )
 from retention.models import (
@@ -38,7 +37,7 @@ from retention.models import (
     RequestStatus,
 )
 from retention.records.selectors import conversations_for
-from retention.wipes.evidence import needs_evidence
+from retention.wipes.evidence import has_evidence_export, needs_evidence
 
 EXPORTS_SHOWN = 20
 POLL_SECONDS = 2

@@ -11,10 +11,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from retention.access.predicates import requests_for
-from retention.exports.service import has_evidence_export
 from retention.governance.selectors import request_progress
 from retention.models import DeletionRequest, ExecutionKind, ExecutionStatus, RequestStatus
-from retention.wipes.evidence import needs_evidence
+from retention.wipes.evidence import has_evidence_export, needs_evidence
 
 ONE_MINUTE = timedelta(minutes=1)
 

@@ -47,6 +47,7 @@ from retention.records.crypto import ConversationCipher, DecryptionError
 from retention.records.keys import data_keys_by_master_key, do_rotate_master_key
 from retention.records.store import NewAttachment, NewMessage, add_messages, create_conversation
 from retention.wipes import runner
+from retention.wipes.evidence import has_evidence_export
 from tests.conftest import file_request, make_chat, make_member
 from tests.governance.test_api_requests import api_for
 from tests.wipes.test_execution import approved, run, store
@@ -493,17 +494,17 @@ def test_a_failed_export_says_why_and_leaves_no_file(
     assert not default_storage.exists("exports") or not default_storage.listdir("exports")[1]
     failed = AuditEvent.objects.get(event_type=EventType.EXPORT_FAILED)
     assert "disk full" in failed.details["error"]
-    assert not exports.has_evidence_export(hangzhou_request)
+    assert not has_evidence_export(hangzhou_request)
 
 
 def test_evidence_exists_once_an_export_of_the_request_is_ready(
     people, hangzhou_request, export_of
 ):
-    assert not exports.has_evidence_export(hangzhou_request)
+    assert not has_evidence_export(hangzhou_request)
     queued = exports.do_request_export(hangzhou_request, fmt="csv", acting_user=people.staff)
-    assert not exports.has_evidence_export(hangzhou_request)
+    assert not has_evidence_export(hangzhou_request)
     build.build_export(queued.pk)
-    assert exports.has_evidence_export(hangzhou_request)
+    assert has_evidence_export(hangzhou_request)
 
 
 # --- who may ------------------------------------------------------------------------------
@@ -661,7 +662,7 @@ def test_a_request_with_high_sensitivity_records_asks_for_evidence(
     page_url = reverse("request", args=[request.pk])
     assert 'data-testid="evidence-needed"' in client.get(page_url).content.decode()
     export_of(request, people.security)  # an approver of its security step
-    assert exports.has_evidence_export(request)
+    assert has_evidence_export(request)
     assert 'data-testid="evidence-needed"' not in client.get(page_url).content.decode()
 
 
@@ -847,7 +848,7 @@ def test_the_keep_days_policy_is_validated_and_drives_expiry(people, hangzhou_re
     )
     export = written_days_ago(export_of(hangzhou_request, people.staff), 2)
     assert exports.expire_exports() == [export.pk]
-    assert not exports.has_evidence_export(hangzhou_request)  # evidence must be made again
+    assert not has_evidence_export(hangzhou_request)  # evidence must be made again
 
 
 def test_an_expired_export_is_gone_on_the_pages_and_in_the_api(
