@@ -78,6 +78,11 @@ def _end_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
 
 
+def head_id() -> int | None:
+    """The id of the newest event: the chain's head now (None for an empty log)."""
+    return AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
+
+
 def head_at(moment: datetime) -> tuple[int, str] | None:
     """The last event recorded before ``moment``: (id, hash)."""
     return (

@@ -43,7 +43,7 @@ from rest_framework.pagination import Cursor
 from audit.events import EventType
 from audit.log import GENESIS_HASH, hash_of_fields
 from audit.models import AuditEvent, ChainVerification
-from audit.verification import record_digests
+from audit.verification import head_id, record_digests
 from retention.api.audit import EventCursorPagination
 from retention.bench.probes import PgServer, using_database
 from retention.models import Department, Member
@@ -270,7 +270,7 @@ class AuditBench:
         client = Client()
         client.force_login(auditor)
         total = AuditEvent.objects.count()
-        head = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
+        head = head_id()
         region = Department.objects.filter(depth=1).order_by("pk").first()
         store = Department.objects.filter(depth=2).order_by("pk").first()
         busy_request = (

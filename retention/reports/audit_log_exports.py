@@ -33,8 +33,9 @@ from django.db import transaction
 from audit import log as audit
 from audit.event_exports import DirectExport, direct_max, write_csv
 from audit.events import EventType
-from audit.models import AuditEvent, AuditExport, AuditExportStatus
+from audit.models import AuditExport, AuditExportStatus
 from audit.selectors import EventFilter, filtered_events
+from audit.verification import head_id
 from retention.exports.download import open_sealed
 from retention.exports.sealed import SealedWriter, expire_sealed
 from retention.jobs.lease import Lease, LeaseLost, pacer
@@ -59,7 +60,7 @@ def do_export_events(
 ) -> DirectExport | AuditExport:
     """Freeze ``f`` at the current head and export it, directly or through a job."""
     with transaction.atomic():
-        head = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        head = head_id() or 0
         frozen = EventFilter(**{**vars(f), "up_to_id": min(head, f.up_to_id or head)})
         limit = direct_max()
         count = filtered_events(frozen)[: limit + 1].count()

@@ -25,7 +25,8 @@ from audit import log as audit
 from audit import verification
 from audit.chain import verify_chain
 from audit.events import EventType
-from audit.models import AuditEvent, ChainVerification, VerificationStatus
+from audit.models import ChainVerification, VerificationStatus
+from audit.verification import head_id
 from retention.jobs.lease import Lease, LeaseLost, pacer
 from retention.models import Member
 
@@ -63,7 +64,7 @@ def run_verification(run_id: int) -> ChainVerification:
     """Claim the run and verify the chain up to the current head; a run claimed by
     another worker, or already done, is left alone. A run taken for dead meanwhile stops
     without writing its outcome."""
-    head = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    head = head_id()
     run = LEASE.claim(run_id, up_to_id=head)
     if run is None:
         return ChainVerification.objects.get(pk=run_id)
