@@ -170,6 +170,12 @@ class _SlackZip:
         self.expanded = 0  # bytes all members read so far expanded to
         self.names = {info.filename: info for info in archive.infolist() if not info.is_dir()}
         self.prefix = self._find_prefix()
+        # Day files by their folder, found once: an export has one per channel per day.
+        self.day_files: dict[str, list[str]] = {}
+        for name in self.names:
+            folder, leaf = name[: name.rfind("/") + 1], name[name.rfind("/") + 1 :]
+            if _DAY_FILE.match(leaf):
+                self.day_files.setdefault(folder, []).append(name)
 
     def _find_prefix(self) -> str:
         # Some tools zip the export folder itself, so everything sits under "export/".
@@ -315,11 +321,7 @@ class _SlackZip:
         skipped: dict[str, int],
     ) -> tuple[list[dict[str, Any]], list[str]]:
         folder = f"{self.prefix}{channel['name']}/"
-        days = sorted(
-            name[len(self.prefix) :]
-            for name in self.names
-            if name.startswith(folder) and _DAY_FILE.match(name[len(folder) :])
-        )
+        days = sorted(name[len(self.prefix) :] for name in self.day_files.get(folder, ()))
         messages: list[dict[str, Any]] = []
         labels: list[str] = []
         for day in days:
