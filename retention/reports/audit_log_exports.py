@@ -92,10 +92,18 @@ def build_audit_export(export_id: int) -> AuditExport:
     """Write the export's file, sealed under a fresh data key (the row gets the key,
     wrapped, when it is ready). A row another worker claimed is left alone; a run taken
     for dead meanwhile stops, removing its file."""
-    export = LEASE.claim(export_id)
-    if export is None:
-        return AuditExport.objects.get(pk=export_id)
-    name = ""
+    # The file's name goes on the row before any byte is written, so a run that dies
+    # after saving it leaves a file the next run (or the sweep, failing it) removes.
+    with transaction.atomic():
+        export = LEASE.claim(export_id)
+        if export is None:
+            return AuditExport.objects.get(pk=export_id)
+        left_behind = export.file.name
+        export.file = f"audit-exports/{uuid.uuid4().hex}.enc"
+        export.save(update_fields=["file"])
+    if left_behind:
+        default_storage.delete(left_behind)  # an earlier run's, if it got that far
+    name = export.file.name
     try:
         data_key, wrapped = crypto.new_export_key(export.pk, kind=KIND)
         with tempfile.TemporaryFile() as buffer:
@@ -108,7 +116,7 @@ def build_audit_export(export_id: int) -> AuditExport:
             sealed.close()
             LEASE.beat(export)
             buffer.seek(0)
-            name = default_storage.save(f"audit-exports/{uuid.uuid4().hex}.enc", File(buffer))
+            name = default_storage.save(name, File(buffer))
         with transaction.atomic():
             done = {"file": name, "rows": written.rows, "size": written.size}
             if not LEASE.finish(
@@ -127,12 +135,10 @@ def build_audit_export(export_id: int) -> AuditExport:
             )
     except LeaseLost:
         logger.warning("audit export %s: run %s was superseded", export_id, export.attempts)
-        if name:
-            default_storage.delete(name)
+        default_storage.delete(name)  # this run's own name: safe whoever runs now
     except Exception as exc:
         LEASE.fail(export, f"{type(exc).__name__}: {exc}")
-        if name:
-            default_storage.delete(name)
+        default_storage.delete(name)
         raise
     export.refresh_from_db()
     return export
@@ -203,6 +209,12 @@ def expire_audit_exports(*, now: datetime | None = None) -> list[int]:
     )
 
 
+def _discard(export: AuditExport) -> None:
+    """The file a dead run left, once its export failed."""
+    if export.file.name:
+        default_storage.delete(export.file.name)
+
+
 def _failed(export: AuditExport, error: str) -> None:
     audit.record(EventType.AUDIT_EXPORT_FAILED, target=export)
 
@@ -221,4 +233,5 @@ LEASE: Lease[AuditExport] = Lease(
     related=("requested_by",),
     cleared_on_failure={"file": "", "wrapped_key": None},
     on_failed=_failed,
+    discard=_discard,
 )

@@ -24,6 +24,7 @@ from retention.exports.sealed import opened
 from retention.records import crypto
 from retention.records.crypto import DecryptionError
 from retention.records.keys import data_keys_by_master_key, do_rotate_master_key
+from retention.reports import audit_log_exports
 from retention.reports.audit_log_exports import build_audit_export, expire_audit_exports
 
 pytestmark = pytest.mark.django_db
@@ -216,3 +217,33 @@ def test_rotation_rewraps_audit_export_keys(request, cast, written, settings):
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == expected
     assert do_rotate_master_key(actor=None)["rewrapped"] == 0
+
+
+class _WorkerDied(BaseException):
+    """A worker killed between saving the file and marking the export ready."""
+
+
+def test_a_file_saved_by_a_run_that_died_is_removed_when_the_export_fails(
+    cast, log, settings, monkeypatch
+):
+    settings.QINGLI_AUDIT_EXPORT_DIRECT_MAX = 1
+    assert client_for(cast.auditor).post("/audit/export/").status_code == 302
+    export = AuditExport.objects.get()
+    AuditExport.objects.filter(pk=export.pk).update(attempts=audit_log_exports.MAX_ATTEMPTS - 1)
+
+    def die(*args, **kwargs):
+        raise _WorkerDied
+
+    monkeypatch.setattr(type(audit_log_exports.LEASE), "finish", die)
+    with pytest.raises(_WorkerDied):
+        build_audit_export(export.pk)
+    monkeypatch.undo()  # the next worker finds the lease as it is
+    export.refresh_from_db()
+    left = export.file.name
+    assert left and default_storage.exists(left)  # named on the row before it was written
+
+    later = timezone.now() + audit_log_exports.STALLED_AFTER + timedelta(minutes=1)
+    assert audit_log_exports.LEASE.sweep(now=later) == []
+    export.refresh_from_db()
+    assert export.status == AuditExportStatus.FAILED
+    assert not default_storage.exists(left)
